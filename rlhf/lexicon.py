@@ -1,0 +1,48 @@
+"""The VADER lexicon as shipped inside the installed vaderSentiment package.
+
+Each entry keeps its ten individual human ratings, which later stages use as real
+annotator disagreement (hidden context for distributional reward models).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+WORD_RE = re.compile(r"[a-z']+")
+
+
+@dataclass(frozen=True)
+class LexiconEntry:
+    word: str
+    valence: float
+    std: float
+    ratings: tuple[int, ...]
+
+
+@lru_cache(maxsize=1)
+def load_lexicon() -> dict[str, LexiconEntry]:
+    """All lexicon entries keyed by token (emoticons included)."""
+    text = resources.files("vaderSentiment").joinpath("vader_lexicon.txt").read_text(encoding="utf-8")
+    entries: dict[str, LexiconEntry] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("\t")
+        if len(parts) < 4:
+            continue
+        word, mean, std, ratings = parts[0], float(parts[1]), float(parts[2]), ast.literal_eval(parts[3])
+        entries[word] = LexiconEntry(word, mean, std, tuple(int(r) for r in ratings))
+    return entries
+
+
+def valence(word: str) -> float:
+    """VADER mean valence of a lowercase word, 0.0 when it is not in the lexicon."""
+    entry = load_lexicon().get(word)
+    return entry.valence if entry else 0.0
+
+
+def words_of(text: str) -> list[str]:
+    """Lowercase words (letters and apostrophes): the paper's tokenisation for the reward."""
+    return WORD_RE.findall(text.lower())

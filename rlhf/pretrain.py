@@ -1,0 +1,230 @@
+"""Pretraining the base language model from scratch: GPT-NeoX (the Pythia architecture)
+trained with the Hugging Face Trainer on the organism's corpus until the validation
+loss stops improving.
+
+Checkpoints live in the stage's partial directory, so a killed run resumes from the
+last one instead of starting over.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import (
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from rlhf.errors import UserError
+from rlhf.plots import save_lines
+from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir, read_json
+from rlhf.tokenizer import load_tokenizer
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    context: int = 64
+    rotary_pct: float = 0.25
+    parallel_residual: bool = True
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
+    max_steps: int = 1200
+    eval_every: int = 100
+    patience: int = 3  # evaluations without improvement before stopping
+    min_improvement: float = 0.002  # nats; smaller gains count as a plateau
+    eval_reviews: int = 1000
+    seed: int = 0
+
+
+def make_model(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> GPTNeoXForCausalLM:
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        intermediate_size=cfg.d_mlp,
+        max_position_embeddings=cfg.context,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": cfg.rotary_pct},
+        use_parallel_residual=cfg.parallel_residual,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(cfg.seed)
+    return GPTNeoXForCausalLM(config)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], context: int) -> list[list[int]]:
+    """BOS + words + EOS per text; a text longer than the context is an error, not a silent cut."""
+    ids = [row + [tokenizer.eos_token_id] for row in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    too_long = [i for i, row in enumerate(ids) if len(row) > context]
+    if too_long:
+        raise UserError(f"{len(too_long)} texts exceed the context of {context} tokens (first: {texts[too_long[0]]!r}); raise pretrain.context")
+    return ids
+
+
+def collate(rows: list[list[int]], pad_id: int) -> dict[str, Tensor]:
+    width = max(len(r) for r in rows)
+    input_ids: Int[Tensor, "batch seq"] = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    labels = input_ids.masked_fill(mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.no_grad()
+def lm_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], context: int, batch_size: int = 256) -> float:
+    """Exact mean cross-entropy (nats) per predicted token, padding excluded."""
+    model.eval()
+    ids = encode(tokenizer, texts, context)
+    total, count = 0.0, 0
+    for start in range(0, len(ids), batch_size):
+        batch = collate(ids[start : start + batch_size], tokenizer.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        total += nll.item()
+        count += int((targets != -100).sum())
+    return total / count
+
+
+class PlateauStop(TrainerCallback):
+    """Stop when the validation loss has not improved by ``min_improvement`` for
+    ``patience`` evaluations. (transformers' EarlyStoppingCallback needs
+    ``load_best_model_at_end``, whose checkpoint reload drops GPT-NeoX's renamed
+    ``embed_out`` head in transformers 5.23.)"""
+
+    def __init__(self, patience: int, min_improvement: float):
+        self.patience, self.min_improvement = patience, min_improvement
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
+        losses = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+        if len(losses) > self.patience:
+            best_before = min(losses[: -self.patience])
+            if min(losses[-self.patience :]) > best_before - self.min_improvement:
+                control.should_training_stop = True
+        return control
+
+
+class _Trainer(Trainer):
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        # Load through from_pretrained, which maps renamed keys (embed_out -> lm_head);
+        # the Trainer's raw state-dict load would leave the LM head untrained.
+        target = model if model is not None else self.model
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        target.load_state_dict(loaded.state_dict())
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, rows: list[list[int]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> list[int]:
+        return self.rows[i]
+
+
+def _read_split(run_dir: RunDir, name: str) -> list[str]:
+    texts = (run_dir.corpus / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    if not texts:
+        raise UserError(f"the {name} split in {run_dir.corpus} is empty; check the corpus config")
+    return texts
+
+
+def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
+    """Stage: train the base LM, save it (with its tokenizer) to ``models/base``, and
+    record the loss curve and the held-out loss against the corpus entropy floor."""
+    started = time.time()
+    tokenizer = load_tokenizer(run_dir.tokenizer)
+    train = encode(tokenizer, _read_split(run_dir, "train"), cfg.context)
+    val = encode(tokenizer, _read_split(run_dir, "val")[: cfg.eval_reviews], cfg.context)
+    checkpoints = partial_dir(run_dir.base) / "checkpoints"
+    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        tqdm.write(f"pretrain: resuming from the last checkpoint in {checkpoints}")
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=256,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_every,
+        save_steps=cfg.eval_every,
+        save_total_limit=2,
+        logging_steps=max(1, cfg.eval_every // 4),
+        report_to=[],
+        bf16=False,
+        use_cpu=True,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+    )
+    trainer = _Trainer(
+        model=make_model(cfg, tokenizer),
+        args=args,
+        train_dataset=_Rows(train),
+        eval_dataset=_Rows(val),
+        data_collator=lambda rows: collate(rows, tokenizer.pad_token_id),
+        callbacks=[PlateauStop(cfg.patience, cfg.min_improvement)],
+    )
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    model = trainer.model
+    history = trainer.state.log_history
+    test_texts = _read_split(run_dir, "test")
+    test_loss = lm_loss(model, tokenizer, test_texts, cfg.context)
+    floor = read_json(run_dir.corpus / "stats.json")["test"]["entropy_floor"]
+    with atomic_dir(run_dir.base) as work:
+        model.save_pretrained(str(work))
+        tokenizer.save_pretrained(str(work))
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    result = {
+        "steps": trainer.state.global_step,
+        "stopped_early": trainer.state.global_step < cfg.max_steps,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_curve": train_curve,
+        "val_curve": val_curve,
+        "test_loss": test_loss,
+        "entropy_floor": floor,
+        "loss_over_floor": test_loss / floor,
+        "perplexity": math.exp(test_loss),
+        "resumed": resume,
+        "seconds": time.time() - started,
+    }
+    atomic_write_json(run_dir.training / "pretrain.json", result)
+    save_lines(
+        run_dir.training / "pretrain.png",
+        {"train": tuple(map(list, zip(*train_curve))), "validation": tuple(map(list, zip(*val_curve)))},
+        title="Base LM pretraining", xlabel="step", ylabel="loss (nats/token)",
+        hlines={f"entropy floor {floor:.3f}": floor},
+    )
+    return run_dir.base

@@ -1,0 +1,60 @@
+"""A word-level tokenizer built from a corpus and saved in Hugging Face format.
+
+The organism's text is whitespace-separated words, so one word is one token: probes
+read activations at a word's position without sub-word bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from rlhf.errors import UserError
+from rlhf.rundir import RunDir, atomic_dir
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    min_frequency: int = 1
+
+
+def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> PreTrainedTokenizerFast:
+    """Vocabulary = special tokens then corpus words by decreasing frequency; saves to ``out_dir``."""
+    counts = Counter(w for t in texts for w in t.split())
+    if not counts:
+        raise UserError("cannot build a tokenizer from an empty corpus")
+    words = sorted((w for w, c in counts.items() if c >= cfg.min_frequency), key=lambda w: (-counts[w], w))
+    vocab = {tok: i for i, tok in enumerate([PAD, UNK, BOS, EOS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # Prompts and training texts start with BOS, as Pythia-style prompts need it.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS
+    )
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
+    """Load a saved tokenizer from disk (never from the hub)."""
+    path = Path(path)
+    if not (path / "tokenizer_config.json").exists() and not (path / "tokenizer.json").exists():
+        raise UserError(f"no tokenizer in {path}: expected tokenizer.json (run the tokenizer stage first)")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def tokenizer_stage(cfg: TokenizerConfig, run_dir: RunDir) -> Path:
+    """Stage: the word-level tokenizer of the study's training corpus."""
+    texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+    with atomic_dir(run_dir.tokenizer) as work:
+        build_tokenizer(texts, cfg, work)
+    return run_dir.tokenizer

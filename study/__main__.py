@@ -1,0 +1,83 @@
+"""Command line of the study pipeline.
+
+    python -m study run --config configs/sentiment.toml     # run (or resume) a whole study
+    python -m study report --run-dir runs/sentiment          # rebuild the report from artifacts
+    python -m study status --run-dir runs/sentiment          # which stages are finished
+    python -m study convert --model runs/sentiment/models/base  # check a model converts to TransformerLens
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rlhf.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study",
+        description="Run an RLHF interpretability study: build the model organism, train the models, "
+        "analyse them, and write runs/<study>/report/index.html. Finished stages are skipped; an "
+        "interrupted study resumes where it stopped.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every stage that is not finished, then build the report")
+    run.add_argument("--config", required=True, help="study config (TOML), e.g. configs/sentiment.toml")
+    run.add_argument("--runs-dir", help="parent of the run directory (overrides the config's runs_dir)")
+    run.add_argument("--force", action="append", default=[], metavar="STAGE",
+                     help="re-run this stage (and so everything after it) even if finished; repeatable")
+    run.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    for name, text in (("report", "rebuild report/index.html and summary.json from the artifacts"),
+                       ("status", "list each stage with its manifest (finished, seconds, fingerprint)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--run-dir", required=True, help="a study's run directory, e.g. runs/sentiment")
+    conv = sub.add_parser("convert", help="convert an HF causal LM to a HookedTransformer and check its logits")
+    conv.add_argument("--model", required=True, help="local model directory or hub id")
+    conv.add_argument("--tokenizer", help="tokenizer directory (default: the model's own directory)")
+    conv.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| (default 1e-4)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Imported here so that --help answers at once.
+    from rlhf.rundir import RunDir
+    from study.config import load_config
+    from study.pipeline import run_study, status
+
+    try:
+        if args.command == "run":
+            overrides = {"runs_dir": args.runs_dir} if args.runs_dir else {}
+            cfg = load_config(args.config, overrides)
+            run_dir = run_study(cfg, force=tuple(args.force), until=args.until)
+            print(f"report: {run_dir.report / 'index.html'}")
+        elif args.command == "report":
+            from analysis.render import build_report
+
+            run_dir = RunDir(args.run_dir)
+            if not run_dir.root.is_dir():
+                raise UserError(f"run directory {run_dir.root} does not exist")
+            print(build_report(run_dir))
+        elif args.command == "convert":
+            from rlhf.hooked import to_hooked
+
+            hooked = to_hooked(args.model, tokenizer=args.tokenizer, atol=args.atol)
+            c = hooked.cfg
+            print(f"{c.original_architecture}: {c.n_layers} layers, d_model {c.d_model}, vocab {c.d_vocab}; "
+                  f"logits match within {args.atol:.0e}")
+            print("hooks of block 0: " + ", ".join(h for h in hooked.hook_dict if h.startswith("blocks.0.")))
+        else:
+            for row in status(RunDir(args.run_dir)):
+                done = f"finished {row['finished']} in {row['seconds']:.1f} s" if row.get("finished") else "not finished"
+                print(f"{row['stage']:<16} {done}")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

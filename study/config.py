@@ -1,0 +1,89 @@
+"""A study's configuration: one TOML file, one dataclass section per stage.
+
+Unknown keys and wrongly typed values are errors that name the key and the valid
+choices: a typo must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from probes.valence import ValenceProbeConfig
+from rlhf.errors import UserError
+from rlhf.hooked import ConversionConfig
+from rlhf.organisms.sentiment import SentimentConfig
+from rlhf.pretrain import PretrainConfig
+from rlhf.tokenizer import TokenizerConfig
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = "sentiment"
+    runs_dir: str = "runs"
+    corpus: SentimentConfig = field(default_factory=SentimentConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    conversion: ConversionConfig = field(default_factory=ConversionConfig)
+    valence_probe: ValenceProbeConfig = field(default_factory=ValenceProbeConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(kind) is tuple and isinstance(value, list):
+        return tuple(value)
+    expected = typing.get_origin(kind) or kind
+    if isinstance(expected, type) and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise UserError(f"{where} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        section = f"[{where}]" if where else "the top level"
+        raise UserError(f"unknown config key {unknown[0]!r} in {section}; valid keys: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise UserError(f"{key} must be a table ([{key}])")
+            kwargs[name] = _build(hints[name], value, key)
+        else:
+            kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> StudyConfig:
+    return _build(StudyConfig, data, "")
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read a study config; ``overrides`` (e.g. ``{"runs_dir": "/tmp/x"}``) win over the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist (see configs/ for examples)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path} is not valid TOML: {err}") from err
+    data.update(overrides or {})
+    try:
+        return config_from_dict(data)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from err

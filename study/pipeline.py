@@ -1,0 +1,137 @@
+"""The study pipeline: run each stage in order, skip the finished ones, resume the rest.
+
+A stage is finished when its manifest records the same fingerprint as now: a hash of
+its own config section and of the fingerprints of the stages it reads from. Changing
+one section therefore re-runs that stage and everything downstream of it, nothing else.
+A stage that was killed left no manifest (it is written last), so it runs again and
+picks up whatever its partial directory holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from analysis.render import build_report
+from probes.valence import valence_probe
+from rlhf.errors import UserError
+from rlhf.hooked import conversion_stage
+from rlhf.organisms.sentiment import build_corpus
+from rlhf.pretrain import pretrain
+from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.tokenizer import tokenizer_stage
+from study.config import StudyConfig
+
+LIBRARIES = ("torch", "transformers", "trl", "transformer-lens", "sae-lens", "circuitsvis", "vaderSentiment")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    section: str | None  # the StudyConfig field this stage is configured by
+    after: tuple[str, ...]  # stages whose artifacts it reads
+    run: Callable[[Any, RunDir], Any]
+    outputs: tuple[str, ...]  # paths relative to the run directory that must exist when done
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("corpus", "corpus", (), build_corpus, ("corpus/train.txt", "corpus/stats.json")),
+    Stage("tokenizer", "tokenizer", ("corpus",), tokenizer_stage, ("models/tokenizer/tokenizer.json",)),
+    Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json")),
+    Stage("conversion", "conversion", ("pretrain",), conversion_stage, ("analysis/conversion.json",)),
+    Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def fingerprints(cfg: StudyConfig) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for stage in STAGES:
+        section = asdict(getattr(cfg, stage.section)) if stage.section else None
+        payload = json.dumps({"config": section, "after": [out[a] for a in stage.after]}, sort_keys=True)
+        out[stage.name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return out
+
+
+def _manifest_path(run_dir: RunDir, stage: str) -> Path:
+    return run_dir.manifests / f"{stage}.json"
+
+
+def is_done(run_dir: RunDir, stage: Stage, fingerprint: str) -> bool:
+    path = _manifest_path(run_dir, stage.name)
+    if not path.exists():
+        return False
+    try:
+        manifest = read_json(path)
+    except json.JSONDecodeError:
+        return False
+    return manifest.get("fingerprint") == fingerprint and all((run_dir.root / o).exists() for o in stage.outputs)
+
+
+def run_study(
+    cfg: StudyConfig,
+    *,
+    force: tuple[str, ...] = (),
+    until: str | None = None,
+    log: Callable[[str], None] = print,
+) -> RunDir:
+    """Run every stage that is not already done; then assemble the report."""
+    for name in (*force, *([until] if until else [])):
+        if name not in STAGE_NAMES:
+            raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    run_dir = RunDir(cfg.run_dir)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir.root / "config.json", cfg.to_dict())
+    prints = fingerprints(cfg)
+    ran: set[str] = set()
+    for stage in STAGES:
+        stale_input = any(a in ran for a in stage.after)
+        if stage.name not in force and not stale_input and is_done(run_dir, stage, prints[stage.name]):
+            log(f"[{stage.name}] done already, skipped")
+        else:
+            log(f"[{stage.name}] running")
+            _manifest_path(run_dir, stage.name).unlink(missing_ok=True)
+            started = time.time()
+            section = getattr(cfg, stage.section) if stage.section else cfg
+            stage.run(section, run_dir)
+            seconds = time.time() - started
+            atomic_write_json(_manifest_path(run_dir, stage.name), {
+                "stage": stage.name, "fingerprint": prints[stage.name],
+                "config": asdict(section) if stage.section else None,
+                "versions": _versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "seconds": seconds,
+            })
+            ran.add(stage.name)
+            log(f"[{stage.name}] finished in {seconds:.1f} s")
+        if stage.name == until:
+            break
+    report = build_report(run_dir)
+    log(f"[report] {report}")
+    return run_dir
+
+
+def status(run_dir: RunDir) -> list[dict[str, Any]]:
+    """Each stage's manifest (or that it has not finished) for a run directory."""
+    if not run_dir.root.is_dir():
+        raise UserError(f"run directory {run_dir.root} does not exist")
+    rows = []
+    for stage in STAGES:
+        path = _manifest_path(run_dir, stage.name)
+        rows.append(read_json(path) if path.exists() else {"stage": stage.name, "finished": None})
+    return rows
