@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.pretrained.weight_conversions import (
     convert_gpt2_weights,
@@ -111,7 +112,7 @@ def load_hf(model_or_path: PreTrainedModel | str | Path, dtype: torch.dtype = to
         raise UserError(f"{source} is not a model directory")
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as err:
         where = "directory" if local else "hub id (is the hub reachable? HF_HUB_OFFLINE set?)"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load a causal LM from {where} {source}: {first}") from err

@@ -1,0 +1,70 @@
+"""Command-line behaviour: help, and one-line errors with a non-zero exit for bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+from rlhf.tokenizer import TokenizerConfig, build_tokenizer
+from tests.conftest import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "study", *args], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and text in lines[0], result.stderr
+
+
+def test_help_lists_every_command_and_option():
+    out = run("--help").stdout
+    for word in ("run", "report", "status", "convert"):
+        assert word in out
+    out = run("run", "--help").stdout
+    for option in ("--config", "--runs-dir", "--force", "--until"):
+        assert option in out
+
+
+def test_unknown_config_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('name = "x"\n[pretrain]\nlayers = 3\n')
+    assert_user_error(run("run", "--config", str(cfg), "--runs-dir", str(tmp_path)), "unknown config key 'layers' in [pretrain]")
+
+
+def test_unknown_stage(tmp_path):
+    assert_user_error(run("run", "--config", str(ROOT / "configs/tiny.toml"), "--runs-dir", str(tmp_path), "--until", "nope"),
+                      "unknown stage 'nope'")
+
+
+@pytest.mark.parametrize("command", ["report", "status"])
+def test_missing_run_dir(command, tmp_path):
+    assert_user_error(run(command, "--run-dir", str(tmp_path / "absent")), "does not exist")
+
+
+def test_unsupported_architecture(tmp_path):
+    OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
+                             max_position_embeddings=16, word_embed_proj_dim=32)).save_pretrained(tmp_path)
+    assert_user_error(run("convert", "--model", str(tmp_path)), "unsupported architecture OPTForCausalLM")
+
+
+def test_tokenizer_model_vocab_mismatch(tmp_path, tiny_run):
+    _, run_dir, _ = tiny_run
+    build_tokenizer([" ".join(f"w{i}" for i in range(1000))], TokenizerConfig(), tmp_path / "tok")
+    assert_user_error(run("convert", "--model", str(run_dir.base), "--tokenizer", str(tmp_path / "tok")),
+                      "tokenizer has 1004 tokens but the model's vocabulary has")
+
+
+def test_convert_prints_the_hooks(tiny_run):
+    _, run_dir, _ = tiny_run
+    result = run("convert", "--model", str(run_dir.base))
+    assert result.returncode == 0, result.stderr
+    assert "blocks.0.hook_mlp_out" in result.stdout and "GPTNeoXForCausalLM" in result.stdout
+    assert torch.__version__.startswith("2.13")

@@ -1,0 +1,75 @@
+"""The tiny study end to end: artifacts, measured quality, skipping and re-running."""
+
+import json
+import re
+import shutil
+from dataclasses import replace
+
+from rlhf.rundir import RunDir, read_json
+from study.pipeline import STAGE_NAMES, run_study, status
+
+
+def test_every_stage_ran_and_wrote_its_artifacts(tiny_run):
+    cfg, run_dir, lines = tiny_run
+    for stage in STAGE_NAMES:
+        assert f"[{stage}] running" in lines
+        manifest = read_json(run_dir.manifests / f"{stage}.json")
+        assert manifest["versions"]["transformer-lens"].startswith("3.9")
+        assert manifest["seconds"] > 0
+    assert (run_dir.base / "model.safetensors").exists()
+    assert read_json(run_dir.root / "config.json")["name"] == "tiny"
+    assert not list(run_dir.root.rglob(".*.partial")), "no partial directory is left behind"
+
+
+def test_base_model_reaches_the_entropy_floor(tiny_run):
+    _, run_dir, _ = tiny_run
+    p = read_json(run_dir.training / "pretrain.json")
+    assert p["entropy_floor"] < p["test_loss"] < 1.10 * p["entropy_floor"]
+    assert p["val_curve"][-1][1] < p["val_curve"][0][1]
+    assert (run_dir.training / "pretrain.png").stat().st_size > 5000
+
+
+def test_conversion_of_the_trained_model(tiny_run):
+    _, run_dir, _ = tiny_run
+    conv = read_json(run_dir.analysis / "conversion.json")
+    assert conv["models"]["base"]["max_abs_logit_diff"] < 1e-4
+
+
+def test_base_model_knows_sentiment_and_random_init_does_not(tiny_run):
+    _, run_dir, _ = tiny_run
+    v = read_json(run_dir.probes / "valence_base.json")
+    s = v["summary"]
+    assert s["word_tau"] > 0.6
+    assert s["last_token_tau"] > 0.5
+    assert s["random_init_word_tau"] < 0.25
+    assert v["trained"]["n_held_out_words"] == 90  # 30% of 300 words
+
+
+def test_report_is_self_contained(tiny_run):
+    _, run_dir, _ = tiny_run
+    page = (run_dir.report / "index.html").read_text()
+    assert not re.search(r"(src|href)=['\"]https?://", page), "the page must not load anything from the network"
+    assert page.count("data:image/png;base64,") >= 2
+    for title in ("Corpus", "Base model pretraining", "Conversion to HookedTransformer", "know sentiment"):
+        assert title in page
+    summary = json.loads((run_dir.report / "summary.json").read_text())
+    assert summary["loss_within_10pct"] is True
+    assert summary["study"] == "tiny"
+
+
+def test_rerun_skips_finished_stages(tiny_run, tmp_path):
+    cfg, run_dir, _ = tiny_run
+    copy = tmp_path / "tiny"
+    shutil.copytree(run_dir.root, copy)
+    cfg = replace(cfg, runs_dir=str(tmp_path))
+    lines = []
+    run_study(cfg, log=lines.append)
+    assert all(f"[{s}] done already, skipped" in lines for s in STAGE_NAMES)
+    # A changed probe setting re-runs the probe only; a changed corpus re-runs everything after it.
+    lines.clear()
+    run_study(replace(cfg, valence_probe=replace(cfg.valence_probe, examples_per_word=2)), log=lines.append)
+    ran = [s for s in STAGE_NAMES if f"[{s}] running" in lines]
+    assert ran == ["valence_probe"]
+    assert read_json(copy / "probes" / "valence_base.json")["trained"]["n_examples"] == 300 * 2
+    rows = status(RunDir(copy))
+    assert [r["stage"] for r in rows] == list(STAGE_NAMES) and all(r["finished"] for r in rows)
