@@ -21,7 +21,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformer_lens import HookedTransformer
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from analysis.activations import activations_at
 from probes.metrics import rank_metrics
@@ -49,6 +49,12 @@ def _hooks(n_layers: int) -> list[str]:
 
 def _label(hook: str) -> str:
     return "embedding" if hook == "blocks.0.hook_resid_pre" else f"layer {hook.split('.')[1]}"
+
+
+def token_position(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...], index: int) -> int:
+    """Token index of the last token of ``words[index]`` in the tokenised text, for any
+    tokenizer (a word may be several sub-word tokens; BOS may or may not be prepended)."""
+    return len(tokenizer(" ".join(words[: index + 1]))["input_ids"]) - 1
 
 
 def _held_out_tau(
@@ -85,8 +91,8 @@ def probe_model(model: HookedTransformer, run_dir: RunDir, cfg: ValenceProbeConf
             slot = review.sentiment_positions[0]
             variant = organism.with_word(review, slot, w)
             texts.append(variant.text)
-            word_pos.append(slot + 1)  # +1 for BOS
-            end_pos.append(variant.end_position + 1)
+            word_pos.append(token_position(model.tokenizer, variant.words, slot))
+            end_pos.append(token_position(model.tokenizer, variant.words, variant.end_position))
             words.append(w)
     hooks = _hooks(model.cfg.n_layers)
     at_word = activations_at(model, texts, word_pos, hooks)

@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from rlhf.errors import UserError
+from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
@@ -36,6 +37,9 @@ from rlhf.tokenizer import load_tokenizer
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    # A hub id or local directory: use that pretrained model as the base instead of
+    # training one (then tokenizer.source must name the same model).
+    from_model: str = ""
     n_layers: int = 4
     d_model: int = 128
     n_heads: int = 4
@@ -156,9 +160,32 @@ def _read_split(run_dir: RunDir, name: str) -> list[str]:
     return texts
 
 
+def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
+    """Use a pretrained model as the base: save it with the study's tokenizer, measure its loss."""
+    started = time.time()
+    tokenizer = load_tokenizer(run_dir.tokenizer)
+    model = load_hf(cfg.from_model)
+    if len(tokenizer) > model.config.vocab_size:
+        raise UserError(f"tokenizer has {len(tokenizer)} tokens but {cfg.from_model} has a vocabulary of "
+                        f"{model.config.vocab_size}; set tokenizer.source to the same model")
+    context = getattr(model.config, "max_position_embeddings", cfg.context)
+    test_loss = lm_loss(model, tokenizer, _read_split(run_dir, "test"), context, batch_size=32)
+    with atomic_dir(run_dir.base) as work:
+        model.save_pretrained(str(work))
+        tokenizer.save_pretrained(str(work))
+    return {"from_model": cfg.from_model, "steps": 0, "stopped_early": False, "resumed": False,
+            "parameters": sum(p.numel() for p in model.parameters()), "train_curve": [], "val_curve": [],
+            "test_loss": test_loss, "entropy_floor": None, "loss_over_floor": None,
+            "perplexity": math.exp(test_loss), "seconds": time.time() - started}
+
+
 def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
     """Stage: train the base LM, save it (with its tokenizer) to ``models/base``, and
-    record the loss curve and the held-out loss against the corpus entropy floor."""
+    record the loss curve and the held-out loss against the corpus entropy floor.
+    With ``from_model`` set, adopt that pretrained model instead."""
+    if cfg.from_model:
+        atomic_write_json(run_dir.training / "pretrain.json", _adopt(cfg, run_dir))
+        return run_dir.base
     started = time.time()
     tokenizer = load_tokenizer(run_dir.tokenizer)
     train = encode(tokenizer, _read_split(run_dir, "train"), cfg.context)

@@ -21,6 +21,7 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 
 @dataclass(frozen=True)
 class TokenizerConfig:
+    source: str = "corpus"  # "corpus": build a word-level one; else a model's hub id or directory
     min_frequency: int = 1
 
 
@@ -44,17 +45,28 @@ def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> Pr
     return fast
 
 
-def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
-    """Load a saved tokenizer from disk (never from the hub)."""
-    path = Path(path)
-    if not (path / "tokenizer_config.json").exists() and not (path / "tokenizer.json").exists():
-        raise UserError(f"no tokenizer in {path}: expected tokenizer.json (run the tokenizer stage first)")
-    return AutoTokenizer.from_pretrained(str(path))
+def load_tokenizer(path: Path | str, hub: bool = False) -> PreTrainedTokenizerBase:
+    """Load a saved tokenizer from disk, or from the hub when ``hub`` and ``path`` is no directory.
+    A tokenizer without a padding token pads with its end-of-text token (Pythia, GPT-2)."""
+    local = Path(path)
+    if not (hub and not local.is_dir()) and not (local / "tokenizer_config.json").exists() and not (local / "tokenizer.json").exists():
+        raise UserError(f"no tokenizer in {local}: expected tokenizer.json (run the tokenizer stage first)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local.is_dir())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load a tokenizer from {path}: {str(err).splitlines()[0]}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def tokenizer_stage(cfg: TokenizerConfig, run_dir: RunDir) -> Path:
-    """Stage: the word-level tokenizer of the study's training corpus."""
-    texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+    """Stage: the word-level tokenizer of the study's training corpus, or a copy of a
+    pretrained model's own tokenizer."""
     with atomic_dir(run_dir.tokenizer) as work:
-        build_tokenizer(texts, cfg, work)
+        if cfg.source == "corpus":
+            texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+            build_tokenizer(texts, cfg, work)
+        else:
+            load_tokenizer(cfg.source, hub=True).save_pretrained(str(work))
     return run_dir.tokenizer

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from rlhf.errors import UserError
@@ -42,7 +41,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Imported here so that --help answers at once.
     from rlhf.rundir import RunDir
     from study.config import load_config

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from probes.valence import ValenceProbeConfig
+from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
 from rlhf.hooked import ConversionConfig
-from rlhf.organisms.sentiment import SentimentConfig
 from rlhf.pretrain import PretrainConfig
 from rlhf.tokenizer import TokenizerConfig
 
@@ -25,11 +25,16 @@ from rlhf.tokenizer import TokenizerConfig
 class StudyConfig:
     name: str = "sentiment"
     runs_dir: str = "runs"
-    corpus: SentimentConfig = field(default_factory=SentimentConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     conversion: ConversionConfig = field(default_factory=ConversionConfig)
     valence_probe: ValenceProbeConfig = field(default_factory=ValenceProbeConfig)
+
+    def __post_init__(self) -> None:
+        if bool(self.pretrain.from_model) != (self.tokenizer.source != "corpus"):
+            raise UserError("pretrain.from_model and tokenizer.source go together: either both name the same "
+                            "pretrained model, or from_model is empty and tokenizer.source is \"corpus\"")
 
     @property
     def run_dir(self) -> Path:

@@ -20,9 +20,9 @@ from typing import Any
 
 from analysis.render import build_report
 from probes.valence import valence_probe
+from rlhf.corpus import build_corpus
 from rlhf.errors import UserError
 from rlhf.hooked import conversion_stage
-from rlhf.organisms.sentiment import build_corpus
 from rlhf.pretrain import pretrain
 from rlhf.rundir import RunDir, atomic_write_json, read_json
 from rlhf.tokenizer import tokenizer_stage

@@ -14,7 +14,7 @@ def test_shipped_configs_load():
 def test_defaults_and_int_to_float():
     cfg = config_from_dict({"name": "x", "pretrain": {"learning_rate": 1}})
     assert cfg.pretrain.learning_rate == 1.0 and isinstance(cfg.pretrain.learning_rate, float)
-    assert cfg.corpus.n_positive == 600
+    assert cfg.corpus.organism.n_positive == 600 and cfg.corpus.source == "organism"
 
 
 @pytest.mark.parametrize("data, message", [

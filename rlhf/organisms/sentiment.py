@@ -15,13 +15,11 @@ the floor for any language model's loss on it.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
@@ -254,25 +252,12 @@ def entropy_floor(organism: SentimentOrganism, reviews: list[Review]) -> float:
     return total / sum(len(r.words) + 1 for r in reviews)
 
 
-@dataclass(frozen=True)
-class CorpusArtifact:
-    dir: Path
-
-    def split(self, name: str) -> list[str]:
-        return (self.dir / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-
-    @property
-    def stats(self) -> dict:
-        return json.loads((self.dir / "stats.json").read_text())
-
-
-def build_corpus(cfg: SentimentConfig, run_dir: RunDir) -> CorpusArtifact:
-    """Stage: write train/val/test review texts, the word lists and the entropy floor."""
-    out_dir = run_dir.corpus
+def write_corpus(cfg: SentimentConfig, out_dir: Path) -> dict:
+    """Write train/val/test review texts, the word lists and the entropy floor; return the stats."""
     organism = SentimentOrganism(cfg)
     splits = {"train": (cfg.n_train, cfg.seed * 1000 + 1), "val": (cfg.n_val, cfg.seed * 1000 + 2),
               "test": (cfg.n_test, cfg.seed * 1000 + 3)}
-    stats: dict = {"vocabulary_size": len(organism.vocabulary())}
+    stats: dict = {"source": "organism", "vocabulary_size": len(organism.vocabulary())}
     for name, (n, seed) in splits.items():
         reviews = organism.reviews(n, seed)
         atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in reviews) + "\n")
@@ -283,14 +268,16 @@ def build_corpus(cfg: SentimentConfig, run_dir: RunDir) -> CorpusArtifact:
             "entropy_floor": entropy_floor(organism, reviews),
         }
     atomic_write_json(out_dir / "words.json", {"valence": organism.valence, "vocabulary": organism.vocabulary()})
-    atomic_write_json(out_dir / "config.json", asdict(cfg))
-    atomic_write_json(out_dir / "stats.json", stats)
-    return CorpusArtifact(out_dir)
+    atomic_write_json(out_dir / ORGANISM_FILE, asdict(cfg))
+    return stats
+
+
+ORGANISM_FILE = "organism.json"
 
 
 def load_organism(run_dir: RunDir) -> SentimentOrganism:
-    """The generator that wrote a study's corpus, rebuilt from its saved config."""
-    path = run_dir.corpus / "config.json"
-    if not path.exists():
-        raise UserError(f"no corpus config at {path}; run the corpus stage first")
-    return SentimentOrganism(SentimentConfig(**read_json(path)))
+    """The generator that wrote a study's corpus, rebuilt from its saved config. A study on
+    a real dataset has none: it gets the default organism, whose sentences then serve as
+    probe text with a known valence per word."""
+    path = run_dir.corpus / ORGANISM_FILE
+    return SentimentOrganism(SentimentConfig(**read_json(path)) if path.exists() else SentimentConfig())

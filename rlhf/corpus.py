@@ -1,0 +1,95 @@
+"""The corpus stage: the study's text, from the embedded organism or from a real dataset.
+
+Either way the stage writes ``corpus/{train,val,test}.txt`` (one text per line) and
+``corpus/stats.json``; every later stage reads only those files.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlhf.errors import UserError
+from rlhf.organisms.sentiment import SentimentConfig, write_corpus
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text
+
+LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A real text dataset: a Hugging Face hub id (e.g. "stanfordnlp/imdb", needs the hub)
+    or a local .csv/.json/.jsonl/.parquet/.txt file."""
+
+    path: str = ""
+    split: str = "train"
+    text_column: str = "text"
+    max_words: int = 48  # texts are cut to their first words (the paper's prompts are short)
+    n_train: int = 20_000
+    n_val: int = 1_000
+    n_test: int = 1_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    source: str = "organism"  # "organism" or "dataset"
+    organism: SentimentConfig = field(default_factory=SentimentConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
+def _clean(text: str, max_words: int) -> str:
+    text = re.sub(r"<br\s*/?>", " ", text)  # IMDb keeps HTML line breaks
+    return " ".join(text.split()[:max_words])
+
+
+def load_texts(cfg: DatasetConfig) -> list[str]:
+    """The dataset's text column, cleaned, with empty rows dropped."""
+    import datasets  # deferred: slow to import, and only this path needs it
+
+    if not cfg.path:
+        raise UserError("corpus.source is 'dataset' but corpus.dataset.path is empty")
+    local = Path(cfg.path)
+    try:
+        if local.suffix in LOCAL_FORMATS:
+            if not local.is_file():
+                raise UserError(f"dataset file {local} does not exist")
+            ds = datasets.load_dataset(LOCAL_FORMATS[local.suffix], data_files=str(local), split="train")
+        else:
+            ds = datasets.load_dataset(cfg.path, split=cfg.split)
+    except (FileNotFoundError, ValueError, ConnectionError) as err:
+        raise UserError(f"cannot load dataset {cfg.path!r}: {str(err).splitlines()[0]}") from err
+    if cfg.text_column not in ds.column_names:
+        raise UserError(f"dataset {cfg.path} has no column {cfg.text_column!r}; columns: {', '.join(ds.column_names)}")
+    return [t for t in (_clean(x or "", cfg.max_words) for x in ds[cfg.text_column]) if t]
+
+
+def write_dataset_corpus(cfg: DatasetConfig, out_dir: Path) -> dict:
+    texts = load_texts(cfg)
+    need = cfg.n_train + cfg.n_val + cfg.n_test
+    if len(texts) < cfg.n_val + cfg.n_test + 1:
+        raise UserError(f"dataset {cfg.path} has {len(texts)} non-empty texts; need more than n_val + n_test")
+    random.Random(cfg.seed).shuffle(texts)
+    texts = texts[:need]
+    splits = {"val": texts[: cfg.n_val], "test": texts[cfg.n_val : cfg.n_val + cfg.n_test],
+              "train": texts[cfg.n_val + cfg.n_test :]}
+    stats: dict = {"source": cfg.path, "vocabulary_size": len({w for t in texts for w in t.split()})}
+    for name, rows in splits.items():
+        atomic_write_text(out_dir / f"{name}.txt", "\n".join(rows) + "\n")
+        stats[name] = {"reviews": len(rows), "tokens": sum(len(t.split()) for t in rows),
+                       "positive_share": None, "entropy_floor": None}
+    return stats
+
+
+def build_corpus(cfg: CorpusConfig, run_dir: RunDir) -> Path:
+    """Stage: write the corpus splits and their statistics."""
+    if cfg.source == "organism":
+        stats = write_corpus(cfg.organism, run_dir.corpus)
+    elif cfg.source == "dataset":
+        stats = write_dataset_corpus(cfg.dataset, run_dir.corpus)
+    else:
+        raise UserError(f"corpus.source must be 'organism' or 'dataset', got {cfg.source!r}")
+    atomic_write_json(run_dir.corpus / "stats.json", stats)
+    return run_dir.corpus

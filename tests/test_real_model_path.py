@@ -1,0 +1,76 @@
+"""The real-model path (hub model + real dataset) exercised offline: a local HF-format
+checkpoint with a byte-level BPE tokenizer, and a local IMDb-style JSONL file."""
+
+import json
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from rlhf.errors import UserError
+from rlhf.organisms.sentiment import SentimentOrganism
+from rlhf.rundir import read_json
+from study.config import config_from_dict
+from study.pipeline import run_study
+
+
+@pytest.fixture(scope="module")
+def local_hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    organism = SentimentOrganism()
+    reviews = [r.text.replace(" .", ".") for r in organism.reviews(400, seed=11)]
+    rows = [{"text": f"{t} <br /><br />A second paragraph.", "label": i % 2} for i, t in enumerate(reviews)]
+    data = root / "imdb.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(reviews, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    model_dir = root / "pythia-like"
+    tok.save_pretrained(model_dir)
+    torch.manual_seed(0)
+    GPTNeoXForCausalLM(GPTNeoXConfig(
+        vocab_size=320, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        max_position_embeddings=128, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+    )).save_pretrained(model_dir)
+    return data, model_dir
+
+
+def real_config(tmp_path, data, model_dir, **dataset):
+    return config_from_dict({
+        "name": "real", "runs_dir": str(tmp_path),
+        "corpus": {"source": "dataset", "dataset": {"path": str(data), "n_train": 300, "n_val": 40, "n_test": 40, **dataset}},
+        "tokenizer": {"source": str(model_dir)}, "pretrain": {"from_model": str(model_dir)},
+        "valence_probe": {"examples_per_word": 1},
+    })
+
+
+def test_pretrained_model_and_dataset_run_through_the_study(tmp_path, local_hub):
+    data, model_dir = local_hub
+    run_dir = run_study(real_config(tmp_path, data, model_dir), log=lambda _: None)
+    test = (run_dir.corpus / "test.txt").read_text().splitlines()
+    assert len(test) == 40 and all("<br" not in t and len(t.split()) <= 48 for t in test)
+    p = read_json(run_dir.training / "pretrain.json")
+    assert p["steps"] == 0 and p["from_model"] == str(model_dir) and p["entropy_floor"] is None
+    assert 4.0 < p["test_loss"] < 7.0  # a random model over 320 tokens: about ln(320) = 5.8
+    assert read_json(run_dir.analysis / "conversion.json")["models"]["base"]["max_abs_logit_diff"] < 1e-4
+    v = read_json(run_dir.probes / "valence_base.json")
+    assert v["trained"]["n_held_out_words"] == 360 and v["summary"]["passes"] is False
+    page = (run_dir.report / "index.html").read_text()
+    assert str(model_dir) in page and "entropy floor" not in page.split("Base model pretraining")[1].split("<h2")[0]
+
+
+def test_dataset_errors_are_clear(tmp_path, local_hub):
+    data, model_dir = local_hub
+    with pytest.raises(UserError, match="has no column 'review'; columns: text, label"):
+        run_study(real_config(tmp_path, data, model_dir, text_column="review"), log=lambda _: None)
+    with pytest.raises(UserError, match="does not exist"):
+        run_study(real_config(tmp_path, tmp_path / "absent.jsonl", model_dir), log=lambda _: None)
+
+
+def test_from_model_needs_the_models_tokenizer():
+    with pytest.raises(UserError, match="go together"):
+        config_from_dict({"pretrain": {"from_model": "some/model"}})
