@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from rlhf.errors import UserError
@@ -42,7 +43,8 @@ def activations_at(
         raise ValueError(f"{len(texts)} texts but {len(positions)} positions")
     check_hook_names(model, hook_names)
     out: dict[str, list[Tensor]] = {h: [] for h in hook_names}
-    for start in range(0, len(texts), batch_size):
+    for start in tqdm(range(0, len(texts), batch_size), desc="activations", unit="batch", leave=False,
+                      disable=len(texts) <= batch_size):
         enc = model.tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt")
         tokens = enc["input_ids"].to(model.cfg.device)
         pos = torch.tensor(positions[start : start + batch_size], device=tokens.device)

@@ -33,6 +33,7 @@ from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,8 @@ class PlateauStop(TrainerCallback):
         return control
 
 
-class _Trainer(Trainer):
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
-        # Load through from_pretrained, which maps renamed keys (embed_out -> lm_head);
-        # the Trainer's raw state-dict load would leave the LM head untrained.
-        target = model if model is not None else self.model
-        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
-        target.load_state_dict(loaded.state_dict())
+class _Trainer(FromPretrainedResume, Trainer):
+    pass
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -191,7 +187,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
     train = encode(tokenizer, _read_split(run_dir, "train"), cfg.context)
     val = encode(tokenizer, _read_split(run_dir, "val")[: cfg.eval_reviews], cfg.context)
     checkpoints = partial_dir(run_dir.base) / "checkpoints"
-    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    resume = has_checkpoint(checkpoints)
     if resume:
         tqdm.write(f"pretrain: resuming from the last checkpoint in {checkpoints}")
     args = TrainingArguments(
@@ -232,8 +228,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         model.save_pretrained(str(work))
         tokenizer.save_pretrained(str(work))
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    train_curve, val_curve = curve(history, "loss"), curve(history, "eval_loss")
     result = {
         "steps": trainer.state.global_step,
         "stopped_early": trainer.state.global_step < cfg.max_steps,

@@ -1,0 +1,31 @@
+"""What every Hugging Face / TRL trainer of the suite shares: resuming from the
+checkpoints in a stage's partial directory, and curves from the trainer's log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class FromPretrainedResume:
+    """Mixin for a ``transformers.Trainer`` subclass: reload checkpoints through
+    ``from_pretrained``, which maps renamed keys (GPT-NeoX ``embed_out`` -> ``lm_head``).
+    The Trainer's raw state-dict load (transformers 5.23) would leave the LM head as it
+    was initialised."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        target = model if model is not None else self.model
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        target.load_state_dict(loaded.state_dict())
+
+
+def has_checkpoint(checkpoints: Path) -> bool:
+    """Whether a killed run left a complete checkpoint to resume from."""
+    return any(checkpoints.glob("checkpoint-*/trainer_state.json"))
+
+
+def curve(history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one logged metric."""
+    return [(h["step"], float(h[key])) for h in history if key in h]
