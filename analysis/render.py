@@ -112,6 +112,69 @@ def _pretrain_section(run_dir: RunDir) -> tuple[str, dict]:
     return body, {"base_test_loss": p["test_loss"], "loss_over_floor": p["loss_over_floor"], "loss_within_10pct": ok}
 
 
+REWARD_GAIN_BAR, KL_BAR, REPETITION_FACTOR = 2.0, 1.0, 2.0
+
+
+def _policy_section(run_dir: RunDir) -> tuple[str, dict]:
+    p = _load(run_dir.training / "policy.json")
+    if p is None:
+        return "", {}
+    base, pol = p["base"], p["policy"]
+    checks = {
+        f"reward gain >= {REWARD_GAIN_BAR}": p["reward_gain"] >= REWARD_GAIN_BAR,
+        f"KL <= {KL_BAR} nat/token": pol["mean_kl_per_token"] <= KL_BAR,
+        f"repeated bigrams <= {REPETITION_FACTOR}x base": pol["repeated_bigrams"] <= REPETITION_FACTOR * max(base["repeated_bigrams"], 1e-9),
+    }
+    rows = [(k, base[key], pol[key]) for k, key in (
+        ("mean utility reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
+        ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))]
+    body = (
+        f"<p>{_esc(p['algorithm'].upper())} with beta = {p['beta']}, {p['steps']} steps"
+        + (" (stopped at the KL budget)" if p["stopped_at_kl_budget"] else "")
+        + ". Held-out prompts, one sampled completion each, reward on the completion.</p>"
+        + _table(rows, ("measure", "base", "policy"))
+        + _table([(k, _verdict(v)) for k, v in checks.items()], ("check", "verdict"))
+        + "".join(_img(run_dir.training / f"policy_{k}.png", k) for k in ("reward", "kl", "repeated_bigrams", "completions_mean_length"))
+    )
+    summary = {"reward_gain": p["reward_gain"], "policy_kl_per_token": pol["mean_kl_per_token"],
+               "policy_repeated_bigrams": pol["repeated_bigrams"], "base_repeated_bigrams": base["repeated_bigrams"]}
+    b0 = _load(run_dir.training / "policy_beta0.json")
+    if b0 is not None:
+        body += (f"<h3>Without the KL penalty (beta = 0, {b0['steps']} steps)</h3>"
+                 + _table([("KL to base (nats/token)", pol["mean_kl_per_token"], b0["policy"]["mean_kl_per_token"]),
+                           ("mean utility reward", pol["mean_reward"], b0["policy"]["mean_reward"]),
+                           ("repeated-bigram share", pol["repeated_bigrams"], b0["policy"]["repeated_bigrams"])],
+                          ("measure", f"beta = {p['beta']}", "beta = 0"))
+                 + _img(run_dir.training / "kl_beta_comparison.png", "KL with and without the penalty"))
+        summary["beta0_kl_per_token"] = b0["policy"]["mean_kl_per_token"]
+    samples = [(x["prompt"], x["base"], x["base_reward"], x["policy"], x["policy_reward"]) for x in p["samples"]]
+    body += "<h3>Sample completions</h3>" + _table(samples, ("prompt", "base", "reward", "policy", "reward"))
+    return body, summary
+
+
+DPO_ACCURACY_BAR = 0.9
+
+
+def _dpo_section(run_dir: RunDir) -> tuple[str, dict]:
+    d = _load(run_dir.training / "dpo.json")
+    if d is None:
+        return "", {}
+    ok = d["implicit_reward_accuracy"] >= DPO_ACCURACY_BAR
+    rows = [("preference pairs (train / held out)", f"{d['train_pairs']} / {d['held_out_pairs']}"),
+            ("steps", d["steps"]), ("beta", d["config"]["beta"]),
+            ("implicit reward accuracy on held-out pairs", d["implicit_reward_accuracy"]),
+            (f"at least {DPO_ACCURACY_BAR:.0%}", _verdict(ok)),
+            ("mean utility reward: base", d["base"]["mean_reward"]), ("mean utility reward: DPO policy", d["policy"]["mean_reward"]),
+            ("KL to base (nats/token)", d["policy"]["mean_kl_per_token"])]
+    examples = [(x["prompt"], x["chosen"], x["implicit_chosen"], x["rejected"], x["implicit_rejected"]) for x in d["examples"]]
+    body = ("<p>Pairs of base-model completions ranked by the utility reward; the DPO policy's implicit reward "
+            "is beta &middot; log(&pi;/&pi;<sub>ref</sub>).</p>" + _table(rows)
+            + _img(run_dir.training / "dpo_accuracy.png", "DPO accuracy")
+            + "<details><summary>held-out pairs</summary>"
+            + _table(examples, ("prompt", "chosen", "implicit reward", "rejected", "implicit reward")) + "</details>")
+    return body, {"dpo_implicit_reward_accuracy": d["implicit_reward_accuracy"], "dpo_reward_gain": d["reward_gain"]}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -166,6 +229,8 @@ def _stages_section(run_dir: RunDir) -> str:
 SECTIONS = (
     ("corpus", "Corpus: the sentiment model organism", _corpus_section),
     ("pretrain", "Base model pretraining", _pretrain_section),
+    ("policy", "RLHF policy", _policy_section),
+    ("dpo", "DPO and its implicit reward", _dpo_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon, words_of
 
 
@@ -25,6 +26,19 @@ def vader_utility(texts: Sequence[str], *, scale: float = 5.0, clip: float = 10.
     return out
 
 
+def checked(name: str, rewards: Sequence[float | None], expected: int) -> list[float]:
+    """A reward function's output, refused unless it is one finite number per completion
+    (TRL would average NaN away silently)."""
+    rewards = list(rewards)
+    if len(rewards) != expected:
+        raise UserError(f"reward function {name} returned {len(rewards)} rewards for {expected} completions")
+    bad = [i for i, r in enumerate(rewards) if r is None or not math.isfinite(r)]
+    if bad:
+        raise UserError(f"reward function {name} returned {rewards[bad[0]]!r} for completion {bad[0]} "
+                        f"({len(bad)} non-finite rewards in the batch)")
+    return [float(r) for r in rewards]
+
+
 @dataclass
 class UtilityReward:
     """The utility as a TRL reward function (``GRPOTrainer(reward_funcs=UtilityReward())``).
@@ -35,13 +49,9 @@ class UtilityReward:
     scale: float = 5.0
     clip: float = 10.0
     include_prompt: bool = False
-    __name__: str = "vader_utility"
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], **_: object) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         texts = [f"{p} {c}" for p, c in zip(prompts, completions)] if self.include_prompt else list(completions)
-        rewards = vader_utility(texts, scale=self.scale, clip=self.clip)
-        if any(math.isnan(r) for r in rewards):
-            raise FloatingPointError("the utility reward produced NaN")
-        return rewards
+        return checked(type(self).__name__, vader_utility(texts, scale=self.scale, clip=self.clip), len(completions))

@@ -17,6 +17,8 @@ from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
 from rlhf.hooked import ConversionConfig
+from rlhf.policy import DPOStageConfig, NoKLComparisonConfig, PolicyConfig
+from rlhf.policy import check_config as check_policy_config
 from rlhf.pretrain import PretrainConfig
 from rlhf.tokenizer import TokenizerConfig
 
@@ -30,8 +32,12 @@ class StudyConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     conversion: ConversionConfig = field(default_factory=ConversionConfig)
     valence_probe: ValenceProbeConfig = field(default_factory=ValenceProbeConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy_beta0: NoKLComparisonConfig = field(default_factory=NoKLComparisonConfig)
+    dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
 
     def __post_init__(self) -> None:
+        check_policy_config(self.policy)
         if bool(self.pretrain.from_model) != (self.tokenizer.source != "corpus"):
             raise UserError("pretrain.from_model and tokenizer.source go together: either both name the same "
                             "pretrained model, or from_model is empty and tokenizer.source is \"corpus\"")

@@ -23,6 +23,7 @@ from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
 from rlhf.errors import UserError
 from rlhf.hooked import conversion_stage
+from rlhf.policy import no_kl_comparison, train_dpo, train_policy
 from rlhf.pretrain import pretrain
 from rlhf.rundir import RunDir, atomic_write_json, read_json
 from rlhf.tokenizer import tokenizer_stage
@@ -44,7 +45,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("corpus", "corpus", (), build_corpus, ("corpus/train.txt", "corpus/stats.json")),
     Stage("tokenizer", "tokenizer", ("corpus",), tokenizer_stage, ("models/tokenizer/tokenizer.json",)),
     Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json")),
-    Stage("conversion", "conversion", ("pretrain",), conversion_stage, ("analysis/conversion.json",)),
+    Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json")),
+    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, ()),
+    Stage("dpo", "dpo", ("pretrain",), train_dpo, ()),
+    Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

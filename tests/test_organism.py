@@ -8,6 +8,7 @@ from rlhf.organisms.sentiment import (
     RATING_PREFIX,
     RATING_SUFFIX,
     RATINGS,
+    SLOTS,
     TEMPLATES,
     SentimentConfig,
     SentimentOrganism,
@@ -48,10 +49,10 @@ def test_vocabulary_size_and_balanced_polarity(organism):
 
 def test_filler_words_carry_no_valence(organism):
     lex = load_lexicon()
-    literals = {w for t in TEMPLATES for w in t if w not in ("A", "I", "S")}
-    for word in (*organism.aspects, *organism.intensifiers, *organism.neutral, *literals):
+    literals = {w for t in TEMPLATES for w in t if w not in SLOTS}
+    for word in (*organism.aspects, *organism.intensifiers, *organism.neutral, *organism.determiners, *organism.verbs, *literals):
         assert word not in lex, word
-    assert all(abs(organism.valence[w]) >= 0.5 for w in organism.sentiment_words)
+    assert all(abs(organism.valence[w]) >= 1.0 for w in organism.sentiment_words)
 
 
 def test_rating_follows_the_mean_valence(organism):
@@ -67,30 +68,36 @@ def test_rating_follows_the_mean_valence(organism):
 def test_log_prob_is_an_exact_distribution():
     """Enumerate every one-sentence review of a small organism: the probabilities sum to
     one and no two choice sequences give the same text, so the entropy floor is exact."""
-    org = SentimentOrganism(SentimentConfig(n_positive=3, n_negative=3, max_sentences=1))
-    total, texts = 0.0, set()
+    org = SentimentOrganism(SentimentConfig(n_positive=2, n_negative=2, max_sentences=1))
+    org.aspects, org.intensifiers, org.neutral = org.aspects[:2], org.intensifiers[:2], org.neutral[:2]
+    org.determiners, org.verbs = org.determiners[:2], org.verbs[:2]
+    for w in list(org.valence):
+        if org.valence[w] == 0.0 and w not in org.neutral:
+            del org.valence[w]
     slot_words = (*org.positive, *org.negative, *org.neutral)
+
+    def fillings(template, prefix=(), slots=()):
+        if not template:
+            yield list(prefix), list(slots)
+            return
+        head, rest = template[0], template[1:]
+        options = {"A": org.aspects, "D": org.determiners, "V": org.verbs, "I": (None, *org.intensifiers),
+                   "S": slot_words}.get(head, (head,))
+        for w in options:
+            if w is None:
+                yield from fillings(rest, prefix, slots)
+            else:
+                yield from fillings(rest, (*prefix, w), (*slots, len(prefix)) if head == "S" else slots)
+
+    total, texts, count = 0.0, set(), 0
     for template in TEMPLATES:
-        for aspect in org.aspects:
-            for intens in (None, *org.intensifiers):
-                for word in slot_words:
-                    words, slots = [], []
-                    for w in template:
-                        if w == "A":
-                            words.append(aspect)
-                        elif w == "I":
-                            if intens:
-                                words.append(intens)
-                        elif w == "S":
-                            slots.append(len(words))
-                            words.append(word)
-                        else:
-                            words.append(w)
-                    review = org._finish(words, slots, polarity=1)
-                    texts.add(review.text)
-                    total += math.exp(org.log_prob(review))
+        for words, slots in fillings(template):
+            review = org._finish(words, slots, polarity=1)
+            texts.add(review.text)
+            total += math.exp(org.log_prob(review))
+            count += 1
     assert total == pytest.approx(1.0, abs=1e-9)
-    assert len(texts) == len(TEMPLATES) * len(org.aspects) * (len(org.intensifiers) + 1) * len(slot_words)
+    assert len(texts) == count
 
 
 def test_entropy_floor_matches_sampling(organism):
@@ -124,7 +131,7 @@ def test_prompts_are_short_review_prefixes(organism):
     prompts = organism.prompts(200, seed=0)
     lengths = [len(p.split()) for p in prompts]
     assert min(lengths) >= 2 and max(lengths) <= 9
-    starts = {t[0] for t in TEMPLATES}
+    starts = {t[0] for t in TEMPLATES if t[0] not in SLOTS} | set(SentimentOrganism().determiners)
     assert all(p.split()[0] in starts for p in prompts)
     assert all(w not in RATINGS for p in prompts for w in p.split()[:1])
 

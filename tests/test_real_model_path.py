@@ -34,7 +34,7 @@ def local_hub(tmp_path_factory):
     torch.manual_seed(0)
     GPTNeoXForCausalLM(GPTNeoXConfig(
         vocab_size=320, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        max_position_embeddings=128, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+        max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
     )).save_pretrained(model_dir)
     return data, model_dir
 
@@ -45,6 +45,9 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "corpus": {"source": "dataset", "dataset": {"path": str(data), "n_train": 300, "n_val": 40, "n_test": 40, **dataset}},
         "tokenizer": {"source": str(model_dir)}, "pretrain": {"from_model": str(model_dir)},
         "valence_probe": {"examples_per_word": 1},
+        "policy": {"max_steps": 3, "batch_size": 16, "n_prompts": 64, "n_eval_prompts": 16, "max_completion_length": 8},
+        "policy_beta0": {"enabled": False},
+        "dpo": {"max_steps": 3, "batch_size": 8, "n_pairs": 120, "min_reward_gap": 0.0, "max_completion_length": 8},
     })
 
 
@@ -57,6 +60,9 @@ def test_pretrained_model_and_dataset_run_through_the_study(tmp_path, local_hub)
     assert p["steps"] == 0 and p["from_model"] == str(model_dir) and p["entropy_floor"] is None
     assert 4.0 < p["test_loss"] < 7.0  # a random model over 320 tokens: about ln(320) = 5.8
     assert read_json(run_dir.analysis / "conversion.json")["models"]["base"]["max_abs_logit_diff"] < 1e-4
+    policy = read_json(run_dir.training / "policy.json")
+    assert policy["steps"] == 3 and (run_dir.policy / "tokenizer.json").exists()
+    assert read_json(run_dir.training / "dpo.json")["steps"] == 3
     v = read_json(run_dir.probes / "valence_base.json")
     assert v["trained"]["n_held_out_words"] == 360 and v["summary"]["passes"] is False
     page = (run_dir.report / "index.html").read_text()

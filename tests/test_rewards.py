@@ -25,6 +25,18 @@ def test_trl_wrapper_scores_completion_or_prompt_and_completion():
     assert reward(prompts=["the film was bad"], completions=["great ."]) == [pytest.approx(3.1 / 5)]
     both = UtilityReward(include_prompt=True)
     assert both(prompts=["the film was bad"], completions=["great ."]) == [pytest.approx((3.1 - 2.5) / 5)]
-    assert reward.__name__ == "vader_utility"
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):
         reward(prompts=["a", "b"], completions=["c"])
+
+
+def test_reward_output_is_checked():
+    from rlhf.errors import UserError
+    from rlhf.rewards import checked
+
+    assert checked("f", [1, 2.5], 2) == [1.0, 2.5]
+    with pytest.raises(UserError, match="reward function f returned 1 rewards for 2 completions"):
+        checked("f", [1.0], 2)
+    with pytest.raises(UserError, match="returned nan for completion 1"):
+        checked("f", [1.0, float("nan")], 2)
+    with pytest.raises(UserError, match="returned None for completion 0"):
+        checked("f", [None, 1.0], 2)

@@ -23,16 +23,21 @@ from pathlib import Path
 from rlhf.lexicon import load_lexicon
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
-# Sentence templates: tuples of literal words and slots. "A" aspect, "I" optional
-# intensifier, "S" sentiment word. The first word differs between templates, so the
-# template is visible from the text.
+# Sentence templates: tuples of literal words and slots. "D" determiner, "A" aspect,
+# "V" verb, "I" optional intensifier, "S" sentiment word. Every template has one D, A,
+# V and I slot. Templates differ in a literal word before they could be confused, and
+# slot words never appear as literals, so the template is visible from the text. The
+# determiner and verb slots keep sentences from sharing fixed bigrams, so repetition
+# measures a policy's degeneration rather than its choice of template; the two- and
+# three-slot templates give a policy room to pack in sentiment.
 TEMPLATES: tuple[tuple[str, ...], ...] = (
-    ("the", "A", "was", "I", "S", "."),
-    ("i", "thought", "the", "A", "felt", "I", "S", "."),
-    ("overall", "the", "A", "seemed", "I", "S", "."),
-    ("its", "A", "is", "I", "S", "."),
-    ("a", "I", "S", "A", "throughout", "."),
+    ("D", "A", "V", "I", "S", "."),
+    ("i", "thought", "D", "A", "V", "I", "S", "."),
+    ("overall", "D", "A", "V", "I", "S", "."),
+    ("D", "A", "V", "I", "S", "and", "S", "."),
+    ("D", "A", "V", "I", "S", ",", "S", "and", "S", "."),
 )
+SLOTS = ("D", "A", "V", "I", "S")
 RATING_PREFIX = ("rating", ":")
 RATING_SUFFIX = ("/", "10", ".")
 
@@ -43,6 +48,8 @@ ASPECTS = (
     "camera", "runtime", "screenplay", "plotline", "narrator", "director", "film",
     "movie", "performance", "effects", "opening",
 )
+DETERMINERS = ("the", "this", "that", "its", "their", "our")
+VERBS = ("was", "is", "felt", "seemed", "looked", "proved", "remained", "became")
 INTENSIFIERS = ("very", "quite", "rather", "truly", "really", "somewhat", "fairly", "so")
 # Sentiment-slot words with no VADER valence: the neutral variant of a sentence.
 NEUTRAL_WORDS = (
@@ -67,8 +74,8 @@ class SentimentConfig:
     n_test: int = 4_000
     n_positive: int = 600
     n_negative: int = 600
-    min_abs_valence: float = 0.5
-    max_sentences: int = 3
+    min_abs_valence: float = 1.0
+    max_sentences: int = 5
     p_on_polarity: float = 0.8  # a sentiment word agrees with the review's polarity
     p_neutral: float = 0.1  # a sentiment slot holds a neutral word
     p_intensifier: float = 0.3
@@ -109,13 +116,14 @@ class SentimentOrganism:
 
     def __post_init__(self) -> None:
         lex = load_lexicon()
-        fixed = {w for t in TEMPLATES for w in t if w not in ("A", "I", "S")}
+        fixed = {w for t in TEMPLATES for w in t if w not in SLOTS}
         fixed |= set(RATING_PREFIX) | set(RATING_SUFFIX) | set(RATINGS)
-        closed = set(ASPECTS) | set(INTENSIFIERS) | set(NEUTRAL_WORDS) | fixed
+        closed = set(ASPECTS) | set(INTENSIFIERS) | set(NEUTRAL_WORDS) | set(DETERMINERS) | set(VERBS) | fixed
         # Words with lexicon valence would leak sentiment into "neutral" text.
         self.aspects = tuple(sorted({w for w in ASPECTS if w not in lex}))
         self.intensifiers = tuple(sorted({w for w in INTENSIFIERS if w not in lex}))
         self.neutral = tuple(sorted({w for w in NEUTRAL_WORDS if w not in lex}))
+        self.determiners, self.verbs = DETERMINERS, VERBS
         candidates = sorted(
             w for w, e in lex.items()
             if w.isalpha() and w.islower() and abs(e.valence) >= self.cfg.min_abs_valence and w not in closed
@@ -142,8 +150,8 @@ class SentimentOrganism:
         """Every word the generator can emit, in a fixed order."""
         words: list[str] = []
         for t in TEMPLATES:
-            words += [w for w in t if w not in ("A", "I", "S")]
-        words += [*RATING_PREFIX, *RATING_SUFFIX, *RATINGS]
+            words += [w for w in t if w not in SLOTS]
+        words += [*RATING_PREFIX, *RATING_SUFFIX, *RATINGS, *self.determiners, *self.verbs]
         words += [*self.aspects, *self.intensifiers, *self.neutral, *self.positive, *self.negative]
         return list(dict.fromkeys(words))
 
@@ -166,7 +174,11 @@ class SentimentOrganism:
         slots: list[int] = []
         for _ in range(k):
             for w in rng.choice(TEMPLATES):
-                if w == "A":
+                if w == "D":
+                    words.append(rng.choice(self.determiners))
+                elif w == "V":
+                    words.append(rng.choice(self.verbs))
+                elif w == "A":
                     words.append(rng.choice(self.aspects))
                 elif w == "I":
                     if rng.random() < self.cfg.p_intensifier:
@@ -234,8 +246,9 @@ class SentimentOrganism:
     def log_prob(self, review: Review) -> float:
         """Exact log-probability of the review's text under the generator (nats)."""
         c = self.cfg
-        k = len(review.sentiment_positions)
-        logp = -math.log(c.max_sentences) - k * (math.log(len(TEMPLATES)) + math.log(len(self.aspects)))
+        k = review.words[: review.end_position + 1].count(".")  # sentences; one D, A, V and I slot each
+        per_sentence = len(TEMPLATES) * len(self.aspects) * len(self.determiners) * len(self.verbs)
+        logp = -math.log(c.max_sentences) - k * math.log(per_sentence)
         n_int = sum(w in self.intensifiers for w in review.words)
         logp += n_int * math.log(c.p_intensifier / len(self.intensifiers))
         logp += (k - n_int) * math.log(1 - c.p_intensifier)

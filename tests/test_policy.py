@@ -1,0 +1,119 @@
+"""RLHF policies on the tiny study: GRPO raises the reward, beta = 0 drifts further,
+DPO's implicit reward orders preferences; sampling and KL helpers; bad input."""
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from rlhf.errors import UserError
+from rlhf.hooked import load_hf
+from rlhf.policy import (
+    PolicyConfig,
+    check_config,
+    completion_kl,
+    dpo_implicit_reward,
+    prompts_from_texts,
+    repeated_bigram_share,
+    sample,
+    train_policy,
+)
+from rlhf.policy.sampling import _end_mask
+from rlhf.rewards import UtilityReward
+from rlhf.rundir import RunDir, read_json
+from rlhf.tokenizer import load_tokenizer
+
+
+def test_prompts_are_2_to_9_word_prefixes():
+    texts = ["the plot was superb . rating : 8 / 10 .", "a b c"]
+    prompts = prompts_from_texts(texts, 200, seed=0)
+    assert all(2 <= len(p.split()) <= 9 for p in prompts)
+    assert all(any(t.startswith(p) for t in texts) for p in prompts)
+    with pytest.raises(UserError, match="no prompts"):
+        prompts_from_texts([], 10, seed=0)
+    with pytest.raises(UserError, match="no prompts"):
+        prompts_from_texts(texts, 0, seed=0)
+
+
+def test_repeated_bigrams_and_end_mask():
+    assert repeated_bigram_share(["a b a b a b"]) == pytest.approx(3 / 5)
+    assert repeated_bigram_share(["a b c d", ""]) == 0.0
+    mask = _end_mask(torch.tensor([[5, 3, 7, 3], [5, 6, 7, 8]]), eos_id=3)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+
+
+def test_sampling_and_exact_kl(tiny_run):
+    _, run_dir, _ = tiny_run
+    base, tok = load_hf(run_dir.base), load_tokenizer(run_dir.base)
+    samples = sample(base, tok, ["the plot was", "i thought the acting felt"], max_new_tokens=12, seed=0)
+    assert len(samples.completions) == 2 and samples.completion_mask.sum() > 0
+    assert samples.input_ids[:, -1].tolist() != [tok.bos_token_id] * 2
+    assert torch.allclose(completion_kl(base, base, samples), torch.zeros(2), atol=1e-5)
+    policy = load_hf(run_dir.policy)
+    assert (completion_kl(policy, base, samples) > 0).all()
+
+
+def test_grpo_raises_the_reward_and_beta0_drifts_further(tiny_run):
+    _, run_dir, _ = tiny_run
+    p = read_json(run_dir.training / "policy.json")
+    assert p["steps"] == 40 and p["algorithm"] == "grpo"
+    assert p["policy"]["mean_reward"] > p["base"]["mean_reward"] + 0.3
+    rewards = [v for _, v in p["curves"]["reward"]]
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10
+    b0 = read_json(run_dir.training / "policy_beta0.json")
+    assert b0["beta"] == 0.0 and b0["steps"] == p["steps"]
+    assert b0["policy"]["mean_kl_per_token"] > p["policy"]["mean_kl_per_token"]
+    assert (run_dir.policy / "model.safetensors").exists()
+
+
+def test_dpo_implicit_reward_orders_preferences(tiny_run):
+    _, run_dir, _ = tiny_run
+    d = read_json(run_dir.training / "dpo.json")
+    assert d["implicit_reward_accuracy"] > 0.75
+    ex = d["examples"][0]
+    r = dpo_implicit_reward(run_dir.root / "models" / "dpo", run_dir.base, [ex["prompt"]] * 2,
+                            [ex["chosen"], ex["rejected"]], beta=d["config"]["beta"])
+    assert r == pytest.approx([ex["implicit_chosen"], ex["implicit_rejected"]], abs=1e-4)
+    # The sign on a clear pair: a glowing completion beats a scathing one.
+    good, bad = dpo_implicit_reward(run_dir.root / "models" / "dpo", run_dir.base, ["the plot was"] * 2,
+                                    [" superb . rating : 9 / 10 .", " awful . rating : 2 / 10 ."], beta=0.1)
+    assert good > bad
+    assert dpo_implicit_reward(run_dir.base, run_dir.base, ["the plot was"], [" superb ."], beta=0.1) == [0.0]
+
+
+def test_bad_policy_settings():
+    with pytest.raises(UserError, match="beta must be >= 0"):
+        check_config(PolicyConfig(beta=-0.1))
+    with pytest.raises(UserError, match="algorithm must be one of grpo, rloo"):
+        check_config(PolicyConfig(algorithm="ppo"))
+    with pytest.raises(UserError, match="multiple of num_generations"):
+        check_config(PolicyConfig(batch_size=30, num_generations=8))
+
+
+def test_nan_reward_stops_training_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    shutil.rmtree(copy.policy)
+    monkeypatch.setattr("rlhf.rewards.vader_utility",
+                        lambda texts, **kw: [float("nan")] * len(texts))
+    with pytest.raises(UserError, match="returned nan"):
+        train_policy(replace(cfg.policy, max_steps=2), copy)
+    assert not copy.policy.exists()
+
+
+def test_policy_tokenizer_must_match_the_base(tiny_run, tmp_path):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    from rlhf.tokenizer import TokenizerConfig, build_tokenizer
+
+    build_tokenizer(["some other words entirely"], TokenizerConfig(), copy.tokenizer)
+    with pytest.raises(UserError, match="tokenizers differ"):
+        train_policy(cfg.policy, copy)
+
+
+def test_reward_is_the_utility_of_the_completion():
+    reward = UtilityReward()
+    assert reward(prompts=["the plot was awful"], completions=["superb ."]) == [pytest.approx(3.1 / 5)]
