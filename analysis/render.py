@@ -25,7 +25,7 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margi
 table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:.92em}
 th{background:#f5f5f5} .num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#0a7d24;font-weight:600} .fail{color:#b00020;font-weight:600} .muted{color:#777}
-img{max-width:100%;border:1px solid #eee} code,pre{background:#f7f7f7;font-size:.85em}
+img{max-width:100%;border:1px solid #eee} .grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{width:49%;min-width:320px} code,pre{background:#f7f7f7;font-size:.85em}
 pre{padding:.6em;overflow-x:auto} nav a{margin-right:1em}
 """
 
@@ -134,7 +134,9 @@ def _policy_section(run_dir: RunDir) -> tuple[str, dict]:
         + ". Held-out prompts, one sampled completion each, reward on the completion.</p>"
         + _table(rows, ("measure", "base", "policy"))
         + _table([(k, _verdict(v)) for k, v in checks.items()], ("check", "verdict"))
+        + "<div class='grid'>"
         + "".join(_img(run_dir.training / f"policy_{k}.png", k) for k in ("reward", "kl", "repeated_bigrams", "completions_mean_length"))
+        + "</div>"
     )
     summary = {"reward_gain": p["reward_gain"], "policy_kl_per_token": pol["mean_kl_per_token"],
                "policy_repeated_bigrams": pol["repeated_bigrams"], "base_repeated_bigrams": base["repeated_bigrams"]}
