@@ -19,6 +19,7 @@ from rlhf.policy import (
     sample,
     train_policy,
 )
+from rlhf.policy.online import KLBudgetStop
 from rlhf.policy.sampling import _end_mask
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir, read_json
@@ -117,3 +118,35 @@ def test_policy_tokenizer_must_match_the_base(tiny_run, tmp_path):
 def test_reward_is_the_utility_of_the_completion():
     reward = UtilityReward()
     assert reward(prompts=["the plot was awful"], completions=["superb ."]) == [pytest.approx(3.1 / 5)]
+
+
+def test_rloo_trains_too(tiny_run, tmp_path):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    train_policy(replace(cfg.policy, algorithm="rloo", max_steps=3, n_eval_prompts=16), copy, name="rloo")
+    r = read_json(copy.training / "rloo.json")
+    assert r["algorithm"] == "rloo" and r["steps"] == 3 and len(r["curves"]["reward"]) == 3
+    assert (copy.root / "models" / "rloo" / "model.safetensors").exists()
+
+
+def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    small = replace(cfg.policy, max_steps=4, save_every=2, n_eval_prompts=16)
+    original = KLBudgetStop.on_log
+
+    def crash_after_checkpoint(self, args, state, control, logs=None, **kw):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, args, state, control, logs=logs, **kw)
+
+    monkeypatch.setattr(KLBudgetStop, "on_log", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(small, copy, name="resumable")
+    assert not (copy.root / "models" / "resumable").exists()
+    monkeypatch.setattr(KLBudgetStop, "on_log", original)
+    train_policy(small, copy, name="resumable")
+    r = read_json(copy.training / "resumable.json")
+    assert r["resumed"] is True and r["steps"] == 4

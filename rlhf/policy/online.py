@@ -129,7 +129,8 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
     target = run_dir.root / "models" / name
     checkpoints = partial_dir(target) / "checkpoints"
     trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints)
-    trainer.train(resume_from_checkpoint=True if has_checkpoint(checkpoints) else None)
+    resumed = has_checkpoint(checkpoints)
+    trainer.train(resume_from_checkpoint=True if resumed else None)
     policy = trainer.model.float().cpu()
     base = load_hf(run_dir.base)
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
@@ -145,7 +146,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
     policy_rewards = reward(prompts=eval_prompts, completions=policy_samples.completions)
     result = {
         "name": name, "config": asdict(cfg), "algorithm": cfg.algorithm, "beta": cfg.beta,
-        "steps": trainer.state.global_step,
+        "steps": trainer.state.global_step, "resumed": resumed,
         "stopped_at_kl_budget": trainer.state.global_step < cfg.max_steps,
         "base": vars(before), "policy": vars(after), "reward_gain": after.mean_reward - before.mean_reward,
         "curves": curves,
