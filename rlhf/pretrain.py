@@ -9,7 +9,6 @@ last one instead of starting over.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,9 @@ from transformers import (
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
-from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir, read_json
+from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
 
 
 @dataclass(frozen=True)
@@ -166,9 +165,7 @@ def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
                         f"{model.config.vocab_size}; set tokenizer.source to the same model")
     context = getattr(model.config, "max_position_embeddings", cfg.context)
     test_loss = lm_loss(model, tokenizer, _read_split(run_dir, "test"), context, batch_size=32)
-    with atomic_dir(run_dir.base) as work:
-        model.save_pretrained(str(work))
-        tokenizer.save_pretrained(str(work))
+    save_trained(model, tokenizer, run_dir.base)
     return {"from_model": cfg.from_model, "steps": 0, "stopped_early": False, "resumed": False,
             "parameters": sum(p.numel() for p in model.parameters()), "train_curve": [], "val_curve": [],
             "test_loss": test_loss, "entropy_floor": None, "loss_over_floor": None,
@@ -224,10 +221,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
     test_texts = _read_split(run_dir, "test")
     test_loss = lm_loss(model, tokenizer, test_texts, cfg.context)
     floor = read_json(run_dir.corpus / "stats.json")["test"]["entropy_floor"]
-    with atomic_dir(run_dir.base) as work:
-        model.save_pretrained(str(work))
-        tokenizer.save_pretrained(str(work))
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    save_trained(model, tokenizer, run_dir.base)
     train_curve, val_curve = curve(history, "loss"), curve(history, "eval_loss")
     result = {
         "steps": trainer.state.global_step,

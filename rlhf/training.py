@@ -3,10 +3,14 @@ checkpoints in a stage's partial directory, and curves from the trainer's log.""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf.rundir import atomic_dir
 
 
 class FromPretrainedResume:
@@ -29,3 +33,13 @@ def has_checkpoint(checkpoints: Path) -> bool:
 def curve(history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one logged metric."""
     return [(h["step"], float(h[key])) for h in history if key in h]
+
+
+def save_trained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
+    """Save model and tokenizer to ``target`` through its partial directory (where the
+    checkpoints were), dropping the checkpoints: the finished model replaces them."""
+    with atomic_dir(target) as work:
+        model.save_pretrained(str(work))
+        tokenizer.save_pretrained(str(work))
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    return target

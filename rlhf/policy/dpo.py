@@ -9,7 +9,6 @@ much of the preference the policy absorbed.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,9 +24,9 @@ from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir
+from rlhf.rundir import RunDir, atomic_write_json, partial_dir
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
 
 from .sampling import evaluate, prompts_from_texts, sample
 
@@ -165,10 +164,7 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> Path | None:
     settings = dict(max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 1)
     before, _ = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
     after, _ = evaluate(policy, base, tokenizer, eval_prompts, reward, **settings)
-    with atomic_dir(target) as work:
-        policy.save_pretrained(str(work))
-        tokenizer.save_pretrained(str(work))
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
     curves = {k: curve(history, k) for k in ("loss", "rewards/accuracies", "rewards/margins")}
     atomic_write_json(run_dir.training / "dpo.json", {

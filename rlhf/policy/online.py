@@ -10,7 +10,6 @@ the evaluation reports KL and repetition beside the reward.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -24,9 +23,9 @@ from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, partial_dir, read_json
+from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
 
 from .sampling import evaluate, prompts_from_texts, repeated_bigram_share
 
@@ -136,10 +135,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
     before, base_samples = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
     after, policy_samples = evaluate(policy, base, tokenizer, eval_prompts, reward, **settings)
-    with atomic_dir(target) as work:
-        policy.save_pretrained(str(work))
-        tokenizer.save_pretrained(str(work))
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
     curves = {k: curve(history, k) for k in ("reward", "kl", "completions/mean_length", "repeated_bigrams")}
     base_rewards = reward(prompts=eval_prompts, completions=base_samples.completions)
