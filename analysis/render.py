@@ -177,6 +177,26 @@ def _dpo_section(run_dir: RunDir) -> tuple[str, dict]:
     return body, {"dpo_implicit_reward_accuracy": d["implicit_reward_accuracy"], "dpo_reward_gain": d["reward_gain"]}
 
 
+def _divergence_section(run_dir: RunDir) -> tuple[str, dict]:
+    d = _load(run_dir.analysis / "divergence.json")
+    if d is None:
+        return "", {}
+    components = sorted({c for comps in d["layers"].values() for c in comps})
+    rows = [(f"layer {layer}", d["total"][layer], d["normalised"][layer],
+             *[d["layers"][layer].get(c, {}).get("divergence", 0.0) for c in components],
+             "chosen" if int(layer) in d["chosen_layers"] else "") for layer in d["layers"]]
+    outside = [(name, v["divergence"], v["normalised"]) for name, v in d["outside"].items()]
+    body = (f"<p>Sum over each layer's parameter tensors of ||{_esc(d['model'])} - base||<sub>F</sub> (float32); "
+            f"normalised = divided by the sum of the base tensors' norms. The top {d['top_n']} layers are analysed "
+            "further.</p>"
+            + _table(rows, ("layer", "divergence", "normalised", *components, ""))
+            + "<div class='grid'>" + _img(run_dir.analysis / "divergence.png", "divergence by layer") + "</div>"
+            + "<details><summary>tensors outside the layers</summary>"
+            + _table(outside, ("tensor", "divergence", "normalised")) + "</details>")
+    return body, {"divergent_layers_ranked": ", ".join(str(x) for x in d["ranking"]),
+                  "chosen_layers": ", ".join(str(x) for x in d["chosen_layers"])}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -233,6 +253,7 @@ SECTIONS = (
     ("pretrain", "Base model pretraining", _pretrain_section),
     ("policy", "RLHF policy", _policy_section),
     ("dpo", "DPO and its implicit reward", _dpo_section),
+    ("divergence", "Which layers moved: parameter divergence", _divergence_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from analysis.divergence import DivergenceConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
@@ -35,6 +36,7 @@ class StudyConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     policy_beta0: NoKLComparisonConfig = field(default_factory=NoKLComparisonConfig)
     dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from analysis.divergence import divergence_stage
 from analysis.render import build_report
 from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
@@ -48,6 +49,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json")),
     Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, ()),
     Stage("dpo", "dpo", ("pretrain",), train_dpo, ()),
+    Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
 )

@@ -1,0 +1,133 @@
+"""Which layers did the fine-tune move? Parameter divergence between base and policy.
+
+Divergence of layer l = sum over its parameter tensors of ||policy - base||_F, in
+float32 (the paper's code measured 8-bit quantised weights, which hides small moves).
+It works on HookedTransformers and on Hugging Face models alike: parameters are
+grouped by the layer index in their name and by component (attention, MLP, layer norm).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from rlhf.errors import UserError  # noqa: E402
+from rlhf.hooked import load_hf  # noqa: E402
+from rlhf.rundir import RunDir, atomic_write_json  # noqa: E402
+
+LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|h)\.(\d+)\.")
+# Norms first: GPT-NeoX's "post_attention_layernorm" is a layer norm, not attention.
+COMPONENTS = (("layer_norm", re.compile(r"norm|(?:^|\.)ln")), ("attention", re.compile(r"attn|attention")),
+              ("mlp", re.compile(r"mlp")))
+
+
+def component_of(name: str) -> str:
+    for component, pattern in COMPONENTS:
+        if pattern.search(name):
+            return component
+    return "other"
+
+
+def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach() for n, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def divergence_by_tensor(base: torch.nn.Module, policy: torch.nn.Module) -> dict[str, tuple[float, float]]:
+    """(||policy - base||_F, ||base||_F) per parameter tensor, in float32."""
+    a, b = _parameters(base), _parameters(policy)
+    for name in list(a) + [n for n in b if n not in a]:
+        if name not in a or name not in b:
+            raise UserError(f"the models differ in architecture: parameter {name} is only in the "
+                            f"{'base' if name in a else 'policy'} model")
+        if a[name].shape != b[name].shape:
+            raise UserError(f"the models differ in shape at {name}: {tuple(a[name].shape)} vs {tuple(b[name].shape)}")
+    return {n: (float(torch.linalg.norm((b[n].float() - a[n].float()).flatten())), float(torch.linalg.norm(a[n].float().flatten())))
+            for n in a}
+
+
+def layer_divergence(base: torch.nn.Module, policy: torch.nn.Module) -> dict[int, float]:
+    """Layer index -> sum over the layer's tensors of the Frobenius norm of (policy - base)."""
+    out: dict[int, float] = {}
+    for name, (diff, _) in divergence_by_tensor(base, policy).items():
+        match = LAYER.search(name)
+        if match:
+            out[int(match.group(1))] = out.get(int(match.group(1)), 0.0) + diff
+    if not out:
+        raise UserError("no parameter name carries a layer index (blocks.N / layers.N / h.N)")
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class DivergenceConfig:
+    top_n: int = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
+    model: str = "policy"
+
+
+def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> dict:
+    """Per layer and component: raw divergence, base norm, and divergence / base norm;
+    non-layer tensors (embeddings, final norm, unembedding) under "outside"."""
+    layers: dict[int, dict[str, dict[str, float]]] = {}
+    outside: dict[str, dict[str, float]] = {}
+    for name, (diff, norm) in divergence_by_tensor(base, policy).items():
+        match = LAYER.search(name)
+        row = layers.setdefault(int(match.group(1)), {}).setdefault(component_of(name), {"divergence": 0.0, "base_norm": 0.0}) \
+            if match else outside.setdefault(name, {"divergence": 0.0, "base_norm": 0.0})
+        row["divergence"] += diff
+        row["base_norm"] += norm
+    for rows in [*layers.values(), outside]:
+        for row in rows.values():
+            row["normalised"] = row["divergence"] / row["base_norm"] if row["base_norm"] else 0.0
+    totals = {layer: sum(r["divergence"] for r in comps.values()) for layer, comps in layers.items()}
+    norms = {layer: sum(r["base_norm"] for r in comps.values()) for layer, comps in layers.items()}
+    return {
+        "layers": {str(k): v for k, v in sorted(layers.items())},
+        "total": {str(k): totals[k] for k in sorted(totals)},
+        "normalised": {str(k): totals[k] / norms[k] if norms[k] else 0.0 for k in sorted(totals)},
+        "outside": outside,
+        "ranking": sorted(totals, key=lambda k: -totals[k]),
+    }
+
+
+def _bar_chart(report: dict, path: Path, title: str) -> None:
+    layers = list(report["layers"])
+    components = sorted({c for comps in report["layers"].values() for c in comps})
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    bottom = [0.0] * len(layers)
+    for component in components:
+        values = [report["layers"][layer].get(component, {}).get("divergence", 0.0) for layer in layers]
+        ax.bar(layers, values, bottom=bottom, label=component)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set(title=title, xlabel="layer", ylabel="sum of ||policy - base||_F")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> Path:
+    """Stage: rank the layers of ``models/<model>`` by divergence from the base; pick the top n."""
+    started = time.time()
+    base, policy = load_hf(run_dir.base), load_hf(run_dir.root / "models" / cfg.model)
+    report = divergence_report(base, policy)
+    n_layers = len(report["layers"])
+    report.update({
+        "model": cfg.model, "top_n": min(cfg.top_n, n_layers),
+        "chosen_layers": sorted(report["ranking"][: min(cfg.top_n, n_layers)]),
+        "seconds": time.time() - started,
+    })
+    out = run_dir.analysis / "divergence.json"
+    atomic_write_json(out, report)
+    _bar_chart(report, run_dir.analysis / "divergence.png", f"Parameter divergence, base vs {cfg.model}")
+    return out
