@@ -6,15 +6,21 @@ hooks are stored and no hook outlives the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from jaxtyping import Float
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from rlhf.errors import UserError
+from rlhf.hooked import to_hooked
+from rlhf.rundir import RunDir, atomic_write_json, read_json
 
 
 def check_hook_names(model: HookedTransformer, names: Sequence[str]) -> None:
@@ -60,3 +66,112 @@ def activations_at(
                 raise FloatingPointError(f"non-finite activation at hook {h}, text {start + bad[0]}")
             out[h].append(act)
     return {h: torch.cat(v) for h, v in out.items()}
+
+
+# -- caches on disk ------------------------------------------------------------------------
+
+INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class ActivationCacheConfig:
+    hook: str = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
+    models: tuple[str, ...] = ("base", "policy")
+    train_texts: int = 12_000  # corpus texts cached for training dictionaries
+    held_out_texts: int = 1_000  # validation texts for dictionary metrics
+    batch_size: int = 128  # texts per forward pass
+    shard_texts: int = 2_048  # texts per shard: memory is bounded by one shard
+    dtype: str = "float32"
+
+
+def hook_names(template: str, layers: Sequence[int]) -> list[str]:
+    return [template.format(layer=layer) for layer in layers]
+
+
+def hook_dir(run_dir: RunDir, model: str, hook: str, split: str) -> Path:
+    return run_dir.root / "activations" / model / hook / split
+
+
+def _shard_path(directory: Path, index: int) -> Path:
+    return directory / f"shard_{index:05d}.safetensors"
+
+
+@torch.no_grad()
+def cache_split(
+    model: HookedTransformer, texts: Sequence[str], hooks: Sequence[str], out: Callable[[str], Path],
+    cfg: ActivationCacheConfig, where: str,
+) -> dict[str, dict]:
+    """Cache every hook for ``texts`` in one forward pass per batch, padding excluded.
+
+    Shard i holds texts [i * shard_texts, (i + 1) * shard_texts); a shard already on disk
+    for every hook is skipped, so a killed run resumes shard by shard."""
+    check_hook_names(model, hooks)
+    dtype = getattr(torch, cfg.dtype)
+    n_shards = (len(texts) + cfg.shard_texts - 1) // cfg.shard_texts
+    for shard in tqdm(range(n_shards), desc=f"caching {where}", unit="shard"):
+        if all(_shard_path(out(h), shard).exists() for h in hooks):
+            continue
+        rows = texts[shard * cfg.shard_texts : (shard + 1) * cfg.shard_texts]
+        parts: dict[str, list[Tensor]] = {h: [] for h in hooks}
+        tokens, positions = [], []
+        for start in range(0, len(rows), cfg.batch_size):
+            enc = model.tokenizer(list(rows[start : start + cfg.batch_size]), padding=True, return_tensors="pt")
+            ids, mask = enc["input_ids"].to(model.cfg.device), enc["attention_mask"].bool().to(model.cfg.device)
+            # BOS is an attention sink with outsized activations: not text, so not cached.
+            if model.tokenizer.bos_token_id is not None:
+                mask &= ids != model.tokenizer.bos_token_id
+            _, cache = model.run_with_cache(ids, names_filter=list(hooks))
+            for h in hooks:
+                act = cache[h][mask]  # (real tokens, d): padding positions never leave the batch
+                if not torch.isfinite(act).all():
+                    seq, pos = (~torch.isfinite(cache[h]).all(-1) & mask).nonzero()[0].tolist()
+                    raise FloatingPointError(
+                        f"non-finite activation at {h}, {where}, text {shard * cfg.shard_texts + start + seq}, token {pos}")
+                parts[h].append(act.to(dtype).cpu())
+            tokens.append(ids[mask].cpu())
+            positions.append(mask.nonzero()[:, 1].cpu())
+        token_ids, token_pos = torch.cat(tokens), torch.cat(positions)
+        for h in hooks:
+            path = _shard_path(out(h), shard)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file({"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids, "positions": token_pos},
+                      str(tmp))
+            tmp.replace(path)
+    index = {}
+    for h in hooks:
+        shards = [_shard_path(out(h), i).name for i in range(n_shards)]
+        n_tokens = sum(safe_open(str(out(h) / s), "pt").get_slice("activations").get_shape()[0] for s in shards)
+        index[h] = {"hook": h, "shards": shards, "n_tokens": n_tokens, "n_texts": len(texts), "d": model.cfg.d_model,
+                    "dtype": cfg.dtype}
+        atomic_write_json(out(h) / INDEX, index[h])
+    return index
+
+
+def load_shards(directory: Path) -> Iterator[Float[Tensor, "tokens d"]]:
+    """The activations of a cached hook, shard by shard (one shard in memory at a time)."""
+    index = read_json(directory / INDEX)
+    for name in index["shards"]:
+        yield load_file(str(directory / name))["activations"]
+
+
+def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> Path:
+    """Stage: cache the chosen layers' hook activations for every model, on the same token
+    stream (train and held-out splits)."""
+    layers = read_json(run_dir.analysis / "divergence.json")["chosen_layers"]
+    hooks = hook_names(cfg.hook, layers)
+    splits = {"train": (run_dir.corpus / "train.txt", cfg.train_texts), "val": (run_dir.corpus / "val.txt", cfg.held_out_texts)}
+    summary: dict = {"hooks": hooks, "layers": layers, "models": {}}
+    for name in cfg.models:
+        model = to_hooked(run_dir.root / "models" / name)
+        summary["models"][name] = {}
+        for split, (path, n) in splits.items():
+            texts = path.read_text(encoding="utf-8").splitlines()[:n]
+            if not texts:
+                raise UserError(f"{path} has no texts to cache")
+            index = cache_split(model, texts, hooks, lambda h, s=split, m=name: hook_dir(run_dir, m, h, s), cfg,
+                                where=f"{name}/{split}")
+            summary["models"][name][split] = {h: v["n_tokens"] for h, v in index.items()}
+    out = run_dir.root / "activations" / INDEX
+    atomic_write_json(out, summary)
+    return out

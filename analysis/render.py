@@ -197,6 +197,25 @@ def _divergence_section(run_dir: RunDir) -> tuple[str, dict]:
                   "chosen_layers": ", ".join(str(x) for x in d["chosen_layers"])}
 
 
+def _dictionaries_section(run_dir: RunDir) -> tuple[str, dict]:
+    q = _load(run_dir.analysis / "sae_metrics.json")
+    if q is None:
+        return "", {}
+    bars = q["bars"]
+    rows = [(r["model"], r["hook"], r["size"], r["d_sae"], r["explained_variance"], r["mse"], r["l0"], r["dead_fraction"],
+             r["lm_loss_recovered"], _verdict(r["passes"])) for r in q["saes"]]
+    body = (f"<p>SAE-Lens dictionaries trained on the cached activations; metrics on held-out tokens. Bars: explained "
+            f"variance &ge; {bars['explained_variance']}, LM loss recovered &ge; {bars['lm_loss_recovered']} "
+            f"(reconstruction spliced in through the hook, zero ablation as the floor), dead features &le; "
+            f"{bars['dead_fraction']:.0%}.</p>"
+            + _table(rows, ("model", "hook", "size", "features", "explained var.", "MSE", "L0", "dead", "loss recovered", "check"))
+            + _img(run_dir.analysis / "sae_metrics.png", "SAE quality"))
+    evs = [r["explained_variance"] for r in q["saes"]]
+    rec = [r["lm_loss_recovered"] for r in q["saes"]]
+    return body, {"sae_explained_variance_min": min(evs), "sae_loss_recovered_min": min(rec),
+                  "sae_dead_fraction_max": max(r["dead_fraction"] for r in q["saes"]), "saes_pass": q["all_pass"]}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -254,6 +273,7 @@ SECTIONS = (
     ("policy", "RLHF policy", _policy_section),
     ("dpo", "DPO and its implicit reward", _dpo_section),
     ("divergence", "Which layers moved: parameter divergence", _divergence_section),
+    ("dictionaries", "Sparse dictionaries", _dictionaries_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from analysis.activations import ActivationCacheConfig
+from analysis.dictionaries import DictionaryConfig
 from analysis.divergence import DivergenceConfig
+from analysis.sae_quality import QualityConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
@@ -37,6 +40,9 @@ class StudyConfig:
     policy_beta0: NoKLComparisonConfig = field(default_factory=NoKLComparisonConfig)
     dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    activations: ActivationCacheConfig = field(default_factory=ActivationCacheConfig)
+    dictionaries: DictionaryConfig = field(default_factory=DictionaryConfig)
+    sae_quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

@@ -18,8 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from analysis.activations import cache_stage
+from analysis.dictionaries import dictionaries_stage
 from analysis.divergence import divergence_stage
 from analysis.render import build_report
+from analysis.sae_quality import quality_stage
 from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
 from rlhf.errors import UserError
@@ -50,6 +53,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, ()),
     Stage("dpo", "dpo", ("pretrain",), train_dpo, ()),
     Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
+    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",)),
+    Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",)),
+    Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
 )

@@ -1,0 +1,112 @@
+"""Activation caches and SAE-Lens dictionaries on the tiny study."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from analysis.activations import ActivationCacheConfig, cache_split, check_hook_names, hook_dir, load_shards
+from analysis.dictionaries import DictionaryConfig, dictionaries_stage, load_sae
+from analysis.sae_quality import reconstruction_metrics
+from rlhf.errors import UserError
+from rlhf.hooked import to_hooked
+from rlhf.rundir import RunDir, read_json
+
+
+def test_cache_equals_run_with_cache_without_padding(tiny_run):
+    _, run_dir, _ = tiny_run
+    index = read_json(run_dir.root / "activations" / "index.json")
+    hook = index["hooks"][0]
+    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:200]
+    shard = load_file(str(hook_dir(run_dir, "policy", hook, "val") / "shard_00000.safetensors"))
+    model = to_hooked(run_dir.policy)
+    expected, tokens = [], []
+    for text in texts:
+        ids = model.tokenizer(text, return_tensors="pt")["input_ids"]
+        _, cache = model.run_with_cache(ids, names_filter=[hook])
+        expected.append(cache[hook][0, 1:])  # every real token but BOS
+        tokens.append(ids[0, 1:])
+    assert torch.equal(shard["tokens"], torch.cat(tokens))
+    assert model.tokenizer.pad_token_id not in shard["tokens"].tolist()
+    assert torch.allclose(shard["activations"], torch.cat(expected), atol=1e-5)
+    assert len(shard["activations"]) == index["models"]["policy"]["val"][hook]
+
+
+def test_base_and_policy_cached_on_the_same_tokens(tiny_run):
+    _, run_dir, _ = tiny_run
+    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][-1]
+    a = load_file(str(hook_dir(run_dir, "base", hook, "train") / "shard_00000.safetensors"))
+    b = load_file(str(hook_dir(run_dir, "policy", hook, "train") / "shard_00000.safetensors"))
+    assert torch.equal(a["tokens"], b["tokens"]) and not torch.equal(a["activations"], b["activations"])
+
+
+def test_wrong_hook_lists_the_valid_ones(tiny_run):
+    _, run_dir, _ = tiny_run
+    with pytest.raises(UserError, match=r"unknown hook name\(s\) blocks.0.hook_mlp_outt; valid hooks: .*blocks.0.hook_mlp_out"):
+        check_hook_names(to_hooked(run_dir.base), ["blocks.0.hook_mlp_outt"])
+
+
+def test_nan_activations_stop_with_their_location(tiny_run, tmp_path):
+    _, run_dir, _ = tiny_run
+    model = to_hooked(run_dir.base)
+    model.blocks[0].mlp.W_out.data[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"non-finite activation at blocks.0.hook_mlp_out, base/val, text 0, token 1"):
+        cache_split(model, ["the plot was superb ."], ["blocks.0.hook_mlp_out"], lambda h: tmp_path / h,
+                    ActivationCacheConfig(), where="base/val")
+
+
+def test_caching_resumes_shard_by_shard(tiny_run, tmp_path):
+    _, run_dir, _ = tiny_run
+    model = to_hooked(run_dir.base)
+    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:100]
+    cfg = ActivationCacheConfig(shard_texts=30)
+    cache_split(model, texts, ["blocks.1.hook_mlp_out"], lambda h: tmp_path / h, cfg, where="x")
+    shards = sorted((tmp_path / "blocks.1.hook_mlp_out").glob("shard_*"))
+    assert len(shards) == 4
+    shards[2].unlink()  # as if killed while writing shard 2
+    before = {p.name: p.stat().st_mtime_ns for p in shards if p.exists()}
+    cache_split(model, texts, ["blocks.1.hook_mlp_out"], lambda h: tmp_path / h, cfg, where="x")
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "blocks.1.hook_mlp_out").glob("shard_*")}
+    assert set(after) == {p.name for p in shards}
+    assert all(after[n] == t for n, t in before.items()), "finished shards are not rewritten"
+
+
+def test_saes_reload_and_reproduce_their_reconstruction(tiny_run):
+    _, run_dir, _ = tiny_run
+    entries = read_json(run_dir.root / "saes" / "index.json")["saes"]
+    assert {e["size"] for e in entries} == {"1x", "2x"} and {e["model"] for e in entries} == {"base", "policy"}
+    entry = entries[-1]
+    sae = load_sae(run_dir.root / entry["path"])
+    assert sae.cfg.d_sae == 2 * sae.cfg.d_in and sae.W_dec.shape == (sae.cfg.d_sae, sae.cfg.d_in)
+    x = next(load_shards(hook_dir(run_dir, entry["model"], entry["hook"], "val")))
+    again = load_sae(run_dir.root / entry["path"])
+    with torch.no_grad():
+        assert torch.allclose(sae.decode(sae.encode(x)), again.decode(again.encode(x)))
+    metrics = reconstruction_metrics(sae, [x])
+    table = {(r["model"], r["hook"], r["size"]): r for r in read_json(run_dir.analysis / "sae_metrics.json")["saes"]}
+    assert metrics["explained_variance"] > 0.8
+    assert table[(entry["model"], entry["hook"], entry["size"])]["explained_variance"] == pytest.approx(metrics["explained_variance"], abs=0.05)
+
+
+def test_tiny_saes_are_good_dictionaries(tiny_run):
+    _, run_dir, _ = tiny_run
+    rows = read_json(run_dir.analysis / "sae_metrics.json")["saes"]
+    assert len(rows) == 2 * 2 * 2  # models x layers x widths
+    for r in rows:
+        assert r["explained_variance"] > 0.8 and r["dead_fraction"] < 0.3
+        assert r["zero_ablated_loss"] >= r["clean_loss"]
+        assert 0 < r["l0"] < r["d_sae"]
+
+
+def test_finished_saes_are_not_retrained(tiny_run, tmp_path):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    entries = read_json(copy.root / "saes" / "index.json")["saes"]
+    stamps = {e["path"]: (copy.root / e["path"] / "sae_weights.safetensors").stat().st_mtime_ns for e in entries}
+    shutil.rmtree(copy.root / entries[0]["path"])  # as if killed during this SAE
+    dictionaries_stage(DictionaryConfig(**{**cfg.dictionaries.__dict__, "training_tokens": 20000}), copy)
+    assert (copy.root / entries[0]["path"] / "cfg.json").exists()
+    for e in entries[1:]:
+        assert (copy.root / e["path"] / "sae_weights.safetensors").stat().st_mtime_ns == stamps[e["path"]]
