@@ -6,6 +6,7 @@ hooks are stored and no hook outlives the call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,9 @@ def cache_split(
     for every hook is skipped, so a killed run resumes shard by shard."""
     check_hook_names(model, hooks)
     dtype = getattr(torch, cfg.dtype)
+    # Nothing after the last requested block is needed: skip it (and the unembedding).
+    blocks = [re.match(r"blocks\.(\d+)\.", h) for h in hooks]
+    stop_at = max(int(b.group(1)) for b in blocks) + 1 if all(blocks) else None
     n_shards = (len(texts) + cfg.shard_texts - 1) // cfg.shard_texts
     for shard in tqdm(range(n_shards), desc=f"caching {where}", unit="shard"):
         if all(_shard_path(out(h), shard).exists() for h in hooks):
@@ -120,7 +124,7 @@ def cache_split(
             # BOS is an attention sink with outsized activations: not text, so not cached.
             if model.tokenizer.bos_token_id is not None:
                 mask &= ids != model.tokenizer.bos_token_id
-            _, cache = model.run_with_cache(ids, names_filter=list(hooks))
+            _, cache = model.run_with_cache(ids, names_filter=list(hooks), stop_at_layer=stop_at)
             for h in hooks:
                 act = cache[h][mask]  # (real tokens, d): padding positions never leave the batch
                 if not torch.isfinite(act).all():

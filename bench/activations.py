@@ -1,0 +1,81 @@
+"""Cached-activation throughput against a plain Hugging Face forward pass, and SAE
+training throughput, measured side by side in one run.
+
+    .venv/bin/python bench/activations.py --run-dir runs/sentiment
+
+(a) caching: TransformerLens run_with_cache over all chosen hooks, padding dropped,
+    shards written to disk, versus the HF model's forward on the same batches; the
+    two alternate, repeated, and the median of each is compared (target ratio >= 0.8).
+(b) SAE training: tokens per second of one SAE-Lens dictionary on the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.activations import ActivationCacheConfig, cache_split, hook_dir, hook_names  # noqa: E402
+from analysis.dictionaries import DictionaryConfig, train_sae  # noqa: E402
+from rlhf.hooked import load_hf, to_hooked  # noqa: E402
+from rlhf.rundir import RunDir, read_json  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", default="runs/sentiment", help="a finished study (default runs/sentiment)")
+    parser.add_argument("--texts", type=int, default=2048, help="corpus texts per measurement (default 2048)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repetitions (default 3)")
+    parser.add_argument("--sae-tokens", type=int, default=500_000, help="tokens for the SAE measurement")
+    args = parser.parse_args()
+    run_dir = RunDir(args.run_dir)
+    if not (run_dir.analysis / "divergence.json").exists():
+        sys.exit(f"error: {run_dir.root} has no finished study (run bash scripts/study.sh first)")
+    torch.set_grad_enabled(False)
+    texts = (run_dir.corpus / "train.txt").read_text().splitlines()[: args.texts]
+    hooks = hook_names("blocks.{layer}.hook_mlp_out", read_json(run_dir.analysis / "divergence.json")["chosen_layers"])
+    hooked, hf = to_hooked(run_dir.policy), load_hf(run_dir.policy).eval()
+    cfg = ActivationCacheConfig(shard_texts=len(texts))
+    tok = hooked.tokenizer
+    n_tokens = sum(len(tok(t)["input_ids"]) - 1 for t in texts)
+
+    def plain() -> None:
+        for start in range(0, len(texts), cfg.batch_size):
+            enc = tok(texts[start : start + cfg.batch_size], padding=True, return_tensors="pt")
+            hf(**enc)
+
+    def cached() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache_split(hooked, texts, hooks, lambda h: Path(tmp) / h, cfg, where="bench")
+
+    times: dict[str, list[float]] = {"plain HF forward": [], "cache (all hooks, to disk)": []}
+    for _ in range(args.repeats):
+        for name, fn in (("plain HF forward", plain), ("cache (all hooks, to disk)", cached)):
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    print(f"{len(texts)} texts, {n_tokens} tokens, hooks: {', '.join(hooks)}; torch threads {torch.get_num_threads()}")
+    rates = {}
+    for name, ts in times.items():
+        rates[name] = n_tokens / statistics.median(ts)
+        print(f"  {name:<28} {rates[name]:>10.0f} tokens/s  (median of {len(ts)}: {', '.join(f'{t:.2f}s' for t in ts)})")
+    print(f"caching throughput / plain forward = {rates['cache (all hooks, to disk)'] / rates['plain HF forward']:.2f} (target >= 0.8)")
+
+    torch.set_grad_enabled(True)
+    source = hook_dir(run_dir, "policy", hooks[-1], "train")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        train_sae(DictionaryConfig(training_tokens=args.sae_tokens), source, 2.0, Path(tmp) / "sae")
+        seconds = time.perf_counter() - started
+    print(f"SAE training (2x width, {hooks[-1]}): {args.sae_tokens / seconds:.0f} tokens/s ({seconds:.1f} s for {args.sae_tokens} tokens)")
+
+
+if __name__ == "__main__":
+    main()
