@@ -202,9 +202,16 @@ def _dictionaries_section(run_dir: RunDir) -> tuple[str, dict]:
     if q is None:
         return "", {}
     bars = q["bars"]
+    cache = _load(run_dir.root / "activations" / "index.json")
+    cached = ""
+    if cache:
+        first = next(iter(cache["models"].values()))
+        cached = (f"<p>Activation cache: {', '.join(cache['hooks'])} for {', '.join(cache['models'])}, "
+                  f"{next(iter(first['train'].values()))} training and {next(iter(first['val'].values()))} held-out "
+                  "tokens per hook (one forward pass per model for all hooks).</p>")
     rows = [(r["model"], r["hook"], r["size"], r["d_sae"], r["explained_variance"], r["mse"], r["l0"], r["dead_fraction"],
              r["lm_loss_recovered"], _verdict(r["passes"])) for r in q["saes"]]
-    body = (f"<p>SAE-Lens dictionaries trained on the cached activations; metrics on held-out tokens. Bars: explained "
+    body = cached + (f"<p>SAE-Lens dictionaries trained on the cached activations; metrics on held-out tokens. Bars: explained "
             f"variance &ge; {bars['explained_variance']}, LM loss recovered &ge; {bars['lm_loss_recovered']} "
             f"(reconstruction spliced in through the hook, zero ablation as the floor), dead features &le; "
             f"{bars['dead_fraction']:.0%}.</p>"

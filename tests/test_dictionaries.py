@@ -110,3 +110,26 @@ def test_finished_saes_are_not_retrained(tiny_run, tmp_path):
     assert (copy.root / entries[0]["path"] / "cfg.json").exists()
     for e in entries[1:]:
         assert (copy.root / e["path"] / "sae_weights.safetensors").stat().st_mtime_ns == stamps[e["path"]]
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
+def test_topk_architectures_train_and_reload(tiny_run, tmp_path, architecture):
+    _, run_dir, _ = tiny_run
+    from analysis.dictionaries import train_sae
+
+    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][0]
+    out = train_sae(DictionaryConfig(architecture=architecture, k=8, training_tokens=30_000, batch_size=1024),
+                    hook_dir(run_dir, "base", hook, "train"), 1.0, tmp_path / architecture)
+    sae = load_sae(out)
+    x = next(load_shards(hook_dir(run_dir, "base", hook, "val")))
+    with torch.no_grad():
+        codes = sae.encode(x)
+    assert (codes > 0).sum(1).float().mean() <= 8.5  # k active features per token (batch-level for BatchTopK)
+    assert reconstruction_metrics(sae, [x])["explained_variance"] > 0.5
+
+
+def test_unknown_architecture_is_refused():
+    from analysis.dictionaries import make_sae
+
+    with pytest.raises(UserError, match="architecture must be one of standard, topk, batchtopk"):
+        make_sae(DictionaryConfig(architecture="gated"), 16, 1.0)
