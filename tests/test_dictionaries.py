@@ -118,14 +118,17 @@ def test_topk_architectures_train_and_reload(tiny_run, tmp_path, architecture):
     from analysis.dictionaries import train_sae
 
     hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][0]
-    out = train_sae(DictionaryConfig(architecture=architecture, k=8, training_tokens=30_000, batch_size=1024),
+    out = train_sae(DictionaryConfig(architecture=architecture, k=8, training_tokens=150_000, batch_size=1024),
                     hook_dir(run_dir, "base", hook, "train"), 1.0, tmp_path / architecture)
     sae = load_sae(out)
     x = next(load_shards(hook_dir(run_dir, "base", hook, "val")))
     with torch.no_grad():
         codes = sae.encode(x)
-    assert (codes > 0).sum(1).float().mean() <= 8.5  # k active features per token (batch-level for BatchTopK)
-    assert reconstruction_metrics(sae, [x])["explained_variance"] > 0.5
+    l0 = float((codes > 0).sum(1).float().mean())
+    # TopK keeps exactly k per token; BatchTopK keeps k per token on average over a batch in
+    # training and turns into a learned threshold for inference.
+    assert l0 <= 8.0 + 1e-6 if architecture == "topk" else 2 <= l0 <= 16
+    assert reconstruction_metrics(sae, [x])["explained_variance"] > 0.6
 
 
 def test_unknown_architecture_is_refused():
