@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -114,7 +114,7 @@ def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> Path:
                                                       "tokens_per_second": cfg.training_tokens / (time.time() - started)})
         trained.append({"model": model, "hook": hook, "size": size_name(width), "path": str(out.relative_to(run_dir.root))})
     path = run_dir.root / "saes" / INDEX
-    atomic_write_json(path, {"architecture": cfg.architecture, "saes": trained})
+    atomic_write_json(path, {"architecture": cfg.architecture, "config": asdict(cfg), "saes": trained})
     return path
 
 

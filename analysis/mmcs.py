@@ -9,6 +9,8 @@ chunk x n_features(D') however wide the dictionaries are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -17,7 +19,10 @@ from jaxtyping import Float, Int
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from analysis.activations import hook_dir
+from analysis.dictionaries import DictionaryConfig, load_sae, sae_dir, size_name, train_sae
 from rlhf.errors import UserError
+from rlhf.rundir import RunDir, atomic_write_json, read_json
 
 
 def _unit_rows(d: Float[Tensor, "n d"], name: str) -> Float[Tensor, "n d"]:
@@ -77,3 +82,64 @@ def random_directions(n: int, d: int, seed: int = 0) -> Float[Tensor, "n d"]:
     """Unit vectors drawn uniformly on the sphere: the null for MMCS."""
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
     return x / torch.linalg.norm(x, dim=1, keepdim=True)
+
+
+# -- the study stage ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MMCSConfig:
+    top_k: int = 20  # shared features listed per model and layer (the paper's Dg)
+    random_draws: int = 10  # random-direction dictionaries for the null's confidence interval
+    seed_null: bool = True  # also train the small SAE with another seed: the reproducibility reference
+
+
+def _interval(values: list[float]) -> dict[str, float]:
+    """Mean and a 95% normal-approximation confidence interval."""
+    t = torch.tensor(values, dtype=torch.float64)
+    half = 1.96 * float(t.std()) / len(t) ** 0.5 if len(t) > 1 else 0.0
+    return {"mean": float(t.mean()), "low": float(t.mean()) - half, "high": float(t.mean()) + half, "n": len(t)}
+
+
+def mmcs_stage(cfg: MMCSConfig, run_dir: RunDir) -> Path:
+    """Stage: small-into-big MMCS per model and layer against a random-direction null and an
+    other-seed SAE; the top-k shared features; base-vs-policy MMCS per layer and size."""
+    index = read_json(run_dir.root / "saes" / "index.json")
+    if "config" not in index:
+        raise UserError("saes/index.json predates the recorded dictionary config; re-run with --force dictionaries "
+                        "(finished SAEs are kept)")
+    dcfg = DictionaryConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in index["config"].items()})
+    small_w, big_w = min(dcfg.widths), max(dcfg.widths)
+    decoders: dict[tuple[str, str, str], Tensor] = {}
+    for e in index["saes"]:
+        decoders[(e["model"], e["hook"], e["size"])] = load_sae(run_dir.root / e["path"]).W_dec.detach()
+    models = sorted({m for m, _, _ in decoders})
+    hooks = sorted({h for _, h, _ in decoders})
+    small, big = size_name(small_w), size_name(big_w)
+    within = []
+    for model in models:
+        for hook in hooks:
+            d_small, d_big = decoders[(model, hook, small)], decoders[(model, hook, big)]
+            mcs, match = max_cosine(d_small, d_big)
+            order = torch.argsort(mcs, descending=True)[: cfg.top_k]
+            n, d = d_small.shape
+            row = {
+                "model": model, "hook": hook, "small": small, "big": big,
+                "mmcs": float(mcs.mean()), "mmcs_hungarian": mmcs(d_small, d_big, "hungarian"),
+                "random_null": _interval([mmcs(random_directions(n, d, 2 * s), random_directions(len(d_big), d, 2 * s + 1))
+                                          for s in range(cfg.random_draws)]),
+                "shared": [{"feature": int(i), "mcs": float(mcs[i]), "big_match": int(match[i])} for i in order],
+            }
+            if cfg.seed_null:
+                out = sae_dir(run_dir, model, hook, small_w).with_name(f"{small}-seed{dcfg.seed + 1}")
+                if not (out / "cfg.json").exists():
+                    train_sae(replace(dcfg, seed=dcfg.seed + 1), hook_dir(run_dir, model, hook, "train"), small_w, out)
+                other = load_sae(out).W_dec.detach()
+                row["other_seed_mmcs"] = mmcs(d_small, other)
+            within.append(row)
+    across = [{"hook": hook, "size": size, "policy_into_base": mmcs(decoders[("policy", hook, size)], decoders[("base", hook, size)]),
+               "base_into_policy": mmcs(decoders[("base", hook, size)], decoders[("policy", hook, size)])}
+              for hook in hooks for size in (small, big) if {"base", "policy"} <= set(models)]
+    out = run_dir.analysis / "mmcs.json"
+    atomic_write_json(out, {"within": within, "base_vs_policy": across})
+    return out

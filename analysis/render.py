@@ -223,6 +223,23 @@ def _dictionaries_section(run_dir: RunDir) -> tuple[str, dict]:
                   "sae_dead_fraction_max": max(r["dead_fraction"] for r in q["saes"]), "saes_pass": q["all_pass"]}
 
 
+def _mmcs_section(run_dir: RunDir) -> tuple[str, dict]:
+    m = _load(run_dir.analysis / "mmcs.json")
+    if m is None:
+        return "", {}
+    rows = [(r["model"], r["hook"], f"{r['small']} into {r['big']}", r["mmcs"], r["mmcs_hungarian"], r.get("other_seed_mmcs", "-"),
+             f"{r['random_null']['mean']:.3f} [{r['random_null']['low']:.3f}, {r['random_null']['high']:.3f}]",
+             ", ".join(f"{s['feature']} ({s['mcs']:.2f})" for s in r["shared"][:5])) for r in m["within"]]
+    across = [(r["hook"], r["size"], r["policy_into_base"], r["base_into_policy"]) for r in m["base_vs_policy"]]
+    body = ("<p>MMCS = mean over the small dictionary's decoder rows of the largest cosine with a row of the big one; "
+            "Hungarian = one-to-one matching. The other-seed SAE (same data, same width) is the reproducibility "
+            "reference, random unit directions the null (mean and 95% interval).</p>"
+            + _table(rows, ("model", "hook", "dictionaries", "MMCS", "Hungarian", "other seed", "random null", "top shared features (MCS)"))
+            + "<h3>Base vs policy</h3>" + _table(across, ("hook", "size", "MMCS policy into base", "MMCS base into policy")))
+    return body, {"mmcs_min": min(r["mmcs"] for r in m["within"]),
+                  "mmcs_random_null_max": max(r["random_null"]["high"] for r in m["within"])}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -281,6 +298,7 @@ SECTIONS = (
     ("dpo", "DPO and its implicit reward", _dpo_section),
     ("divergence", "Which layers moved: parameter divergence", _divergence_section),
     ("dictionaries", "Sparse dictionaries", _dictionaries_section),
+    ("mmcs", "Shared features: MMCS", _mmcs_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -16,6 +16,7 @@ from typing import Any
 from analysis.activations import ActivationCacheConfig
 from analysis.dictionaries import DictionaryConfig
 from analysis.divergence import DivergenceConfig
+from analysis.mmcs import MMCSConfig
 from analysis.sae_quality import QualityConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
@@ -43,6 +44,7 @@ class StudyConfig:
     activations: ActivationCacheConfig = field(default_factory=ActivationCacheConfig)
     dictionaries: DictionaryConfig = field(default_factory=DictionaryConfig)
     sae_quality: QualityConfig = field(default_factory=QualityConfig)
+    mmcs: MMCSConfig = field(default_factory=MMCSConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)
