@@ -240,6 +240,26 @@ def _mmcs_section(run_dir: RunDir) -> tuple[str, dict]:
                   "mmcs_random_null_max": max(r["random_null"]["high"] for r in m["within"])}
 
 
+def _feature_diff_section(run_dir: RunDir) -> tuple[str, dict]:
+    f = _load(run_dir.analysis / "feature_diff.json")
+    if f is None:
+        return "", {}
+    parts = []
+    for h in f["hooks"]:
+        rows = [(kind, c["feature"], c["mcs"], c["freq_policy"], c["freq_base_match"], c["utility_corr"], c["logit_alignment"],
+                 " ".join(c["top_logit_tokens"]))
+                for kind, key in (("new", "new"), ("changed frequency", "changed"), ("writes utility", "writes_utility"))
+                for c in h[key][:3]]
+        parts.append(f"<h3>{_esc(h['hook'])} ({h['size']}): {h['n_new']} of {h['n_features']} policy features "
+                     "have no close base match</h3>"
+                     + _table(rows, ("ranking", "policy feature", "MCS to base", "freq. policy", "freq. base match",
+                                     "corr. with token valence", "logit alignment", "top logit tokens")))
+    body = ("<p>Policy features matched to base features by decoder cosine (threshold "
+            f"{f['config']['match_threshold']}); frequencies on the same held-out tokens; logit alignment = correlation "
+            "of the feature's direct logit effect with the VADER valence of each vocabulary token.</p>" + "".join(parts))
+    return body, {"new_policy_features": ", ".join(f"{h['hook'].split('.')[1]}: {h['n_new']}" for h in f["hooks"])}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -299,6 +319,7 @@ SECTIONS = (
     ("divergence", "Which layers moved: parameter divergence", _divergence_section),
     ("dictionaries", "Sparse dictionaries", _dictionaries_section),
     ("mmcs", "Shared features: MMCS", _mmcs_section),
+    ("feature_diff", "Base vs policy: feature diffs", _feature_diff_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -16,6 +16,7 @@ from typing import Any
 from analysis.activations import ActivationCacheConfig
 from analysis.dictionaries import DictionaryConfig
 from analysis.divergence import DivergenceConfig
+from analysis.feature_diff import FeatureDiffConfig
 from analysis.mmcs import MMCSConfig
 from analysis.sae_quality import QualityConfig
 from probes.valence import ValenceProbeConfig
@@ -45,6 +46,7 @@ class StudyConfig:
     dictionaries: DictionaryConfig = field(default_factory=DictionaryConfig)
     sae_quality: QualityConfig = field(default_factory=QualityConfig)
     mmcs: MMCSConfig = field(default_factory=MMCSConfig)
+    feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

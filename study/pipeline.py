@@ -21,6 +21,7 @@ from typing import Any
 from analysis.activations import cache_stage
 from analysis.dictionaries import dictionaries_stage
 from analysis.divergence import divergence_stage
+from analysis.feature_diff import feature_diff_stage
 from analysis.mmcs import mmcs_stage
 from analysis.render import build_report
 from analysis.sae_quality import quality_stage
@@ -58,6 +59,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",)),
     Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
+    Stage("feature_diff", "feature_diff", ("dictionaries",), feature_diff_stage, ("analysis/feature_diff.json",)),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
 )
