@@ -13,15 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from rlhf.errors import UserError  # noqa: E402
-from rlhf.hooked import load_hf  # noqa: E402
-from rlhf.rundir import RunDir, atomic_write_json  # noqa: E402
+from rlhf.errors import UserError
+from rlhf.hooked import load_hf
+from rlhf.plots import plt, save_figure
+from rlhf.rundir import RunDir, atomic_write_json
 
 LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|h)\.(\d+)\.")
 # Norms first: GPT-NeoX's "post_attention_layernorm" is a layer norm, not attention.
@@ -108,12 +105,7 @@ def _bar_chart(report: dict, path: Path, title: str) -> None:
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(title=title, xlabel="layer", ylabel="sum of ||policy - base||_F")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> Path:

@@ -13,20 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import matplotlib
+import torch
+from jaxtyping import Float
+from sae_lens import SAE
+from torch import Tensor
+from transformer_lens import HookedTransformer
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from jaxtyping import Float  # noqa: E402
-from sae_lens import SAE  # noqa: E402
-from torch import Tensor  # noqa: E402
-from transformer_lens import HookedTransformer  # noqa: E402
-
-from analysis.activations import INDEX, hook_dir, load_shards  # noqa: E402
-from analysis.dictionaries import load_sae  # noqa: E402
-from rlhf.hooked import to_hooked  # noqa: E402
-from rlhf.rundir import RunDir, atomic_write_json, read_json  # noqa: E402
+from analysis.activations import INDEX, hook_dir, load_shards
+from analysis.dictionaries import load_sae
+from rlhf.hooked import to_hooked
+from rlhf.plots import plt, save_figure
+from rlhf.rundir import RunDir, atomic_write_json, read_json
 
 
 @torch.no_grad()
@@ -124,9 +121,4 @@ def _plot(rows: list[dict], run_dir: RunDir) -> None:
         ax.bar(range(len(rows)), [r[key] for r in rows], color=["#1f77b4" if r["model"] == "base" else "#ff7f0e" for r in rows])
         ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = run_dir.analysis / "sae_metrics.png"
-    tmp = path.with_name(".sae_metrics.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, run_dir.analysis / "sae_metrics.png")

@@ -138,8 +138,6 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
     save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
     curves = {k: curve(history, k) for k in ("reward", "kl", "completions/mean_length", "repeated_bigrams")}
-    base_rewards = reward(prompts=eval_prompts, completions=base_samples.completions)
-    policy_rewards = reward(prompts=eval_prompts, completions=policy_samples.completions)
     result = {
         "name": name, "config": asdict(cfg), "algorithm": cfg.algorithm, "beta": cfg.beta,
         "steps": trainer.state.global_step, "resumed": resumed,
@@ -148,8 +146,8 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
         "curves": curves,
         "samples": [
             {"prompt": p, "base": b, "base_reward": rb, "policy": q, "policy_reward": rq}
-            for p, b, rb, q, rq in list(zip(eval_prompts, base_samples.completions, base_rewards,
-                                            policy_samples.completions, policy_rewards))[:12]
+            for p, b, rb, q, rq in list(zip(eval_prompts, base_samples.completions, base_samples.rewards,
+                                            policy_samples.completions, policy_samples.rewards))[:12]
         ],
         "seconds": time.time() - started,
     }

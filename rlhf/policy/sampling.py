@@ -51,6 +51,7 @@ class Samples:
     input_ids: Int[Tensor, "batch seq"]  # left-padded prompt + completion
     attention_mask: Int[Tensor, "batch seq"]
     completion_mask: Int[Tensor, "batch seq"]  # 1 on completion tokens up to and including EOS
+    rewards: list[float] | None = None  # filled in by evaluate()
 
 
 def _end_mask(completion: Int[Tensor, "batch new"], eos_id: int) -> Int[Tensor, "batch new"]:
@@ -79,10 +80,11 @@ def sample(
             )
             completion = out[:, enc["input_ids"].shape[1] :]
             keep = _end_mask(completion, tokenizer.eos_token_id)
+            # generate() stops early when every row has ended: pad to the full completion width.
+            keep_full = torch.nn.functional.pad(keep, (0, max_new_tokens - completion.shape[1]))
             ids.append(torch.nn.functional.pad(out, (0, max_new_tokens - completion.shape[1]), value=tokenizer.pad_token_id))
-            pad_new = max_new_tokens - completion.shape[1]
-            masks.append(torch.cat([enc["attention_mask"], torch.nn.functional.pad(keep, (0, pad_new))], dim=1))
-            comp_masks.append(torch.cat([torch.zeros_like(enc["attention_mask"]), torch.nn.functional.pad(keep, (0, pad_new))], dim=1))
+            masks.append(torch.cat([enc["attention_mask"], keep_full], dim=1))
+            comp_masks.append(torch.cat([torch.zeros_like(enc["attention_mask"]), keep_full], dim=1))
             texts += tokenizer.batch_decode(completion * keep + tokenizer.pad_token_id * (1 - keep), skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
@@ -128,7 +130,7 @@ def evaluate(
 ) -> tuple[PolicyEvaluation, Samples]:
     """Sample on held-out prompts; mean reward, exact KL to ``base`` per token, repetition."""
     samples = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    rewards = reward(prompts=samples.prompts, completions=samples.completions)
+    rewards = samples.rewards = reward(prompts=samples.prompts, completions=samples.completions)
     kl = completion_kl(model, base, samples) if model is not base else torch.zeros(len(prompts))
     lengths = samples.completion_mask.sum(1).float()
     return PolicyEvaluation(
