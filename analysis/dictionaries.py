@@ -84,7 +84,8 @@ def make_sae(cfg: DictionaryConfig, d_in: int, width: float) -> torch.nn.Module:
 
 def train_sae(cfg: DictionaryConfig, activations: Path, width: float, out: Path) -> Path:
     """Train one SAE on a cached hook and save it in SAE-Lens format to ``out``."""
-    d_in = read_json(activations / INDEX)["d"]
+    cache = read_json(activations / INDEX)
+    d_in = cache["d"]
     sae = make_sae(cfg, d_in, width)
     trainer_cfg = SAETrainerConfig(
         total_training_samples=cfg.training_tokens, train_batch_size_samples=cfg.batch_size, lr=cfg.learning_rate,
@@ -94,6 +95,7 @@ def train_sae(cfg: DictionaryConfig, activations: Path, width: float, out: Path)
     )
     trainer = SAETrainer(trainer_cfg, sae, stream(activations, cfg.batch_size, cfg.seed))
     trained = trainer.fit()  # folds the input-norm scaling into the weights
+    trained.cfg.metadata.hook_name = cache["hook"]  # so the SAE says where it reads, as pretrained SAE-Lens SAEs do
     with atomic_dir(out) as work:
         trained.save_inference_model(work)
     return out

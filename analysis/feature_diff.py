@@ -16,12 +16,16 @@ from pathlib import Path
 
 import torch
 from einops import einsum
+from jaxtyping import Int
+from sae_lens import SAE
 from safetensors.torch import load_file
 from torch import Tensor
+from transformers import PreTrainedTokenizerBase
 
 from analysis.activations import hook_dir, load_shards
 from analysis.dictionaries import load_sae
 from analysis.mmcs import max_cosine
+from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.lexicon import valence
 from rlhf.rundir import RunDir, atomic_write_json, read_json
@@ -33,6 +37,10 @@ class FeatureDiffConfig:
     size: str = "1x"  # which dictionary width to compare
     match_threshold: float = 0.7  # policy features whose best base cosine is lower count as new
     top_n: int = 10
+    cards_per_ranking: int = 3  # features per ranking that get a full card (examples, histogram)
+    examples_per_card: int = 3  # top-activating held-out texts shown on a card
+    context: int = 24  # tokens shown before the strongest activation of an example
+    histogram_bins: int = 20
 
 
 def _pearson(x: Tensor, y: Tensor) -> Tensor:
@@ -42,21 +50,49 @@ def _pearson(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(denom > 0, einsum(xc, yc, "t f, t -> f") / denom.clamp(min=1e-12), torch.zeros_like(denom))
 
 
+def _check_comparable(sae_p: SAE, sae_b: SAE, hook: str) -> None:
+    hooks = {sae.cfg.metadata.hook_name for sae in (sae_p, sae_b)} - {None}
+    if hooks - {hook}:
+        raise UserError(f"dictionaries for {hook} were trained on different hooks: {sorted(hooks)}; retrain them "
+                        "with `python -m study run --force dictionaries`")
+    if sae_p.W_dec.shape != sae_b.W_dec.shape:
+        raise UserError(f"base and policy dictionaries at {hook} cannot be compared feature by feature: shapes "
+                        f"{tuple(sae_b.W_dec.shape)} vs {tuple(sae_p.W_dec.shape)}")
+
+
+def _text_spans(positions: Int[Tensor, " tokens"]) -> list[tuple[int, int]]:
+    """[start, end) of each text in a cache: positions restart at every new text."""
+    starts = [0, *(torch.nonzero(positions[1:] <= positions[:-1])[:, 0] + 1).tolist(), len(positions)]
+    return list(zip(starts[:-1], starts[1:]))
+
+
+def display_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
+    """One printable string per token; word-level vocabularies get the spaces that decoding adds between words."""
+    strings = [tokenizer.decode([i]) for i in ids]
+    if len(ids) > 1 and " " in tokenizer.decode(ids[:2]) and " " not in "".join(strings[:2]):
+        strings = [strings[0], *(" " + t for t in strings[1:])]
+    return strings
+
+
 @torch.no_grad()
 def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence: Tensor, unembed: Tensor,
-              vocab: list[str]) -> dict:
+              vocab: list[str], tokenizer: PreTrainedTokenizerBase) -> dict:
     sae_p = load_sae(run_dir.root / "saes" / "policy" / hook / cfg.size)
     sae_b = load_sae(run_dir.root / "saes" / "base" / hook / cfg.size)
+    _check_comparable(sae_p, sae_b, hook)
     mcs, match = max_cosine(sae_p.W_dec, sae_b.W_dec)
     # Both caches hold the same held-out tokens, so the codes line up token by token.
     codes_p = torch.cat([sae_p.encode(x) for x in load_shards(hook_dir(run_dir, "policy", hook, "val"))])
     codes_b = torch.cat([sae_b.encode(x) for x in load_shards(hook_dir(run_dir, "base", hook, "val"))])
-    tokens = _token_ids(hook_dir(run_dir, "policy", hook, "val"))
+    tokens, positions = _cached_tokens(hook_dir(run_dir, "policy", hook, "val"))
     freq_p, freq_b = (codes_p > 0).float().mean(0), (codes_b > 0).float().mean(0)
     mean_p, mean_b = codes_p.mean(0), codes_b.mean(0)
     utility_corr = _pearson(codes_p, token_valence[tokens])
+    utility_corr_base = _pearson(codes_b, token_valence[tokens])
     logits = einsum(sae_p.W_dec, unembed, "f d, d v -> f v")  # direct logit effect of each feature
     alignment = _pearson(logits.T, token_valence)  # does the feature push up high-valence tokens?
+    spans = _text_spans(positions)
+    span_of = torch.repeat_interleave(torch.arange(len(spans)), torch.tensor([e - s for s, e in spans]))
 
     def card(i: int) -> dict:
         j = int(match[i])
@@ -64,25 +100,59 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
         bottom = torch.topk(-logits[i], 5).indices.tolist()
         return {"feature": i, "base_match": j, "mcs": float(mcs[i]), "freq_policy": float(freq_p[i]),
                 "freq_base_match": float(freq_b[j]), "mean_policy": float(mean_p[i]), "mean_base_match": float(mean_b[j]),
-                "utility_corr": float(utility_corr[i]), "logit_alignment": float(alignment[i]),
+                "utility_corr": float(utility_corr[i]), "utility_corr_base_match": float(utility_corr_base[j]),
+                "logit_alignment": float(alignment[i]),
                 "top_logit_tokens": [vocab[t] for t in top], "bottom_logit_tokens": [vocab[t] for t in bottom]}
+
+    def examples(i: int) -> dict:
+        """The held-out texts where policy feature i fires most, with both models' activations on them."""
+        j = int(match[i])
+        peak = torch.zeros(len(spans)).scatter_reduce(0, span_of, codes_p[:, i], reduce="amax")
+        shown = []
+        for text in torch.argsort(peak, descending=True)[: cfg.examples_per_card].tolist():
+            if peak[text] <= 0:
+                break
+            start, end = spans[text]
+            at = start + int(codes_p[start:end, i].argmax())
+            lo, hi = max(start, at - cfg.context), min(end, at + cfg.context // 3 + 1)
+            shown.append({"tokens": display_tokens(tokenizer, tokens[lo:hi].tolist()),
+                          "policy": codes_p[lo:hi, i].tolist(), "base": codes_b[lo:hi, j].tolist()})
+        # Histograms of the non-zero activations on shared bins, so the two models compare at a glance.
+        active_p, active_b = codes_p[:, i][codes_p[:, i] > 0], codes_b[:, j][codes_b[:, j] > 0]
+        both = torch.cat([active_p, active_b])
+        top = float(both.max()) if len(both) else 1.0
+        edges = torch.linspace(0, top, cfg.histogram_bins + 1)
+        counts = [torch.histogram(a, edges).hist.long().tolist() for a in (active_p, active_b)]
+        return {"examples": shown, "histogram": {"edges": edges.tolist(), "policy": counts[0], "base_match": counts[1]}}
 
     new = [int(i) for i in torch.argsort(freq_p, descending=True) if mcs[i] < cfg.match_threshold]
     matched = (mcs >= cfg.match_threshold).nonzero()[:, 0]
     change = (freq_p - freq_b[match]).abs()
     changed = [int(i) for i in matched[torch.argsort(change[matched], descending=True)]]
     aligned = [int(i) for i in torch.argsort(alignment, descending=True)]
+    rankings = {"new": new, "changed": changed, "writes_utility": aligned}
+    carded = sorted({i for ranked in rankings.values() for i in ranked[: cfg.cards_per_ranking]})
+    diff = sorted({i for ranked in (new, changed) for i in ranked[: cfg.top_n]})
     return {
         "hook": hook, "size": cfg.size, "n_features": len(mcs), "n_new": len(new),
-        "new": [card(i) for i in new[: cfg.top_n]],
-        "changed": [card(i) for i in changed[: cfg.top_n]],
-        "writes_utility": [card(i) for i in aligned[: cfg.top_n]],
+        **{name: [card(i) for i in ranked[: cfg.top_n]] for name, ranked in rankings.items()},
+        "cards": {str(i): {**card(i), **examples(i)} for i in carded},
         "max_abs_utility_corr": float(utility_corr.abs().max()),
+        # Does the fine-tune's diff track the reward better than the base's dictionary does?
+        "reward_tracking": {
+            "diff_features_mean_abs_corr": float(utility_corr[diff].abs().mean()) if diff else float("nan"),
+            "their_base_matches_mean_abs_corr": float(utility_corr_base[match[diff]].abs().mean()) if diff else float("nan"),
+            "all_policy_mean_abs_corr": float(utility_corr.abs().mean()),
+            "all_base_mean_abs_corr": float(utility_corr_base.abs().mean()),
+            "policy_max_abs_corr": float(utility_corr.abs().max()),
+            "base_max_abs_corr": float(utility_corr_base.abs().max()),
+        },
     }
 
 
-def _token_ids(directory: Path) -> Tensor:
-    return torch.cat([load_file(str(directory / name))["tokens"] for name in read_json(directory / "index.json")["shards"]])
+def _cached_tokens(directory: Path) -> tuple[Int[Tensor, " tokens"], Int[Tensor, " tokens"]]:
+    shards = [load_file(str(directory / name)) for name in read_json(directory / "index.json")["shards"]]
+    return torch.cat([s["tokens"] for s in shards]), torch.cat([s["positions"] for s in shards])
 
 
 def feature_diff_stage(cfg: FeatureDiffConfig, run_dir: RunDir) -> Path:
@@ -93,7 +163,8 @@ def feature_diff_stage(cfg: FeatureDiffConfig, run_dir: RunDir) -> Path:
     token_valence = torch.tensor([valence(t.lower().lstrip("Ġ▁")) for t in vocab])
     unembed = load_hf(run_dir.policy).get_output_embeddings().weight.detach().float().T[:, : len(vocab)]
     hooks = read_json(run_dir.root / "activations" / "index.json")["hooks"]
-    result = {"config": cfg.__dict__, "hooks": [diff_hook(run_dir, h, cfg, token_valence, unembed, vocab) for h in hooks],
+    result = {"config": cfg.__dict__,
+              "hooks": [diff_hook(run_dir, h, cfg, token_valence, unembed, vocab, tokenizer) for h in hooks],
               "seconds": time.time() - started}
     out = run_dir.analysis / "feature_diff.json"
     atomic_write_json(out, result)

@@ -45,10 +45,14 @@ def _check(d1: Tensor, d2: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def max_cosine(
-    d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"], chunk: int = 4096
+    d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"], chunk: int | None = None
 ) -> tuple[Float[Tensor, " n1"], Int[Tensor, " n1"]]:
-    """For each row of ``d1``: its largest cosine with a row of ``d2``, and that row's index."""
+    """For each row of ``d1``: its largest cosine with a row of ``d2``, and that row's index.
+
+    Rows of ``d1`` are taken ``chunk`` at a time; by default as many as keep one block of
+    cosines at 2**26 floats (256 MB) whatever the widths."""
     a, b = _check(d1, d2)
+    chunk = chunk or max(1, 2**26 // len(b))
     best, index = [], []
     for start in range(0, len(a), chunk):
         cos = einsum(a[start : start + chunk], b, "i d, j d -> i j")

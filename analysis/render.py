@@ -1,8 +1,10 @@
 """The study report: one self-contained HTML page plus ``summary.json``.
 
 It is assembled only from artifacts on disk (JSON, PNG), so it imports none of the
-stages and can be rebuilt at any time. Images are inlined as data URIs and there are
-no external scripts or styles: the page works offline and can be mailed around.
+stages and can be rebuilt at any time. Images are inlined as data URIs and the
+circuitsvis bundle is inlined once per page; nothing is fetched, so the pages work
+offline and can be mailed around. The feature cards also get a page of their own,
+``report/feature_diff.html``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.cards import CARD_CSS, bundle_script, feature_card
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
@@ -28,6 +31,14 @@ th{background:#f5f5f5} .num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #eee} .grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{width:49%;min-width:320px} code,pre{background:#f7f7f7;font-size:.85em}
 pre{padding:.6em;overflow-x:auto} nav a{margin-right:1em}
 """
+
+
+def _page(title: str, body: str) -> str:
+    """A whole offline page; the circuitsvis bundle is inlined once, and only when a view needs it."""
+    scripts = bundle_script() if "CircuitsVis.render(" in body else ""
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{_esc(title)}</title><style>{CSS}{CARD_CSS}</style>{scripts}</head><body>{body}</body></html>")
 
 
 def _esc(x: Any) -> str:
@@ -240,24 +251,57 @@ def _mmcs_section(run_dir: RunDir) -> tuple[str, dict]:
                   "mmcs_random_null_max": max(r["random_null"]["high"] for r in m["within"])}
 
 
+def _feature_cards(f: dict) -> str:
+    return "".join(f"<h3>{_esc(h['hook'])}</h3>" + "".join(feature_card(h["hook"], c) for c in h["cards"].values())
+                   for h in f["hooks"])
+
+
 def _feature_diff_section(run_dir: RunDir) -> tuple[str, dict]:
     f = _load(run_dir.analysis / "feature_diff.json")
     if f is None:
         return "", {}
     parts = []
     for h in f["hooks"]:
-        rows = [(kind, c["feature"], c["mcs"], c["freq_policy"], c["freq_base_match"], c["utility_corr"], c["logit_alignment"],
-                 " ".join(c["top_logit_tokens"]))
+        rows = [(kind, _Html(f"<a href='#{_esc(h['hook'])}-{c['feature']}'>{c['feature']}</a>")
+                 if str(c["feature"]) in h["cards"] else c["feature"],
+                 c["mcs"], c["freq_policy"], c["freq_base_match"], c["utility_corr"], c["utility_corr_base_match"],
+                 c["logit_alignment"], " ".join(c["top_logit_tokens"]))
                 for kind, key in (("new", "new"), ("changed frequency", "changed"), ("writes utility", "writes_utility"))
                 for c in h[key][:3]]
         parts.append(f"<h3>{_esc(h['hook'])} ({h['size']}): {h['n_new']} of {h['n_features']} policy features "
                      "have no close base match</h3>"
                      + _table(rows, ("ranking", "policy feature", "MCS to base", "freq. policy", "freq. base match",
-                                     "corr. with token valence", "logit alignment", "top logit tokens")))
+                                     "corr. with token valence", "base match's corr.", "logit alignment", "top logit tokens")))
+    tracking = [(h["hook"], *(h["reward_tracking"][k] for k in (
+        "diff_features_mean_abs_corr", "their_base_matches_mean_abs_corr", "all_policy_mean_abs_corr",
+        "all_base_mean_abs_corr", "policy_max_abs_corr", "base_max_abs_corr"))) for h in f["hooks"]]
     body = ("<p>Policy features matched to base features by decoder cosine (threshold "
             f"{f['config']['match_threshold']}); frequencies on the same held-out tokens; logit alignment = correlation "
-            "of the feature's direct logit effect with the VADER valence of each vocabulary token.</p>" + "".join(parts))
-    return body, {"new_policy_features": ", ".join(f"{h['hook'].split('.')[1]}: {h['n_new']}" for h in f["hooks"])}
+            "of the feature's direct logit effect with the VADER valence of each vocabulary token. "
+            "<a href='feature_diff.html'>Standalone feature-diff page</a>.</p>" + "".join(parts)
+            + "<h3>Do the diff features track the reward?</h3><p>Mean |correlation| of feature activation with the "
+            "current token's VADER valence on held-out text: the policy's diff features (new and most changed) against "
+            "their base matches and against each dictionary as a whole.</p>"
+            + _table(tracking, ("hook", "diff features", "their base matches", "all policy features", "all base features",
+                                "max policy", "max base"))
+            + "<h3>Feature cards</h3><p>Hover a token for both models' activations; the buttons switch the colouring "
+            "between the policy feature and its base match.</p>" + _feature_cards(f))
+    diff = [h["reward_tracking"]["diff_features_mean_abs_corr"] for h in f["hooks"]]
+    base = [h["reward_tracking"]["their_base_matches_mean_abs_corr"] for h in f["hooks"]]
+    return body, {"new_policy_features": ", ".join(f"{h['hook'].split('.')[1]}: {h['n_new']}" for h in f["hooks"]),
+                  "diff_features_abs_valence_corr": sum(diff) / len(diff),
+                  "their_base_matches_abs_valence_corr": sum(base) / len(base)}
+
+
+def feature_diff_page(run_dir: RunDir) -> Path | None:
+    """``report/feature_diff.html``: every feature card on one offline page."""
+    f = _load(run_dir.analysis / "feature_diff.json")
+    if f is None:
+        return None
+    return atomic_write_text(run_dir.report / "feature_diff.html", _page(
+        f"Feature diffs: {run_dir.root.name}",
+        f"<h1>Base vs policy feature diffs</h1><p class='muted'>{_esc(run_dir.root)} &middot; "
+        "<a href='index.html'>report</a></p>" + _feature_cards(f)))
 
 
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
@@ -341,17 +385,15 @@ def build_report(run_dir: RunDir) -> Path:
     if stages:
         sections.append(("stages", "Stages", stages))
     headline = [(k, v) for k, v in summary.items() if k not in ("study", "built")]
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_esc(summary['study'])}: RLHF interpretability report</title><style>{CSS}</style></head><body>"
+    page = _page(
+        f"{summary['study']}: RLHF interpretability report",
         f"<h1>{_esc(summary['study'])}</h1><p class='muted'>Report built {summary['built']} from {_esc(run_dir.root)}</p>"
         "<nav>" + "".join(f"<a href='#{a}'>{_esc(t)}</a>" for a, t, _ in sections) + "</nav>"
         "<h2 id='summary'>Summary</h2>" + _table(headline, ("measure", "value"))
         + "".join(f"<h2 id='{a}'>{_esc(t)}</h2>{b}" for a, t, b in sections)
         + "<h2>Configuration</h2><details><summary>config.json</summary><pre>"
-        + _esc(json.dumps(config, indent=2)) + "</pre></details></body></html>"
-    )
+        + _esc(json.dumps(config, indent=2)) + "</pre></details>")
     out = atomic_write_text(run_dir.report / "index.html", page)
+    feature_diff_page(run_dir)
     atomic_write_json(run_dir.report / "summary.json", summary)
     return out

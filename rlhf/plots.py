@@ -33,15 +33,21 @@ def save_lines(
     return save_figure(fig, path)
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Write a figure as PNG through a temporary name, and close it."""
+def figure_png(fig: plt.Figure) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Write a figure as PNG through a temporary name, and close it."""
+    png = figure_png(fig)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
+    tmp.write_bytes(png)
     tmp.replace(path)
     return path

@@ -30,3 +30,58 @@ def test_pearson_per_feature():
     y = torch.tensor([1.0, 2.0, 3.0])
     r = _pearson(x, -y)
     assert r[0].item() == pytest.approx(-1.0) and r[1].item() < -0.99 and r[2].item() == 0.0
+
+
+def test_feature_cards_render_offline_in_headless_chromium(tiny_run, tmp_path):
+    import re
+
+    from tests.browser import open_page
+
+    _, run_dir, _ = tiny_run
+    page = run_dir.report / "feature_diff.html"
+    source = page.read_text()
+    f = read_json(run_dir.analysis / "feature_diff.json")
+    n_views = sum(len(c["examples"]) for h in f["hooks"] for c in h["cards"].values())
+    assert n_views > 0
+    assert source.count("CircuitsVis.render(") == n_views
+    assert source.count("var CircuitsVis") == 1  # the bundle is inlined once, not once per view
+    assert "unpkg.com" not in source and "<script src" not in source
+    dom, console = open_page(page, screenshot=tmp_path / "feature_diff.png")
+    assert console == []
+    mounts = re.findall(r'<div id="(circuits-vis-[^"]+)"[^>]*>(.{0,200})', dom)
+    assert len(mounts) == n_views
+    # Each mount point holds a rendered view with the two models' value tracks.
+    assert all("policy feature" in inner for _, inner in mounts)
+    assert (tmp_path / "feature_diff.png").stat().st_size > 10_000
+
+
+def test_a_view_keeps_only_its_render_call_and_escapes_tokens():
+    import torch
+    from circuitsvis.tokens import colored_tokens_multi
+
+    from analysis.cards import bundle_script, view
+
+    tokens = ["a", "</script><script>alert(1)</script>", "<!--"]
+    markup = view(colored_tokens_multi(tokens, torch.zeros(3, 2), labels=["x", "y"]))
+    assert len(markup) < 2_000 < len(bundle_script())
+    assert markup.count("</script>") == 1 and "<!--" not in markup
+    assert "\\u003c/script>\\u003cscript>alert(1)" in markup
+    assert "/>" not in markup.split("<script")[0]  # the mount div is closed explicitly
+
+
+def test_dictionaries_that_cannot_be_compared_are_named(tiny_run):
+    from analysis.dictionaries import load_sae
+    from analysis.feature_diff import _check_comparable
+    from rlhf.errors import UserError
+
+    _, run_dir, _ = tiny_run
+    hook = read_json(run_dir.analysis / "feature_diff.json")["hooks"][0]["hook"]
+    small = load_sae(run_dir.root / "saes" / "policy" / hook / "1x")
+    wide = load_sae(run_dir.root / "saes" / "base" / hook / "2x")
+    assert small.cfg.metadata.hook_name == hook  # SAEs record where they read
+    with pytest.raises(UserError, match="cannot be compared"):
+        _check_comparable(small, wide, hook)
+    other = load_sae(run_dir.root / "saes" / "base" / hook / "1x")
+    other.cfg.metadata.hook_name = "blocks.9.hook_resid_post"
+    with pytest.raises(UserError, match="different hooks"):
+        _check_comparable(small, other, hook)

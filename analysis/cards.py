@@ -1,0 +1,100 @@
+"""Feature cards: one HTML block per dictionary feature, with circuitsvis token views.
+
+circuitsvis renders each view as a script that inlines its whole JavaScript bundle
+(about 1.3 MB) or fetches it from a CDN, which leaves an offline page blank. A page
+here inlines the bundle once (``bundle_script``) and each view keeps only its render
+call (``view``), so a page with forty cards stays small and works with no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import circuitsvis
+import torch
+from circuitsvis.tokens import colored_tokens_multi
+from circuitsvis.utils.render import RenderedHTML
+
+from rlhf.plots import figure_png, plt
+
+CARD_CSS = """
+.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.card h4{margin:.2em 0 .4em} .card .hist{width:320px;border:none;float:right;margin-left:1em}
+.card .example{clear:none} .tokens{font-family:ui-monospace,monospace;font-size:.9em}
+"""
+
+
+def _bundle_js() -> str:
+    path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
+    # circuitsvis strips closing script tags from the bundle before inlining it; so do we.
+    return path.read_text(encoding="utf-8").replace("</script>", "")
+
+
+def bundle_script() -> str:
+    """The circuitsvis bundle as a classic script: it defines the global ``CircuitsVis`` that every view calls."""
+    return f"<script>{_bundle_js()}</script>"
+
+
+def view(rendered: RenderedHTML) -> str:
+    """A circuitsvis view without its inlined bundle, for a page that has ``bundle_script`` once.
+
+    Token strings travel as JSON inside the script, where ``</script>`` or ``<!--`` in a
+    token would end or break it; every ``<`` in the render call is written as ``\\u003c``."""
+    bundle = _bundle_js()
+    if bundle not in rendered.local_src:
+        raise RuntimeError(f"circuitsvis {circuitsvis.__version__} changed how it inlines its bundle; "
+                           "analysis/cards.py must be updated")
+    markup = rendered.local_src.replace(bundle, "")
+    head, _, script = markup.partition("<script crossorigin type=\"module\">")
+    body, _, tail = script.rpartition("</script>")
+    body = body.replace("<", "\\u003c")
+    # circuitsvis writes its mount point as ``<div .../>``, which HTML parses as an open div
+    # swallowing the rest of the page: the first view would then replace every later one.
+    if head.rstrip().endswith("/>"):
+        head = head.rstrip()[:-2] + "></div>"
+    return f"{head}<script crossorigin type=\"module\">{body}</script>{tail}"
+
+
+def both_models_view(tokens: list[str], policy: list[float], base: list[float], policy_label: str,
+                     base_label: str) -> str:
+    """Both models' activations on one text; the buttons switch the colouring between them."""
+    values = torch.tensor([policy, base]).T  # (tokens, 2): circuitsvis wants one column per value track
+    return view(colored_tokens_multi(tokens, values, labels=[policy_label, base_label]))
+
+
+def histogram_img(edges: list[float], counts: dict[str, list[int]], title: str) -> str:
+    """A small bar chart of activation counts per bin, one bar series per model, as an inline PNG."""
+    fig, ax = plt.subplots(figsize=(3.6, 2.0), dpi=90)
+    width = (edges[1] - edges[0]) / (len(counts) + 1)
+    for k, (label, c) in enumerate(counts.items()):
+        ax.bar([e + k * width for e in edges[:-1]], c, width=width, align="edge", label=label)
+    ax.set_yscale("symlog")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    data = base64.b64encode(figure_png(fig)).decode()
+    return f"<img class='hist' alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+
+
+def feature_card(hook: str, card: dict) -> str:
+    """One base-vs-policy diff feature: its numbers, activation histograms, logit tokens and top examples."""
+    i, j = card["feature"], card["base_match"]
+    esc = html.escape
+    facts = (f"MCS to base feature {j}: <b>{card['mcs']:.3f}</b> &middot; firing frequency {card['freq_policy']:.3%} "
+             f"(base match {card['freq_base_match']:.3%}) &middot; correlation with token valence "
+             f"<b>{card['utility_corr']:+.3f}</b> (base match {card['utility_corr_base_match']:+.3f}) &middot; "
+             f"logit alignment {card['logit_alignment']:+.3f}")
+    logits = (f"<p>Promotes: <span class='tokens'>{esc(' '.join(card['top_logit_tokens']))}</span><br>"
+              f"Suppresses: <span class='tokens'>{esc(' '.join(card['bottom_logit_tokens']))}</span></p>")
+    hist = card["histogram"]
+    examples = "".join(
+        both_models_view(e["tokens"], e["policy"], e["base"], f"policy feature {i}", f"base feature {j}")
+        for e in card["examples"]
+    ) or "<p class='muted'>The feature never fires on the held-out texts.</p>"
+    return (f"<div class='card' id='{esc(hook)}-{i}'><h4>{esc(hook)} &middot; policy feature {i}</h4>"
+            + histogram_img(hist["edges"], {f"policy {i}": hist["policy"], f"base {j}": hist["base_match"]},
+                            "non-zero activations (held out)")
+            + f"<p>{facts}</p>{logits}<p>Top activating held-out texts (both models, same text):</p>{examples}"
+            + "<div style='clear:both'></div></div>")
