@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from einops import einsum
 from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -41,30 +42,53 @@ def activations_at(
     hook_names: Sequence[str],
     batch_size: int = 256,
 ) -> dict[str, Float[Tensor, "n d"]]:
-    """Activation of each text at one token position (0 = BOS) for every hook.
+    """Activation of each text at one token position (0 = BOS) for every hook."""
+    ids = [model.tokenizer(t)["input_ids"] for t in texts]
+    return activations_at_ids(model, ids, positions, hook_names, batch_size)
 
-    Texts are right-padded; a causal model's activation at a real position does not
+
+@torch.no_grad()
+def activations_at_ids(
+    model: HookedTransformer,
+    sequences: Sequence[Sequence[int]],
+    positions: Sequence[int],
+    hook_names: Sequence[str],
+    batch_size: int = 256,
+    reduce: str = "position",
+) -> dict[str, Float[Tensor, "n d"]]:
+    """Activations of token sequences at one position each, or (``reduce="mean"``) averaged over
+    each sequence's tokens up to and including that position.
+
+    Sequences are right-padded; a causal model's activation at a real position does not
     depend on the padding after it, and each position is checked to be a real token.
     """
-    if len(texts) != len(positions):
-        raise ValueError(f"{len(texts)} texts but {len(positions)} positions")
+    if len(sequences) != len(positions):
+        raise ValueError(f"{len(sequences)} sequences but {len(positions)} positions")
+    if reduce not in ("position", "mean"):
+        raise ValueError(f"reduce must be 'position' or 'mean', got {reduce!r}")
     check_hook_names(model, hook_names)
+    pad = model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
     out: dict[str, list[Tensor]] = {h: [] for h in hook_names}
-    for start in tqdm(range(0, len(texts), batch_size), desc="activations", unit="batch", leave=False,
-                      disable=len(texts) <= batch_size):
-        enc = model.tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt")
-        tokens = enc["input_ids"].to(model.cfg.device)
+    for start in tqdm(range(0, len(sequences), batch_size), desc="activations", unit="batch", leave=False,
+                      disable=len(sequences) <= batch_size):
+        rows = [list(s) for s in sequences[start : start + batch_size]]
+        width = max(len(r) for r in rows)
+        tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
+        lengths = torch.tensor([len(r) for r in rows], device=tokens.device)
         pos = torch.tensor(positions[start : start + batch_size], device=tokens.device)
-        lengths = enc["attention_mask"].sum(1).to(tokens.device)
         if bool((pos >= lengths).any()) or bool((pos < 0).any()):
-            raise ValueError("a position lies outside its text's tokens")
+            raise ValueError("a position lies outside its sequence's tokens")
         _, cache = model.run_with_cache(tokens, names_filter=list(hook_names))
-        rows = torch.arange(len(pos), device=tokens.device)
+        index = torch.arange(len(pos), device=tokens.device)
+        upto = (torch.arange(width, device=tokens.device)[None, :] <= pos[:, None]).float()  # (batch, seq)
         for h in hook_names:
-            act = cache[h][rows, pos].float().cpu()
+            if reduce == "position":
+                act = cache[h][index, pos].float().cpu()
+            else:
+                act = (einsum(cache[h].float(), upto, "b s d, b s -> b d") / upto.sum(1, keepdim=True)).cpu()
             if not torch.isfinite(act).all():
                 bad = (~torch.isfinite(act)).nonzero()[0].tolist()
-                raise FloatingPointError(f"non-finite activation at hook {h}, text {start + bad[0]}")
+                raise FloatingPointError(f"non-finite activation at hook {h}, sequence {start + bad[0]}")
             out[h].append(act)
     return {h: torch.cat(v) for h, v in out.items()}
 

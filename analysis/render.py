@@ -304,6 +304,65 @@ def feature_diff_page(run_dir: RunDir) -> Path | None:
         "<a href='index.html'>report</a></p>" + _feature_cards(f)))
 
 
+def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
+    r = _load(run_dir.probes / "implicit_reward.json")
+    if r is None:
+        return "", {}
+    lin = r["linear"]
+    rows = []
+    for protocol, label in (("held_out_words", "held-out words"), ("paper", "paper's 80/20 split")):
+        for key, who in (("policy_sae", "policy"), ("base_sae", "base"), ("policy_activations", "policy"),
+                         ("base_activations", "base")):
+            kinds = lin[key]["protocols"][protocol]
+            probe = next(k for k in kinds if k.startswith("probe"))
+            picks = [(f"{who}: {probe[7:-1]} probe", kinds[probe])]
+            if key.endswith("sae"):
+                picks += [(f"{who}: untrained (null)", kinds["untrained (null)"]), (f"{who}: embedding only", kinds["embedding only"])]
+            for name, m in picks:
+                rows.append((label, name, m["all"]["kendall_tau"], m["positive"]["kendall_tau"], m["negative"]["kendall_tau"],
+                             m["all"]["spearman"], m["all"]["sign_accuracy"], m["all"]["pairwise_accuracy"], m["r2"]))
+    held = {k: lin[k]["protocols"]["held_out_words"] for k in lin}
+    tau = {k: v[next(x for x in v if x.startswith("probe"))]["all"]["kendall_tau"] for k, v in held.items()}
+    a = r["ablation"]
+    abl = [(name, x["mean_reward"], x["reward_change"], x["reward_change_std"], x["kl_per_token"])
+           for name, x in (("nothing switched off", a["none"]), (f"probe's top {a['k']} features", a["probe_top_k"]),
+                           (f"{a['k']} random live features", a["random_k"]))]
+    seq = r["sequence"]
+    seq_rows = [(m, e["last_token"]["best_hook"], e["last_token"]["kendall_tau"], e["last_token"]["spearman"],
+                 e.get("logistic", {}).get("accuracy", "-"), e.get("logistic", {}).get("auroc", "-"))
+                for m, e in seq["models"].items()]
+    body = (f"<p>Linear probe: contrastive triples read at the swapped word by each model, its own SAE codes of the "
+            f"chosen layers (or its raw activations) concatenated, ridge regression to the target "
+            f"<code>{_esc(r['config']['target'])}</code>, per-word predictions ranked against VADER. "
+            f"{_esc(lin['policy_sae']['notes'][0])}. Run it yourself: <code>python -m probes.fit_linear_reward "
+            f"--run-dir {_esc(run_dir.root)}</code>.</p>"
+            + _table(rows, ("protocol", "probe", "tau", "tau (positive)", "tau (negative)", "Spearman", "sign acc.",
+                            "pairwise acc.", "R²"))
+            + _img(run_dir.probes / "implicit_reward_scatter.png", "predicted vs true valence")
+            + "<h3>Switching off the probe's features</h3><p>Completions sampled from the policy with the SAE codes of "
+            "the probe's largest positive-coefficient features zeroed (error term kept), against the same number of random "
+            "live features; mean and spread over sampling seeds (and random sets).</p>"
+            + _table(abl, ("condition", "mean utility reward", "change", "spread (std)", "KL to unedited (nats/token)"))
+            + _img(run_dir.probes / "implicit_reward_ablation.png", "ablation")
+            + f"<h3>Sequence-level probes</h3><p>{seq['n_completions']} completions (policy and base, same prompts), "
+            f"{seq['n_test']} held out by prompt. Ridge from the residual stream at the completion's last token to its "
+            "utility reward (layer chosen on the training split); logistic probe for the preferred completion of each pair "
+            "from activations averaged over the text.</p>"
+            + _table(seq_rows, ("model", "hook", "tau vs reward", "Spearman", "logistic accuracy", "AUROC")))
+    if "dpo" in seq:
+        d = seq["dpo"]
+        body += ("<p>DPO's implicit reward &beta;&middot;log(&pi;/&pi;<sub>ref</sub>) on the held-out completions:</p>"
+                 + _table([("implicit reward vs true utility", d["implicit_vs_true"]["kendall_tau"]),
+                           ("probe on the DPO model vs true utility", d["probe_vs_true"]["kendall_tau"]),
+                           ("probe vs implicit reward", d["probe_vs_implicit"]["kendall_tau"])], ("comparison", "Kendall tau")))
+    return body, {"probe_tau_policy_sae": tau["policy_sae"], "probe_tau_base_sae": tau["base_sae"],
+                  "probe_tau_policy_activations": tau["policy_activations"],
+                  "probe_tau_embedding_only": held["policy_sae"]["embedding only"]["all"]["kendall_tau"],
+                  "sequence_probe_tau_policy": seq["models"]["policy"]["last_token"]["kendall_tau"],
+                  "ablation_reward_change_probe": a["probe_top_k"]["reward_change"],
+                  "ablation_reward_change_random": a["random_k"]["reward_change"]}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -364,6 +423,7 @@ SECTIONS = (
     ("dictionaries", "Sparse dictionaries", _dictionaries_section),
     ("mmcs", "Shared features: MMCS", _mmcs_section),
     ("feature_diff", "Base vs policy: feature diffs", _feature_diff_section),
+    ("implicit_reward", "The implicit reward: probes and ablation", _implicit_reward_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

@@ -47,7 +47,7 @@ def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> Pr
 
 def load_tokenizer(path: Path | str, hub: bool = False) -> PreTrainedTokenizerBase:
     """Load a saved tokenizer from disk, or from the hub when ``hub`` and ``path`` is no directory.
-    A tokenizer without a padding token pads with its end-of-text token (Pythia, GPT-2)."""
+    A tokenizer without a padding token pads with its end-of-text token (Pythia, GPT-2); all pad on the right."""
     local = Path(path)
     if not (hub and not local.is_dir()) and not (local / "tokenizer_config.json").exists() and not (local / "tokenizer.json").exists():
         raise UserError(f"no tokenizer in {local}: expected tokenizer.json (run the tokenizer stage first)")
@@ -57,6 +57,9 @@ def load_tokenizer(path: Path | str, hub: bool = False) -> PreTrainedTokenizerBa
         raise UserError(f"cannot load a tokenizer from {path}: {str(err).splitlines()[0]}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # Every reader here pads on the right and indexes real positions (sampling switches to the
+    # left itself); a tokenizer saved by a TRL trainer would otherwise come back left-padded.
+    tokenizer.padding_side = "right"
     return tokenizer
 
 

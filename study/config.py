@@ -19,6 +19,7 @@ from analysis.divergence import DivergenceConfig
 from analysis.feature_diff import FeatureDiffConfig
 from analysis.mmcs import MMCSConfig
 from analysis.sae_quality import QualityConfig
+from probes.implicit_reward import ImplicitRewardConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
@@ -47,6 +48,7 @@ class StudyConfig:
     sae_quality: QualityConfig = field(default_factory=QualityConfig)
     mmcs: MMCSConfig = field(default_factory=MMCSConfig)
     feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
+    implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

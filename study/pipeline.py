@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,13 +26,14 @@ from analysis.feature_diff import feature_diff_stage
 from analysis.mmcs import mmcs_stage
 from analysis.render import build_report
 from analysis.sae_quality import quality_stage
+from probes.implicit_reward import implicit_reward_stage
 from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
 from rlhf.errors import UserError
 from rlhf.hooked import conversion_stage
 from rlhf.policy import no_kl_comparison, train_dpo, train_policy
 from rlhf.pretrain import pretrain
-from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from rlhf.tokenizer import tokenizer_stage
 from study.config import StudyConfig
 
@@ -45,23 +47,29 @@ class Stage:
     after: tuple[str, ...]  # stages whose artifacts it reads
     run: Callable[[Any, RunDir], Any]
     outputs: tuple[str, ...]  # paths relative to the run directory that must exist when done
+    # Work a killed run resumes from (checkpoints, cache shards); cleared when the stage
+    # starts over with another config or is forced, so nothing stale is resumed.
+    scratch: tuple[str, ...] = ()
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("corpus", "corpus", (), build_corpus, ("corpus/train.txt", "corpus/stats.json")),
     Stage("tokenizer", "tokenizer", ("corpus",), tokenizer_stage, ("models/tokenizer/tokenizer.json",)),
-    Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json")),
-    Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json")),
-    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, ()),
-    Stage("dpo", "dpo", ("pretrain",), train_dpo, ()),
+    Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json"),
+          ("models/.base.partial",)),
+    Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json"),
+          ("models/.policy.partial",)),
+    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, (), ("models/.policy_beta0.partial",)),
+    Stage("dpo", "dpo", ("pretrain",), train_dpo, (), ("models/.dpo.partial",)),
     Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
-    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",)),
-    Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",)),
+    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",), ("activations",)),
+    Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",), ("saes",)),
     Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
     Stage("feature_diff", "feature_diff", ("dictionaries",), feature_diff_stage, ("analysis/feature_diff.json",)),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
+    Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -87,6 +95,23 @@ def fingerprints(cfg: StudyConfig) -> dict[str, str]:
 
 def _manifest_path(run_dir: RunDir, stage: str) -> Path:
     return run_dir.manifests / f"{stage}.json"
+
+
+def _started_path(run_dir: RunDir, stage: str) -> Path:
+    return run_dir.manifests / f".{stage}.started"
+
+
+def _prepare_scratch(run_dir: RunDir, stage: Stage, fingerprint: str, *, forced: bool, log: Callable[[str], None]) -> None:
+    """Keep a killed run's work only when it was started with the same config; else clear it."""
+    marker = _started_path(run_dir, stage.name)
+    resumable = not forced and marker.exists() and marker.read_text().strip() == fingerprint
+    if not resumable:
+        for rel in stage.scratch:
+            path = run_dir.root / rel
+            if path.exists():
+                log(f"[{stage.name}] clearing {rel} (started over)")
+                shutil.rmtree(path)
+    atomic_write_text(marker, fingerprint)
 
 
 def is_done(run_dir: RunDir, stage: Stage, fingerprint: str) -> bool:
@@ -123,6 +148,7 @@ def run_study(
         else:
             log(f"[{stage.name}] running")
             _manifest_path(run_dir, stage.name).unlink(missing_ok=True)
+            _prepare_scratch(run_dir, stage, prints[stage.name], forced=stage.name in force, log=log)
             started = time.time()
             section = getattr(cfg, stage.section) if stage.section else cfg
             stage.run(section, run_dir)
@@ -133,6 +159,7 @@ def run_study(
                 "versions": _versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seconds": seconds,
             })
+            _started_path(run_dir, stage.name).unlink(missing_ok=True)
             ran.add(stage.name)
             log(f"[{stage.name}] finished in {seconds:.1f} s")
         if stage.name == until:

@@ -48,6 +48,8 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "policy": {"max_steps": 3, "batch_size": 16, "n_prompts": 64, "n_eval_prompts": 16, "max_completion_length": 8},
         "policy_beta0": {"enabled": False},
         "dpo": {"max_steps": 3, "batch_size": 8, "n_pairs": 120, "min_reward_gap": 0.0, "max_completion_length": 8},
+        "implicit_reward": {"n_triples": 60, "ablation": {"n_prompts": 16, "seeds": [0], "random_sets": 1, "max_new_tokens": 8},
+                            "sequence": {"n_prompts": 60, "max_new_tokens": 8}},
     })
 
 
@@ -63,6 +65,9 @@ def test_pretrained_model_and_dataset_run_through_the_study(tmp_path, local_hub)
     policy = read_json(run_dir.training / "policy.json")
     assert policy["steps"] == 3 and (run_dir.policy / "tokenizer.json").exists()
     assert read_json(run_dir.training / "dpo.json")["steps"] == 3
+    probes = read_json(run_dir.probes / "implicit_reward.json")  # lexicon swaps in the dataset's own sentences
+    assert probes["linear"]["policy_sae"]["notes"][0].startswith("60 triples")
+    assert probes["sequence"]["n_completions"] == 120
     v = read_json(run_dir.probes / "valence_base.json")
     assert v["trained"]["n_held_out_words"] == 360 and v["summary"]["passes"] is False
     page = (run_dir.report / "index.html").read_text()

@@ -1,0 +1,146 @@
+"""Sequence-level reward probes: the learned feedback pattern read off whole completions.
+
+Completions are sampled from the policy and from the base model for the same held-out
+prompts and scored by the utility reward. Then, for each model reading these exact
+tokens:
+- a ridge probe maps the residual stream at the completion's last token to the reward
+  of the whole completion (Kendall tau on held-out prompts' completions);
+- a logistic probe tells the preferred completion of a pair from the rejected one, from
+  activations averaged over the text's tokens (accuracy, AUROC);
+- where the study trained a DPO policy, the probe's reward is compared with DPO's
+  implicit reward beta * log(pi / pi_ref) on the same completions.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from analysis.activations import activations_at_ids
+from probes.metrics import rank_metrics
+from rlhf.hooked import load_hf, to_hooked
+from rlhf.policy.dpo import dpo_implicit_reward
+from rlhf.policy.sampling import Samples, prompts_from_texts, sample
+from rlhf.rewards import UtilityReward
+from rlhf.rundir import RunDir, read_json
+from rlhf.tokenizer import load_tokenizer
+
+ALPHAS = np.logspace(-2, 5, 15)
+
+
+@dataclass(frozen=True)
+class SequenceProbeConfig:
+    n_prompts: int = 800  # each gets one policy and one base completion
+    max_new_tokens: int = 19
+    test_fraction: float = 0.3  # of prompts (both their completions are held out together)
+    min_reward_gap: float = 0.2  # pairs closer than this are no preference
+    seed: int = 0
+
+
+def _rows(samples: Samples) -> list[list[int]]:
+    """Each sample's real tokens (prompt and completion, no padding), as the model produced them."""
+    return [row[mask.bool()].tolist() for row, mask in zip(samples.input_ids, samples.attention_mask)]
+
+
+def _ridge_by_hook(x: dict[str, np.ndarray], y: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
+    """A ridge probe per hook; the hook is chosen by its leave-one-out error on the training rows only."""
+    per_hook, preds, scores = {}, {}, {}
+    for hook, feats in x.items():
+        probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(feats[train], y[train])
+        preds[hook] = probe.predict(feats[test])
+        scores[hook] = float(probe[-1].best_score_)
+        per_hook[hook] = rank_metrics(preds[hook], y[test])
+    best = max(scores, key=scores.__getitem__)
+    return {"best_hook": best, **per_hook[best], "per_hook": per_hook, "prediction": preds[best].tolist()}
+
+
+def _logistic(features: np.ndarray, pairs: list[tuple[int, int]], train_pairs: list[int], test_pairs: list[int],
+              seed: int) -> dict:
+    """Chosen (1) vs rejected (0) texts; scored on held-out pairs."""
+    def rows(which: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        idx = [i for p in which for i in pairs[p]]
+        return features[idx], np.array([1, 0] * len(which))
+
+    x_train, y_train = rows(train_pairs)
+    x_test, y_test = rows(test_pairs)
+    probe = make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=10, l1_ratios=(0.0,), scoring="neg_log_loss", use_legacy_attributes=False, max_iter=2000, random_state=seed)).fit(x_train, y_train)
+    score = probe.decision_function(x_test)
+    return {"accuracy": float(np.mean((score > 0) == y_test)), "auroc": float(roc_auc_score(y_test, score)),
+            "pairwise_accuracy": float(np.mean(score[0::2] > score[1::2])), "n_train_pairs": len(train_pairs),
+            "n_test_pairs": len(test_pairs)}
+
+
+def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[str]) -> dict:
+    """Sample, score, and probe every model of the study that can read the samples."""
+    started = time.time()
+    tokenizer = load_tokenizer(run_dir.policy)
+    texts = (run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines()
+    prompts = prompts_from_texts(texts, cfg.n_prompts, cfg.seed)
+    reward = UtilityReward()
+    samples = [sample(load_hf(run_dir.root / "models" / m), tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                      seed=cfg.seed + k) for k, m in enumerate(("policy", "base"))]
+    completions = samples[0].completions + samples[1].completions
+    all_prompts = prompts + prompts
+    y = np.array(reward(prompts=all_prompts, completions=completions))
+    sequences = _rows(samples[0]) + _rows(samples[1])
+    n = len(prompts)
+    order = list(range(n))
+    random.Random(cfg.seed).shuffle(order)
+    test_prompts = set(order[: int(round(n * cfg.test_fraction))])
+    test = np.array([i for i in range(2 * n) if i % n in test_prompts])
+    train = np.array([i for i in range(2 * n) if i % n not in test_prompts])
+    # A pair per prompt: its policy and base completions, the higher utility chosen.
+    pairs, pair_prompt = [], []
+    for p in range(n):
+        a, b = p, n + p
+        if abs(y[a] - y[b]) >= cfg.min_reward_gap:
+            pairs.append((a, b) if y[a] > y[b] else (b, a))
+            pair_prompt.append(p)
+    train_pairs = [k for k, p in enumerate(pair_prompt) if p not in test_prompts]
+    test_pairs = [k for k, p in enumerate(pair_prompt) if p in test_prompts]
+
+    models = [m for m in ("base", "policy", "dpo") if (run_dir.root / "models" / m / "config.json").exists()]
+    result: dict = {"n_completions": 2 * n, "n_test": len(test), "reward_mean": float(y.mean()), "reward_std": float(y.std()),
+                    "models": {}, "config": cfg.__dict__}
+    for m in models:
+        model = to_hooked(run_dir.root / "models" / m)
+        last = [len(s) - 1 for s in sequences]
+        resid = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+        at_last = {h: v.numpy() for h, v in activations_at_ids(model, sequences, last, resid).items()}
+        means = activations_at_ids(model, sequences, last, hooks_mean, reduce="mean")
+        mean_feats = np.concatenate([means[h].numpy() for h in hooks_mean], axis=1)
+        entry = {"last_token": _ridge_by_hook(at_last, y, train, test)}
+        if len(train_pairs) >= 10 and len(test_pairs) >= 5:
+            entry["logistic"] = _logistic(mean_feats, pairs, train_pairs, test_pairs, cfg.seed)
+        result["models"][m] = entry
+    result["true_reward_test"] = y[test].tolist()
+    if "dpo" in models:
+        result["dpo"] = _dpo_comparison(run_dir, all_prompts, completions, y, test, result["models"]["dpo"]["last_token"])
+    result["seconds"] = time.time() - started
+    return result
+
+
+def _dpo_comparison(run_dir: RunDir, prompts: list[str], completions: list[str], y: np.ndarray, test: np.ndarray,
+                    probe: dict) -> dict:
+    """DPO's implicit reward against the truth and against the probe read from the DPO model."""
+    beta = read_json(run_dir.training / "dpo.json")["config"]["beta"]
+    implicit = np.array(dpo_implicit_reward(run_dir.root / "models" / "dpo", run_dir.root / "models" / "base",
+                                            [prompts[i] for i in test], [" " + completions[i] for i in test], beta))
+    predicted = np.array(probe["prediction"])
+    return {"beta": beta, "implicit_vs_true": rank_metrics(implicit, y[test]),
+            "probe_vs_true": rank_metrics(predicted, y[test]), "probe_vs_implicit": rank_metrics(predicted, implicit)}
+
+
+def default_mean_hooks(run_dir: RunDir) -> list[str]:
+    """The study's cached hooks (its chosen layers), for the averaged features of the logistic probe."""
+    index = Path(run_dir.root / "activations" / "index.json")
+    return read_json(index)["hooks"] if index.exists() else ["blocks.0.hook_resid_post"]

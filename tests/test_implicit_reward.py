@@ -1,0 +1,124 @@
+"""The implicit-reward probes on the tiny study: contrastive data, the linear probe and
+its command line, feature ablation, and the sequence-level probes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from probes.contrastive import lexicon_triples
+from rlhf.lexicon import valence
+from rlhf.rundir import read_json
+from tests.conftest import ROOT
+
+
+def probe_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "probes.fit_linear_reward", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+
+
+def test_lexicon_swaps_cut_each_text_at_the_swapped_word():
+    texts = ["the plot was wonderful and long", "nothing here", "a horrible , dull film"]
+    data = lexicon_triples(texts, 5, seed=0, positive=["great"], negative=["awful"], neutral=["square"])
+    assert data.n_triples == 2
+    assert sorted(data.texts) == sorted(["the plot was great", "the plot was awful", "the plot was square",
+                                         "a great", "a awful", "a square"])
+    assert [data.kinds[i] for i in range(3)] == ["positive", "negative", "neutral"]
+    assert all(t.endswith(w) for t, w in zip(data.texts, data.words))
+
+
+def test_the_probe_reads_the_utility_on_held_out_words(tiny_run, tmp_path):
+    """The command line on the tiny study: the policy-SAE probe ranks words it never saw
+    by their VADER valence, far above the untrained null."""
+    _, run_dir, _ = tiny_run
+    out = tmp_path / "probe.json"
+    result = probe_cli("--run-dir", str(run_dir.root), "--triples", "600", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "held_out_words" in result.stdout and "untrained (null)" in result.stdout
+    r = json.loads(out.read_text())
+    held = r["protocols"]["held_out_words"]
+    probe, null = held["probe (sae)"]["all"], held["untrained (null)"]["all"]
+    assert probe["kendall_tau"] > 0.4 and probe["sign_accuracy"] > 0.8
+    assert abs(null["kendall_tau"]) < 0.25
+    assert set(held) == {"probe (sae)", "untrained (null)", "raw activations", "embedding only"}
+    assert r["protocols"]["paper"]["probe (sae)"]["all"]["kendall_tau"] > 0.4
+    held_words = set(held["probe (sae)"]["per_word"]["words"])
+    assert len(held_words) >= 60 and all(valence(w) != 0 for w in held_words)
+    assert r["n_features"] == 2 * 64  # two chosen layers, 1x SAEs of d_model 64
+
+
+def test_paper_target_is_the_signed_distance_from_neutral():
+    from probes.contrastive import ContrastiveSet
+    from probes.fit_linear_reward import targets
+
+    data = ContrastiveSet(["a good", "a bad", "a square"], ["good", "bad", "square"], ["positive", "negative", "neutral"])
+    feats = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    assert targets(data, feats, "paper").tolist() == [5.0, -1.0, 0.0]
+    assert targets(data, feats, "utility").tolist() == [valence("good"), valence("bad"), 0.0]
+
+
+def test_probe_errors_name_the_problem(tiny_run, tmp_path):
+    _, run_dir, _ = tiny_run
+    result = probe_cli("--run-dir", str(run_dir.root), "--layers", "7")
+    assert result.returncode == 2 and "layer(s) [7] are not in this study" in result.stderr
+    result = probe_cli("--run-dir", str(run_dir.root), "--triples", "10")
+    assert result.returncode == 2 and "too few" in result.stderr
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir.root, bare, ignore=shutil.ignore_patterns("saes", "activations"))
+    result = probe_cli("--run-dir", str(bare))
+    assert result.returncode == 2 and "--until dictionaries" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = probe_cli("--help")
+    for option in ("--run-dir", "--model", "--features", "--layers", "--target", "--alpha", "--out", "--triples"):
+        assert option in result.stdout
+
+
+def test_splicing_keeps_the_error_term_so_only_switched_off_features_change(tiny_run):
+    from analysis.dictionaries import load_sae
+    from probes.ablation import splice_hooks
+    from rlhf.hooked import to_hooked
+
+    _, run_dir, _ = tiny_run
+    model = to_hooked(run_dir.policy)
+    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][-1]
+    sae = load_sae(run_dir.root / "saes" / "policy" / hook / "1x")
+    tokens = model.tokenizer(["the movie"], return_tensors="pt")["input_ids"]  # short: some features stay silent
+    with torch.no_grad():
+        plain, cache = model.run_with_cache(tokens, names_filter=[hook])
+        codes = sae.encode(cache[hook])
+        silent = (codes.amax(dim=(0, 1)) == 0).nonzero()[:, 0].tolist()
+        firing = (codes.amax(dim=(0, 1)) > 0).nonzero()[:, 0].tolist()
+        assert silent and firing
+        # Switching off features that do not fire leaves the model exactly as it was.
+        same = model.run_with_hooks(tokens, fwd_hooks=splice_hooks({hook: sae}, {hook: silent}))
+        assert torch.allclose(same, plain, atol=1e-4)
+        edited = splice_hooks({hook: sae}, {hook: firing})[0][1](cache[hook].clone(), None)
+        expected = cache[hook] - sae.decode(codes) + sae.decode(torch.zeros_like(codes))
+        assert torch.allclose(edited, expected, atol=1e-5)
+        changed = model.run_with_hooks(tokens, fwd_hooks=splice_hooks({hook: sae}, {hook: firing}))
+        assert not torch.allclose(changed, plain, atol=1e-3)
+
+
+def test_study_stage_ablation_and_sequence_probes(tiny_run):
+    _, run_dir, _ = tiny_run
+    r = read_json(run_dir.probes / "implicit_reward.json")
+    assert set(r["linear"]) == {"policy_sae", "policy_activations", "base_sae", "base_activations"}
+    a = r["ablation"]
+    assert a["k"] == 8 and len(a["random_sets"]) == 2
+    assert a["none"]["reward_change"] == 0 and a["probe_top_k"]["kl_per_token"] > 0
+    assert len(a["random_k"]["runs"]) == 2 * 2  # random sets x seeds
+    s = r["sequence"]
+    assert s["n_completions"] == 600
+    for m in ("base", "policy"):
+        last = s["models"][m]["last_token"]
+        assert last["best_hook"] in last["per_hook"] and -1 <= last["kendall_tau"] <= 1
+    assert s["models"]["policy"]["last_token"]["kendall_tau"] > 0.3
+    assert "dpo" in s and -1 <= s["dpo"]["implicit_vs_true"]["kendall_tau"] <= 1
+    assert 0.5 <= s["models"]["policy"]["logistic"]["auroc"] <= 1
+    for png in ("implicit_reward_scatter.png", "implicit_reward_ablation.png"):
+        assert (run_dir.probes / png).stat().st_size > 5000
+    assert "implicit reward" in (run_dir.report / "index.html").read_text().lower()
