@@ -82,18 +82,22 @@ def make_sae(cfg: DictionaryConfig, d_in: int, width: float) -> torch.nn.Module:
                               **extra))
 
 
-def train_sae(cfg: DictionaryConfig, activations: Path, width: float, out: Path) -> Path:
-    """Train one SAE on a cached hook and save it in SAE-Lens format to ``out``."""
-    cache = read_json(activations / INDEX)
-    d_in = cache["d"]
-    sae = make_sae(cfg, d_in, width)
-    trainer_cfg = SAETrainerConfig(
+def trainer_config(cfg: DictionaryConfig) -> SAETrainerConfig:
+    """SAE-Lens's trainer settings for one dictionary: LR decays over the last fifth, no wandb."""
+    return SAETrainerConfig(
         total_training_samples=cfg.training_tokens, train_batch_size_samples=cfg.batch_size, lr=cfg.learning_rate,
         lr_end=cfg.learning_rate / 10, lr_warm_up_steps=0, lr_decay_steps=cfg.training_tokens // cfg.batch_size // 5, device="cpu",
         dead_feature_window=200, feature_sampling_window=500, n_batches_for_norm_estimate=20,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    trainer = SAETrainer(trainer_cfg, sae, stream(activations, cfg.batch_size, cfg.seed))
+
+
+def train_sae(cfg: DictionaryConfig, activations: Path, width: float, out: Path) -> Path:
+    """Train one SAE on a cached hook and save it in SAE-Lens format to ``out``."""
+    cache = read_json(activations / INDEX)
+    d_in = cache["d"]
+    sae = make_sae(cfg, d_in, width)
+    trainer = SAETrainer(trainer_config(cfg), sae, stream(activations, cfg.batch_size, cfg.seed))
     trained = trainer.fit()  # folds the input-norm scaling into the weights
     trained.cfg.metadata.hook_name = cache["hook"]  # so the SAE says where it reads, as pretrained SAE-Lens SAEs do
     with atomic_dir(out) as work:

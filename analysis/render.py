@@ -326,7 +326,8 @@ def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
     a = r["ablation"]
     abl = [(name, x["mean_reward"], x["reward_change"], x["reward_change_std"], x["kl_per_token"])
            for name, x in (("nothing switched off", a["none"]), (f"probe's top {a['k']} features", a["probe_top_k"]),
-                           (f"{a['k']} random live features", a["random_k"]))]
+                           (f"{a['k']} random live features", a["random_k"]),
+                           *((f"every feature at {h}", x) for h, x in a.get("whole_dictionary", {}).items()))]
     seq = r["sequence"]
     seq_rows = [(m, e["last_token"]["best_hook"], e["last_token"]["kendall_tau"], e["last_token"]["spearman"],
                  e.get("logistic", {}).get("accuracy", "-"), e.get("logistic", {}).get("auroc", "-"))
@@ -341,7 +342,9 @@ def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
             + _img(run_dir.probes / "implicit_reward_scatter.png", "predicted vs true valence")
             + "<h3>Switching off the probe's features</h3><p>Completions sampled from the policy with the SAE codes of "
             "the probe's largest positive-coefficient features zeroed (error term kept), against the same number of random "
-            "live features; mean and spread over sampling seeds (and random sets).</p>"
+            "live features; mean and spread over sampling seeds (and random sets). Switching off a whole dictionary "
+            "shows the most any set of its features could do. Verdict: the probe's features lower the reward more than "
+            f"random ones: <b>{'yes' if a['probe_lowers_reward_more_than_random'] else 'no'}</b>.</p>"
             + _table(abl, ("condition", "mean utility reward", "change", "spread (std)", "KL to unedited (nats/token)"))
             + _img(run_dir.probes / "implicit_reward_ablation.png", "ablation")
             + f"<h3>Sequence-level probes</h3><p>{seq['n_completions']} completions (policy and base, same prompts), "
@@ -414,6 +417,45 @@ def _stages_section(run_dir: RunDir) -> str:
             + "<p class='muted'>" + _esc(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")
 
 
+# The summary table's wording: key -> (section anchor, what a reader sees). Keys not listed show as they are.
+LABELS = {
+    "vocabulary_size": ("corpus", "corpus vocabulary (words)"),
+    "entropy_floor": ("corpus", "entropy floor of the generator (nats/token)"),
+    "base_test_loss": ("pretrain", "base model held-out loss (nats/token)"),
+    "loss_over_floor": ("pretrain", "base loss / entropy floor"),
+    "loss_within_10pct": ("pretrain", "base loss within 10% of the floor"),
+    "reward_gain": ("policy", "RLHF reward gain on held-out prompts"),
+    "policy_kl_per_token": ("policy", "policy KL to base (nats/token)"),
+    "policy_repeated_bigrams": ("policy", "policy repeated-bigram share"),
+    "base_repeated_bigrams": ("policy", "base repeated-bigram share"),
+    "beta0_kl_per_token": ("policy", "KL without the penalty, beta = 0 (nats/token)"),
+    "dpo_implicit_reward_accuracy": ("dpo", "DPO implicit reward accuracy (held-out pairs)"),
+    "dpo_reward_gain": ("dpo", "DPO reward gain"),
+    "divergent_layers_ranked": ("divergence", "layers by parameter divergence"),
+    "chosen_layers": ("divergence", "layers analysed"),
+    "sae_explained_variance_min": ("dictionaries", "SAE explained variance (worst)"),
+    "sae_loss_recovered_min": ("dictionaries", "SAE LM loss recovered (worst)"),
+    "sae_dead_fraction_max": ("dictionaries", "SAE dead features (worst)"),
+    "saes_pass": ("dictionaries", "all SAEs pass their bars"),
+    "mmcs_min": ("mmcs", "MMCS small into big (lowest)"),
+    "mmcs_random_null_max": ("mmcs", "MMCS of random directions (95% high)"),
+    "new_policy_features": ("feature_diff", "policy features without a base match, by layer"),
+    "diff_features_abs_valence_corr": ("feature_diff", "diff features: mean |corr.| with token valence"),
+    "their_base_matches_abs_valence_corr": ("feature_diff", "their base matches: mean |corr.| with token valence"),
+    "probe_tau_policy_sae": ("implicit_reward", "implicit-reward probe tau, held-out words (policy SAE)"),
+    "probe_tau_base_sae": ("implicit_reward", "implicit-reward probe tau, held-out words (base SAE)"),
+    "probe_tau_policy_activations": ("implicit_reward", "implicit-reward probe tau (policy raw activations)"),
+    "probe_tau_embedding_only": ("implicit_reward", "implicit-reward probe tau (embedding only)"),
+    "sequence_probe_tau_policy": ("implicit_reward", "sequence-level probe tau (policy)"),
+    "ablation_reward_change_probe": ("implicit_reward", "reward change, probe's top features off"),
+    "ablation_reward_change_random": ("implicit_reward", "reward change, random features off"),
+    "max_abs_logit_diff": ("conversion", "HookedTransformer vs HF, max |logit diff|"),
+    "valence_base_word_tau": ("valence", "base knows valence: tau at the word"),
+    "valence_base_embedding_tau": ("valence", "base knows valence: tau of the embedding"),
+    "valence_base_last_token_tau": ("valence", "base knows valence: tau at the last token"),
+    "valence_base_passes": ("valence", "valence probe passes its bars"),
+}
+
 SECTIONS = (
     ("corpus", "Corpus: the sentiment model organism", _corpus_section),
     ("pretrain", "Base model pretraining", _pretrain_section),
@@ -444,7 +486,8 @@ def build_report(run_dir: RunDir) -> Path:
     stages = _stages_section(run_dir)
     if stages:
         sections.append(("stages", "Stages", stages))
-    headline = [(k, v) for k, v in summary.items() if k not in ("study", "built")]
+    headline = [(_Html(f"<a href='#{LABELS[k][0]}'>{_esc(LABELS[k][1])}</a>") if k in LABELS else k, v)
+                for k, v in summary.items() if k not in ("study", "built")]
     page = _page(
         f"{summary['study']}: RLHF interpretability report",
         f"<h1>{_esc(summary['study'])}</h1><p class='muted'>Report built {summary['built']} from {_esc(run_dir.root)}</p>"

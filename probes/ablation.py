@@ -134,7 +134,10 @@ def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], top: dict[st
                 "reward_change": float(np.mean(change)), "reward_change_std": float(np.std(change)),
                 "kl_per_token": float(np.mean([r["kl_per_token"] for r in rows])), "runs": rows}
 
+    # The ceiling: every feature of one hook's dictionary off. No choice of k features there can do more.
+    whole = {h: stats(run_condition(model, saes, {h: list(range(saes[h].cfg.d_sae))}, prompts, cfg, reward), none)
+             for h in saes}
     result = {"k": k, "features": top, "random_sets": random_sets, "none": stats(none, none),
-              "probe_top_k": stats(probe, none), "random_k": stats(rand, none)}
+              "probe_top_k": stats(probe, none), "random_k": stats(rand, none), "whole_dictionary": whole}
     result["probe_lowers_reward_more_than_random"] = result["probe_top_k"]["reward_change"] < result["random_k"]["reward_change"]
     return result

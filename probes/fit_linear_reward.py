@@ -175,7 +175,7 @@ def _score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y:
 
 
 def _untrained(train_x: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, test: ContrastiveSet, seed: int,
-               draws: int = 100) -> dict:
+               draws: int = 30) -> dict:
     """The null: probes with random weights on the standardised features, no fitting; the mean
     of each metric over ``draws`` weight vectors (one draw alone can align with a strong valence
     direction by chance, with either sign), with the spread of tau beside it."""

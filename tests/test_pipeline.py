@@ -76,3 +76,15 @@ def test_rerun_skips_finished_stages(tiny_run, tmp_path):
     assert read_json(copy / "probes" / "valence_base.json")["trained"]["n_examples"] == 300 * 2
     rows = status(RunDir(copy))
     assert [r["stage"] for r in rows] == list(STAGE_NAMES) and all(r["finished"] for r in rows)
+
+
+def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_path):
+    from tests.browser import open_page
+
+    _, run_dir, _ = tiny_run
+    dom, console = open_page(run_dir.report / "index.html", screenshot=tmp_path / "report.png")
+    assert console == []
+    assert "<h2 id=\"summary\">Summary</h2>" in dom
+    # The circuitsvis feature cards rendered inside the report too.
+    assert len(re.findall(r'<div id="circuits-vis-[^"]+"[^>]*><div', dom)) > 0
+    assert (tmp_path / "report.png").stat().st_size > 50_000
