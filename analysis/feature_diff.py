@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 from einops import einsum
-from jaxtyping import Int
 from sae_lens import SAE
-from safetensors.torch import load_file
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from analysis.activations import hook_dir, load_shards
+from analysis.contexts import display_tokens, load_cached_text, top_windows
 from analysis.dictionaries import load_sae
 from analysis.mmcs import max_cosine
 from rlhf.errors import UserError
@@ -60,20 +59,6 @@ def _check_comparable(sae_p: SAE, sae_b: SAE, hook: str) -> None:
                         f"{tuple(sae_b.W_dec.shape)} vs {tuple(sae_p.W_dec.shape)}")
 
 
-def _text_spans(positions: Int[Tensor, " tokens"]) -> list[tuple[int, int]]:
-    """[start, end) of each text in a cache: positions restart at every new text."""
-    starts = [0, *(torch.nonzero(positions[1:] <= positions[:-1])[:, 0] + 1).tolist(), len(positions)]
-    return list(zip(starts[:-1], starts[1:]))
-
-
-def display_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
-    """One printable string per token; word-level vocabularies get the spaces that decoding adds between words."""
-    strings = [tokenizer.decode([i]) for i in ids]
-    if len(ids) > 1 and " " in tokenizer.decode(ids[:2]) and " " not in "".join(strings[:2]):
-        strings = [strings[0], *(" " + t for t in strings[1:])]
-    return strings
-
-
 @torch.no_grad()
 def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence: Tensor, unembed: Tensor,
               vocab: list[str], tokenizer: PreTrainedTokenizerBase) -> dict:
@@ -84,15 +69,14 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
     # Both caches hold the same held-out tokens, so the codes line up token by token.
     codes_p = torch.cat([sae_p.encode(x) for x in load_shards(hook_dir(run_dir, "policy", hook, "val"))])
     codes_b = torch.cat([sae_b.encode(x) for x in load_shards(hook_dir(run_dir, "base", hook, "val"))])
-    tokens, positions = _cached_tokens(hook_dir(run_dir, "policy", hook, "val"))
+    text = load_cached_text(hook_dir(run_dir, "policy", hook, "val"))
+    tokens = text.tokens
     freq_p, freq_b = (codes_p > 0).float().mean(0), (codes_b > 0).float().mean(0)
     mean_p, mean_b = codes_p.mean(0), codes_b.mean(0)
     utility_corr = _pearson(codes_p, token_valence[tokens])
     utility_corr_base = _pearson(codes_b, token_valence[tokens])
     logits = einsum(sae_p.W_dec, unembed, "f d, d v -> f v")  # direct logit effect of each feature
     alignment = _pearson(logits.T, token_valence)  # does the feature push up high-valence tokens?
-    spans = _text_spans(positions)
-    span_of = torch.repeat_interleave(torch.arange(len(spans)), torch.tensor([e - s for s, e in spans]))
 
     def card(i: int) -> dict:
         j = int(match[i])
@@ -107,16 +91,9 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
     def examples(i: int) -> dict:
         """The held-out texts where policy feature i fires most, with both models' activations on them."""
         j = int(match[i])
-        peak = torch.zeros(len(spans)).scatter_reduce(0, span_of, codes_p[:, i], reduce="amax")
-        shown = []
-        for text in torch.argsort(peak, descending=True)[: cfg.examples_per_card].tolist():
-            if peak[text] <= 0:
-                break
-            start, end = spans[text]
-            at = start + int(codes_p[start:end, i].argmax())
-            lo, hi = max(start, at - cfg.context), min(end, at + cfg.context // 3 + 1)
-            shown.append({"tokens": display_tokens(tokenizer, tokens[lo:hi].tolist()),
-                          "policy": codes_p[lo:hi, i].tolist(), "base": codes_b[lo:hi, j].tolist()})
+        shown = [{"tokens": display_tokens(tokenizer, tokens[lo:hi].tolist()),
+                  "policy": codes_p[lo:hi, i].tolist(), "base": codes_b[lo:hi, j].tolist()}
+                 for lo, hi in top_windows(codes_p[:, i], text, cfg.examples_per_card, cfg.context, cfg.context // 3)]
         # Histograms of the non-zero activations on shared bins, so the two models compare at a glance.
         active_p, active_b = codes_p[:, i][codes_p[:, i] > 0], codes_b[:, j][codes_b[:, j] > 0]
         both = torch.cat([active_p, active_b])
@@ -148,11 +125,6 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
             "base_max_abs_corr": float(utility_corr_base.abs().max()),
         },
     }
-
-
-def _cached_tokens(directory: Path) -> tuple[Int[Tensor, " tokens"], Int[Tensor, " tokens"]]:
-    shards = [load_file(str(directory / name)) for name in read_json(directory / "index.json")["shards"]]
-    return torch.cat([s["tokens"] for s in shards]), torch.cat([s["positions"] for s in shards])
 
 
 def feature_diff_stage(cfg: FeatureDiffConfig, run_dir: RunDir) -> Path:

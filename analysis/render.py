@@ -366,6 +366,45 @@ def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
                   "ablation_reward_change_random": a["random_k"]["reward_change"]}
 
 
+def _autointerp_section(run_dir: RunDir) -> tuple[str, dict]:
+    r = _load(run_dir.root / "autointerp" / "results.json")
+    if r is None:
+        return "", {}
+    cards = {(h["hook"], int(f)) for h in (_load(run_dir.analysis / "feature_diff.json") or {"hooks": []})["hooks"]
+             for f in h["cards"]}
+
+    def feature(f: dict) -> Any:
+        if f["model"] == "policy" and (f["hook"], f["feature"]) in cards:
+            return _Html(f"<a href='#{_esc(f['hook'])}-{f['feature']}'>{f['feature']}</a>")
+        return f["feature"]
+
+    rows = [(f["model"], f["hook"], feature(f), f["reason"], f.get("explanation") or "-", f.get("simulation_score", "-"),
+             f.get("detection_score", "-"), {True: "yes", False: "no"}.get(f.get("related_to_objective"), "-"),
+             f.get("explanation_utility", "-"), "; ".join(x["step"] for x in f["failures"]) or "")
+            for f in r["features"]]
+    comparison = [(m, c["features"], c["mean_explanation_utility"], c["share_related_to_objective"])
+                  for m, c in r["comparison"].items()]
+    u = r["usage"]
+    cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "no price for this model in [autointerp] prices"
+    body = (f"<p>Model <code>{_esc(r['config']['model'])}</code> at <code>{_esc(r['config']['base_url'])}</code>, prompts "
+            f"version {_esc(r['prompt_version'])}. Simulation score = Pearson correlation of the activations simulated "
+            "from the explanation alone with the true ones on held-out texts; detection = balanced accuracy at picking "
+            "the activating texts out of a mix.</p>"
+            + _table([("features", len(r["features"])), ("failed features", r["failed_features"]),
+                      ("mean simulation score", r["mean_simulation_score"]), ("mean detection score", r["mean_detection_score"]),
+                      ("requests (answered from the cache)", f"{u['requests']} ({u['cached']})"),
+                      ("requests sent by the last run", r["requests_sent_this_run"]),
+                      ("tokens in / out", f"{u['prompt_tokens']} / {u['completion_tokens']}"), ("estimated cost", cost)])
+            + "<h3>The paper's comparison: shared top-k features of each model</h3>"
+            + _table(comparison, ("model", "features", "mean explanation utility (sum |valence|)", "share about the objective"))
+            + "<h3>Explanations</h3>"
+            + _table(rows, ("model", "hook", "feature", "why chosen", "explanation", "simulation", "detection",
+                            "about the objective", "utility", "failed steps")))
+    return body, {"autointerp_mean_simulation_score": r["mean_simulation_score"],
+                  "autointerp_mean_detection_score": r["mean_detection_score"],
+                  "autointerp_tokens": u["prompt_tokens"] + u["completion_tokens"], "autointerp_cost_usd": r["cost_usd"]}
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -449,6 +488,10 @@ LABELS = {
     "sequence_probe_tau_policy": ("implicit_reward", "sequence-level probe tau (policy)"),
     "ablation_reward_change_probe": ("implicit_reward", "reward change, probe's top features off"),
     "ablation_reward_change_random": ("implicit_reward", "reward change, random features off"),
+    "autointerp_mean_simulation_score": ("autointerp", "autointerp: mean simulation score"),
+    "autointerp_mean_detection_score": ("autointerp", "autointerp: mean detection score"),
+    "autointerp_tokens": ("autointerp", "autointerp: tokens used"),
+    "autointerp_cost_usd": ("autointerp", "autointerp: estimated cost (USD)"),
     "max_abs_logit_diff": ("conversion", "HookedTransformer vs HF, max |logit diff|"),
     "valence_base_word_tau": ("valence", "base knows valence: tau at the word"),
     "valence_base_embedding_tau": ("valence", "base knows valence: tau of the embedding"),
@@ -465,6 +508,7 @@ SECTIONS = (
     ("dictionaries", "Sparse dictionaries", _dictionaries_section),
     ("mmcs", "Shared features: MMCS", _mmcs_section),
     ("feature_diff", "Base vs policy: feature diffs", _feature_diff_section),
+    ("autointerp", "Automated interpretability", _autointerp_section),
     ("implicit_reward", "The implicit reward: probes and ablation", _implicit_reward_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.activations import ActivationCacheConfig
+from analysis.autointerp import AutointerpConfig
 from analysis.dictionaries import DictionaryConfig
 from analysis.divergence import DivergenceConfig
 from analysis.feature_diff import FeatureDiffConfig
@@ -49,6 +50,7 @@ class StudyConfig:
     mmcs: MMCSConfig = field(default_factory=MMCSConfig)
     feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
     implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
+    autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.activations import cache_stage
+from analysis.autointerp import autointerp_stage
 from analysis.dictionaries import dictionaries_stage
 from analysis.divergence import divergence_stage
 from analysis.feature_diff import feature_diff_stage
@@ -67,6 +68,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
     Stage("feature_diff", "feature_diff", ("dictionaries",), feature_diff_stage, ("analysis/feature_diff.json",)),
+    Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), autointerp_stage, ()),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
