@@ -78,10 +78,17 @@ def histogram_img(edges: list[float], counts: dict[str, list[int]], title: str) 
     return f"<img class='hist' alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
 
 
-def feature_card(hook: str, card: dict) -> str:
-    """One base-vs-policy diff feature: its numbers, activation histograms, logit tokens and top examples."""
+def feature_card(hook: str, card: dict, explanation: dict | None = None) -> str:
+    """One base-vs-policy diff feature: its numbers, activation histograms, logit tokens and top examples;
+    with ``explanation`` (an autointerp result), the LLM's explanation and its scores."""
     i, j = card["feature"], card["base_match"]
     esc = html.escape
+    explained = ""
+    if explanation:
+        scores = ", ".join(f"{name} {explanation[key]:.2f}" for name, key in (("simulation", "simulation_score"),
+                                                                              ("detection", "detection_score"))
+                           if explanation.get(key) is not None)
+        explained = f"<p><b>Explanation</b> (autointerp{': ' + scores if scores else ''}): {esc(explanation['explanation'])}</p>"
     facts = (f"MCS to base feature {j}: <b>{card['mcs']:.3f}</b> &middot; firing frequency {card['freq_policy']:.3%} "
              f"(base match {card['freq_base_match']:.3%}) &middot; correlation with token valence "
              f"<b>{card['utility_corr']:+.3f}</b> (base match {card['utility_corr_base_match']:+.3f}) &middot; "
@@ -96,5 +103,5 @@ def feature_card(hook: str, card: dict) -> str:
     return (f"<div class='card' id='{esc(hook)}-{i}'><h4>{esc(hook)} &middot; policy feature {i}</h4>"
             + histogram_img(hist["edges"], {f"policy {i}": hist["policy"], f"base {j}": hist["base_match"]},
                             "non-zero activations (held out)")
-            + f"<p>{facts}</p>{logits}<p>Top activating held-out texts (both models, same text):</p>{examples}"
+            + f"{explained}<p>{facts}</p>{logits}<p>Top activating held-out texts (both models, same text):</p>{examples}"
             + "<div style='clear:both'></div></div>")

@@ -251,9 +251,13 @@ def _mmcs_section(run_dir: RunDir) -> tuple[str, dict]:
                   "mmcs_random_null_max": max(r["random_null"]["high"] for r in m["within"])}
 
 
-def _feature_cards(f: dict) -> str:
-    return "".join(f"<h3>{_esc(h['hook'])}</h3>" + "".join(feature_card(h["hook"], c) for c in h["cards"].values())
-                   for h in f["hooks"])
+def _feature_cards(f: dict, run_dir: RunDir) -> str:
+    """Every card, with the LLM's explanation of the feature where autointerp ran."""
+    auto = _load(run_dir.root / "autointerp" / "results.json") or {"features": []}
+    explained = {(a["hook"], a["feature"]): a for a in auto["features"] if a["model"] == "policy" and a.get("explanation")}
+    return "".join(f"<h3>{_esc(h['hook'])}</h3>" + "".join(
+        feature_card(h["hook"], c, explained.get((h["hook"], c["feature"]))) for c in h["cards"].values())
+        for h in f["hooks"])
 
 
 def _feature_diff_section(run_dir: RunDir) -> tuple[str, dict]:
@@ -285,7 +289,7 @@ def _feature_diff_section(run_dir: RunDir) -> tuple[str, dict]:
             + _table(tracking, ("hook", "diff features", "their base matches", "all policy features", "all base features",
                                 "max policy", "max base"))
             + "<h3>Feature cards</h3><p>Hover a token for both models' activations; the buttons switch the colouring "
-            "between the policy feature and its base match.</p>" + _feature_cards(f))
+            "between the policy feature and its base match.</p>" + _feature_cards(f, run_dir))
     diff = [h["reward_tracking"]["diff_features_mean_abs_corr"] for h in f["hooks"]]
     base = [h["reward_tracking"]["their_base_matches_mean_abs_corr"] for h in f["hooks"]]
     return body, {"new_policy_features": ", ".join(f"{h['hook'].split('.')[1]}: {h['n_new']}" for h in f["hooks"]),
@@ -301,7 +305,7 @@ def feature_diff_page(run_dir: RunDir) -> Path | None:
     return atomic_write_text(run_dir.report / "feature_diff.html", _page(
         f"Feature diffs: {run_dir.root.name}",
         f"<h1>Base vs policy feature diffs</h1><p class='muted'>{_esc(run_dir.root)} &middot; "
-        "<a href='index.html'>report</a></p>" + _feature_cards(f)))
+        "<a href='index.html'>report</a></p>" + _feature_cards(f, run_dir)))
 
 
 def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
@@ -405,6 +409,33 @@ def _autointerp_section(run_dir: RunDir) -> tuple[str, dict]:
                   "autointerp_tokens": u["prompt_tokens"] + u["completion_tokens"], "autointerp_cost_usd": r["cost_usd"]}
 
 
+def _hidden_context_section(run_dir: RunDir) -> tuple[str, dict]:
+    h = _load(run_dir.training / "hidden_context.json")
+    if h is None:
+        return "", {}
+    rows = [(kind, m["pairwise_accuracy"], m["agrees_with_lexicon_means"], m["mean_vs_lexicon_mean_spearman"],
+             m.get("std_vs_lexicon_std_spearman", "-"), m["r_squared"]) for kind, m in h["models"].items()]
+    body = (f"<p>Pairs of one-sentence reviews that differ in one sentiment word, each labelled by one rating drawn "
+            f"from each word's ten VADER raters (ties dropped): {h['n_train_pairs']} training and {h['n_test_pairs']} "
+            f"held-out pairs over {h['n_words']} words. Reward models start from the base LM. A word's learned mean and "
+            "spread are averaged over sentences containing it. DPL's r&sup2; is the share of the predicted reward variance "
+            "explained by the text itself; the rest is hidden context.</p>"
+            + _table(rows, ("reward model", "held-out pairwise accuracy (rater labels)", "agrees with lexicon means",
+                            "Spearman: learned vs lexicon mean", "Spearman: learned spread vs raters' std", "r²"))
+            + (f"<p>Reference: one free (mean, spread) per word fitted with the same loss on the same pairs reaches "
+               f"Spearman {h['per_word_fit']['std_vs_lexicon_std_spearman']:.3f} for the spread "
+               f"({h['per_word_fit']['mean_vs_lexicon_mean_spearman']:.3f} for the mean): the most this much data "
+               "tells about each word.</p>" if "per_word_fit" in h else "")
+            + _img(run_dir.training / "hidden_context.png", "learned spread vs raters' std"))
+    cat = h["models"].get("categorical", {}).get("distributions")
+    if cat:
+        body += "<p>Categorical model's predicted distribution over the atoms (0 to 1):</p>" + _table(
+            [(label, d["word"], d["lexicon_mean"], d["lexicon_std"], " ".join(f"{p:.2f}" for p in d["probabilities"]))
+             for label, d in cat.items()], ("word", "", "lexicon mean", "raters' std", "probabilities"))
+    mv = h["models"].get("mean_variance", {})
+    return body, ({"dpl_std_vs_raters_spearman": mv["std_vs_lexicon_std_spearman"]} if mv else {})
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -492,6 +523,7 @@ LABELS = {
     "autointerp_mean_detection_score": ("autointerp", "autointerp: mean detection score"),
     "autointerp_tokens": ("autointerp", "autointerp: tokens used"),
     "autointerp_cost_usd": ("autointerp", "autointerp: estimated cost (USD)"),
+    "dpl_std_vs_raters_spearman": ("hidden_context", "DPL: learned spread vs raters' std (Spearman)"),
     "max_abs_logit_diff": ("conversion", "HookedTransformer vs HF, max |logit diff|"),
     "valence_base_word_tau": ("valence", "base knows valence: tau at the word"),
     "valence_base_embedding_tau": ("valence", "base knows valence: tau of the embedding"),
@@ -510,6 +542,7 @@ SECTIONS = (
     ("feature_diff", "Base vs policy: feature diffs", _feature_diff_section),
     ("autointerp", "Automated interpretability", _autointerp_section),
     ("implicit_reward", "The implicit reward: probes and ablation", _implicit_reward_section),
+    ("hidden_context", "Reward models with hidden context (DPL)", _hidden_context_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

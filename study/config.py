@@ -24,6 +24,7 @@ from probes.implicit_reward import ImplicitRewardConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
 from rlhf.errors import UserError
+from rlhf.hidden_context import HiddenContextConfig
 from rlhf.hooked import ConversionConfig
 from rlhf.policy import DPOStageConfig, NoKLComparisonConfig, PolicyConfig
 from rlhf.policy import check_config as check_policy_config
@@ -51,6 +52,7 @@ class StudyConfig:
     feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
     implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
+    hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)

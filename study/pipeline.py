@@ -31,6 +31,7 @@ from probes.implicit_reward import implicit_reward_stage
 from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
 from rlhf.errors import UserError
+from rlhf.hidden_context import hidden_context_stage
 from rlhf.hooked import conversion_stage
 from rlhf.policy import no_kl_comparison, train_dpo, train_policy
 from rlhf.pretrain import pretrain
@@ -72,6 +73,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
+    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, ()),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 

@@ -64,6 +64,7 @@ def test_all_features_explained_and_scored_and_the_second_run_sends_nothing(stud
     page = build_report(study).read_text()
     assert "Automated interpretability" in page and "Positive sentiment words" in page
     assert "estimated cost" in page and f"${r['cost_usd']:.4f}" in page
+    assert "<b>Explanation</b> (autointerp: simulation" in (study.report / "feature_diff.html").read_text()
     assert read_json(study.report / "summary.json")["autointerp_tokens"] > 0
 
 

@@ -50,6 +50,7 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "dpo": {"max_steps": 3, "batch_size": 8, "n_pairs": 120, "min_reward_gap": 0.0, "max_completion_length": 8},
         "implicit_reward": {"n_triples": 60, "ablation": {"n_prompts": 16, "seeds": [0], "random_sets": 1, "max_new_tokens": 8},
                             "sequence": {"n_prompts": 60, "max_new_tokens": 8}},
+        "hidden_context": {"n_pairs": 200, "contexts_per_word": 1, "kinds": ["mean_variance"]},
     })
 
 

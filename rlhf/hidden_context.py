@@ -1,0 +1,174 @@
+"""Real hidden context: preferences labelled by one randomly drawn VADER rater.
+
+The VADER lexicon keeps each word's ten individual human ratings. Two one-sentence
+reviews that differ in one sentiment word are compared by drawing one rating of each
+word, as if a single annotator had judged the pair; words the raters disagree about
+produce noisy preferences. A Bradley-Terry model can only average that away; the DPL
+models (mean and variance, categorical) can say how much each word is disputed, and
+that spread is checked against the raters' standard deviation in the lexicon.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from rlhf.lexicon import load_lexicon
+from rlhf.organisms.sentiment import SentimentOrganism, load_organism
+from rlhf.plots import plt, save_figure
+from rlhf.reward_models import (
+    RewardModelConfig,
+    dpl_r_squared,
+    mean_and_variance_loss,
+    outputs,
+    score,
+    train_reward_model,
+)
+from rlhf.rundir import RunDir, atomic_write_json
+from rlhf.tokenizer import load_tokenizer
+
+
+@dataclass(frozen=True)
+class HiddenContextConfig:
+    enabled: bool = True
+    n_pairs: int = 12_000
+    held_out_fraction: float = 0.2
+    contexts_per_word: int = 8  # sentences per word when reading its learned mean and spread
+    kinds: tuple[str, ...] = ("bradley_terry", "mean_variance", "categorical")
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    seed: int = 0
+
+
+def sentence(review_words: tuple[str, ...], end: int) -> str:
+    """The review's text without its rating, which would give the word's mean valence away."""
+    return " ".join(review_words[: end + 1])
+
+
+def rater_preferences(organism: SentimentOrganism, n: int, seed: int) -> list[dict]:
+    """``n`` pairs of one-sentence reviews differing in one sentiment word; each word's rating is
+    drawn from its ten raters, the higher one is chosen, ties are skipped."""
+    lexicon = load_lexicon()
+    rng = random.Random(seed)
+    words = list(organism.sentiment_words)
+    pairs: list[dict] = []
+    while len(pairs) < n:
+        review = organism.sample_review(rng, n_sentences=1)
+        slot = review.sentiment_positions[0]
+        a, b = rng.sample(words, 2)
+        ra, rb = rng.choice(lexicon[a].ratings), rng.choice(lexicon[b].ratings)
+        if ra == rb:
+            continue
+        (wc, rc), (wr, rr) = sorted(((a, ra), (b, rb)), key=lambda t: -t[1])
+        text = {w: sentence(organism.with_word(review, slot, w).words, review.end_position) for w in (a, b)}
+        pairs.append({"chosen": text[wc], "rejected": text[wr], "chosen_word": wc, "rejected_word": wr,
+                      "chosen_rating": rc, "rejected_rating": rr})
+    return pairs
+
+
+def word_contexts(organism: SentimentOrganism, words: list[str], per_word: int, seed: int) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    out = {}
+    for w in words:
+        reviews = [organism.sample_review(rng, n_sentences=1) for _ in range(per_word)]
+        out[w] = [sentence(organism.with_word(r, r.sentiment_positions[0], w).words, r.end_position) for r in reviews]
+    return out
+
+
+def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | None:
+    """Stage: base, mean-and-variance and categorical reward models on rater-drawn preferences."""
+    if not cfg.enabled:
+        return None
+    started = time.time()
+    organism = load_organism(run_dir)
+    lexicon = load_lexicon()
+    pairs = rater_preferences(organism, cfg.n_pairs, cfg.seed)
+    n_test = int(round(len(pairs) * cfg.held_out_fraction))
+    train, test = pairs[n_test:], pairs[:n_test]
+    seen = sorted({p[k] for p in train for k in ("chosen_word", "rejected_word")})
+    contexts = word_contexts(organism, seen, cfg.contexts_per_word, cfg.seed + 1)
+    tokenizer = load_tokenizer(run_dir.base)
+    lex_mean = np.array([lexicon[w].valence for w in seen])
+    lex_std = np.array([lexicon[w].std for w in seen])
+    result: dict = {"config": asdict(cfg), "n_train_pairs": len(train), "n_test_pairs": len(test), "n_words": len(seen),
+                    "models": {}}
+    for kind in cfg.kinds:
+        rm_cfg = RewardModelConfig(**{**asdict(cfg.reward_model), "kind": kind})
+        model = train_reward_model(rm_cfg, run_dir.base, tokenizer, train, run_dir.root / "models" / f"reward_{kind}")
+        c_mean, _ = score(model, tokenizer, [p["chosen"] for p in test], kind)
+        r_mean, _ = score(model, tokenizer, [p["rejected"] for p in test], kind)
+        texts = [t for w in seen for t in contexts[w]]
+        means, stds = score(model, tokenizer, texts, kind)
+        per = cfg.contexts_per_word
+        word_mean = means.reshape(len(seen), per).mean(1).numpy()
+        word_std = stds.reshape(len(seen), per).mean(1).numpy()
+        by_lexicon = np.array([lexicon[p["chosen_word"]].valence > lexicon[p["rejected_word"]].valence for p in test])
+        entry = {
+            "pairwise_accuracy": float((c_mean > r_mean).float().mean()),  # against the drawn raters' labels
+            "agrees_with_lexicon_means": float(((c_mean > r_mean).numpy() == by_lexicon).mean()),
+            "mean_vs_lexicon_mean_spearman": float(stats.spearmanr(word_mean, lex_mean).statistic),
+            "r_squared": dpl_r_squared(means, stds),
+        }
+        if kind != "bradley_terry":
+            entry["std_vs_lexicon_std_spearman"] = float(stats.spearmanr(word_std, lex_std).statistic)
+            entry["words"] = {"word": seen, "learned_mean": word_mean.tolist(), "learned_std": word_std.tolist(),
+                              "lexicon_mean": lex_mean.tolist(), "lexicon_std": lex_std.tolist()}
+        if kind == "categorical":
+            entry["distributions"] = _distributions(model, tokenizer, contexts, seen, lexicon)
+        result["models"][kind] = entry
+    result["per_word_fit"] = per_word_fit(train, seen, lex_std, lex_mean, cfg.seed)
+    _plot(result, run_dir.training / "hidden_context.png")
+    result["seconds"] = time.time() - started
+    out = run_dir.training / "hidden_context.json"
+    atomic_write_json(out, result)
+    return out
+
+
+def per_word_fit(train: list[dict], words: list[str], lex_std: np.ndarray, lex_mean: np.ndarray, seed: int,
+                 steps: int = 1500) -> dict:
+    """The reference: one free (mean, spread) per word fitted with the same loss on the same pairs.
+    It bounds what any model can read from this much data (no text, no sharing between words)."""
+    torch.manual_seed(seed)
+    index = {w: i for i, w in enumerate(words)}
+    c = torch.tensor([index[p["chosen_word"]] for p in train])
+    r = torch.tensor([index[p["rejected_word"]] for p in train])
+    params = torch.zeros(len(words), 2, requires_grad=True)
+    opt = torch.optim.Adam([params], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        mean_and_variance_loss(params[c], params[r]).mean().backward()
+        opt.step()
+    mean, std = params[:, 0].detach().numpy(), torch.nn.functional.softplus(params[:, 1]).detach().numpy()
+    return {"std_vs_lexicon_std_spearman": float(stats.spearmanr(std, lex_std).statistic),
+            "mean_vs_lexicon_mean_spearman": float(stats.spearmanr(mean, lex_mean).statistic)}
+
+
+def _distributions(model, tokenizer, contexts: dict[str, list[str]], seen: list[str], lexicon: dict) -> dict:  # noqa: ANN001
+    """The categorical model's predicted distribution for the most positive, most negative and most disputed words."""
+    picks = {"most positive": max(seen, key=lambda w: lexicon[w].valence),
+             "most negative": min(seen, key=lambda w: lexicon[w].valence),
+             "most disputed": max(seen, key=lambda w: lexicon[w].std)}
+    out = {}
+    for label, w in picks.items():
+        p = outputs(model, tokenizer, contexts[w]).softmax(-1).mean(0)
+        out[label] = {"word": w, "lexicon_mean": lexicon[w].valence, "lexicon_std": lexicon[w].std,
+                      "probabilities": p.tolist()}
+    return out
+
+
+def _plot(result: dict, path: Path) -> None:
+    kinds = [k for k in ("mean_variance", "categorical") if k in result["models"]]
+    if not kinds:
+        return
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.8), dpi=100, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        w = result["models"][kind]["words"]
+        rho = result["models"][kind]["std_vs_lexicon_std_spearman"]
+        ax.scatter(w["lexicon_std"], w["learned_std"], s=6, alpha=0.5)
+        ax.set(title=f"{kind}: Spearman {rho:.2f}", xlabel="raters' std (VADER lexicon)", ylabel="learned spread")
+    save_figure(fig, path)

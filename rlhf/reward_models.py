@@ -1,0 +1,189 @@
+"""Reward models from preferences: Bradley-Terry, and the distributional ones of DPL.
+
+Distributional preference learning (Siththaranjan, Laidlaw and Hadfield-Menell) lets a
+reward model say how much annotators disagree about an alternative (hidden context)
+instead of averaging it away:
+- mean and variance: two outputs, mu and std = softplus(output 1); a pair's
+  z = (mu_c - mu_r) / sqrt(s_c^2 + s_r^2), loss softplus(-z * sqrt(2 pi));
+- categorical: N outputs, a distribution over N atoms in [0, 1];
+  P(chosen) = sum_ij p_c(i) p_r(j) [a_i > a_j], ties counting one half.
+Both train with TRL's ``RewardTrainer`` (subclassed: it refuses heads with more than
+one output and computes the Bradley-Terry loss).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from jaxtyping import Float
+from torch import Tensor
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from trl import RewardConfig, RewardTrainer
+
+from rlhf.errors import UserError
+
+Kind = Literal["bradley_terry", "mean_variance", "categorical"]
+SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+def outputs_of(kind: Kind, n_atoms: int = 10) -> int:
+    return {"bradley_terry": 1, "mean_variance": 2, "categorical": n_atoms}[kind]
+
+
+def mean_and_variance_loss(chosen: Float[Tensor, "b 2"], rejected: Float[Tensor, "b 2"]) -> Float[Tensor, " b"]:
+    """Per-pair loss of the mean-and-variance model: softplus(-z sqrt(2 pi))."""
+    mu_c, mu_r = chosen[:, 0], rejected[:, 0]
+    s_c, s_r = F.softplus(chosen[:, 1]), F.softplus(rejected[:, 1])
+    z = (mu_c - mu_r) / torch.sqrt(s_c**2 + s_r**2)
+    return F.softplus(-z * SQRT_2PI)
+
+
+def atoms(n: int, device: torch.device | None = None) -> Float[Tensor, " n"]:
+    return torch.linspace(0.0, 1.0, n, device=device)
+
+
+def categorical_preference(chosen: Float[Tensor, "b n"], rejected: Float[Tensor, "b n"]) -> Float[Tensor, " b"]:
+    """P(chosen beats rejected) under the two predicted distributions over the atoms (ties count one half)."""
+    p_c, p_r = chosen.softmax(-1), rejected.softmax(-1)
+    a = atoms(chosen.shape[-1], chosen.device)
+    beats = (a[:, None] > a[None, :]).float() + 0.5 * (a[:, None] == a[None, :]).float()  # (i, j)
+    return torch.einsum("bi,ij,bj->b", p_c, beats, p_r)
+
+
+def categorical_loss(chosen: Float[Tensor, "b n"], rejected: Float[Tensor, "b n"]) -> Float[Tensor, " b"]:
+    """Per-pair loss of the categorical model: -log P(chosen beats rejected)."""
+    return -torch.log(categorical_preference(chosen, rejected).clamp(min=1e-12))
+
+
+def bradley_terry_loss(chosen: Float[Tensor, "b 1"], rejected: Float[Tensor, "b 1"]) -> Float[Tensor, " b"]:
+    return -F.logsigmoid(chosen[:, 0] - rejected[:, 0])
+
+
+def mean_and_std(kind: Kind, outputs: Float[Tensor, "b k"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
+    """Each alternative's predicted reward mean and spread (0 spread for Bradley-Terry)."""
+    if kind == "bradley_terry":
+        return outputs[:, 0], torch.zeros_like(outputs[:, 0])
+    if kind == "mean_variance":
+        return outputs[:, 0], F.softplus(outputs[:, 1])
+    p = outputs.softmax(-1)
+    a = atoms(outputs.shape[-1], outputs.device)
+    mean = p @ a
+    return mean, torch.sqrt((p * (a[None, :] - mean[:, None]) ** 2).sum(-1))
+
+
+def dpl_r_squared(means: Tensor, stds: Tensor) -> float:
+    """DPL's r^2: the share of the reward's variance explained by the observed alternative,
+    Var(mu) / (Var(mu) + E[sigma^2]); 1 - r^2 is what the hidden context accounts for."""
+    explained = float(means.float().var())
+    hidden = float((stds.float() ** 2).mean())
+    return explained / (explained + hidden) if explained + hidden > 0 else float("nan")
+
+
+LOSSES = {"bradley_terry": bradley_terry_loss, "mean_variance": mean_and_variance_loss, "categorical": categorical_loss}
+
+
+class DistributionalRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer with a DPL loss, an optional variance penalty (mean-and-variance) or
+    entropy bonus (categorical), and accuracy judged on the predicted means."""
+
+    def __init__(self, *args: object, kind: Kind, model: PreTrainedModel, regulariser: float = 0.0, **kwargs: object):
+        width = model.config.num_labels
+        if (kind == "categorical" and width < 2) or (kind != "categorical" and width != outputs_of(kind)):
+            want = "at least 2" if kind == "categorical" else str(outputs_of(kind))
+            raise UserError(f"a {kind} reward model needs {want} outputs, but the model has num_labels={width}")
+        self.kind, self.regulariser = kind, regulariser
+        labels = model.config.num_labels
+        # RewardTrainer refuses a head wider than one output; the head itself keeps its width.
+        model.config.num_labels = 1
+        try:
+            super().__init__(*args, model=model, **kwargs)
+        finally:
+            model.config.num_labels = labels
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        inputs["use_cache"] = False
+        outputs = model(**inputs)
+        chosen, rejected = torch.chunk(outputs.logits.float(), chunks=2)
+        loss = LOSSES[self.kind](chosen, rejected).mean()
+        if self.regulariser and self.kind == "mean_variance":
+            stds = torch.cat([F.softplus(chosen[:, 1]), F.softplus(rejected[:, 1])])
+            loss = loss + self.regulariser * (stds**2).mean()
+        if self.regulariser and self.kind == "categorical":
+            p = torch.cat([chosen, rejected]).softmax(-1)
+            loss = loss + self.regulariser * (p * p.clamp(min=1e-12).log()).sum(-1).mean()  # minus the entropy
+        mode = "train" if model.training else "eval"
+        with torch.no_grad():
+            mean_c, mean_r = mean_and_std(self.kind, chosen)[0], mean_and_std(self.kind, rejected)[0]
+            self._metrics[mode]["accuracy"].append(float((mean_c > mean_r).float().mean()))
+        return (loss, outputs) if return_outputs else loss
+
+
+def check_preferences(rows: Sequence[dict]) -> None:
+    """Refuse preference data a reward model cannot learn from, naming the row."""
+    if not rows:
+        raise UserError("no preference pairs")
+    for i, row in enumerate(rows):
+        missing = [k for k in ("chosen", "rejected") if k not in row]
+        if missing:
+            raise UserError(f"preference row {i} has no {', '.join(missing)} column (columns: {', '.join(sorted(row))})")
+        if row["chosen"] == row["rejected"]:
+            raise UserError(f"preference row {i} has chosen == rejected ({row['chosen'][:60]!r}): nothing to prefer")
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    kind: Kind = "mean_variance"
+    n_atoms: int = 10  # categorical only
+    learning_rate: float = 5e-4
+    epochs: float = 1.0
+    batch_size: int = 64
+    regulariser: float = 0.0  # variance penalty (mean_variance) or entropy bonus (categorical)
+    seed: int = 0
+
+
+def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrainedTokenizerBase, train: Sequence[dict],
+                       out: Path, eval_rows: Sequence[dict] | None = None) -> PreTrainedModel:
+    """A reward model initialised from a causal LM checkpoint (``init``) and trained on
+    ``{"chosen", "rejected"}`` texts; saved to ``out``."""
+    check_preferences(train)
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=outputs_of(cfg.kind, cfg.n_atoms))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    args = RewardConfig(
+        output_dir=str(out.parent / f".{out.name}.work"), per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, logging_steps=20, save_strategy="no",
+        report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True,
+        center_rewards_coefficient=None,
+    )
+    data = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train])
+    trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
+                                          train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model
+
+
+@torch.no_grad()
+def outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+            batch_size: int = 256) -> Float[Tensor, "n k"]:
+    """The reward head's raw outputs for each text."""
+    model.eval()
+    out = []
+    for start in range(0, len(texts), batch_size):
+        # As RewardTrainer saw them: each text ends with EOS, whose position the head reads.
+        rows = [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(texts[start : start + batch_size]))["input_ids"]]
+        out.append(model(**tokenizer.pad({"input_ids": rows}, return_tensors="pt")).logits.float())
+    return torch.cat(out)
+
+
+def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], kind: Kind) -> tuple[Tensor, Tensor]:
+    """Predicted reward mean and spread of each text."""
+    return mean_and_std(kind, outputs(model, tokenizer, texts))
