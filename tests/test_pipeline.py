@@ -88,3 +88,27 @@ def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_
     # The circuitsvis feature cards rendered inside the report too.
     assert len(re.findall(r'<div id="circuits-vis-[^"]+"[^>]*><div', dom)) > 0
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_a_stage_started_over_clears_its_scratch_but_a_killed_one_resumes(tmp_path):
+    from study.pipeline import STAGES, _prepare_scratch, _started_path
+
+    run_dir = RunDir(tmp_path / "study")
+    stage = next(s for s in STAGES if s.name == "activations")
+    shard = run_dir.root / "activations" / "base" / "shard_00000.safetensors"
+
+    def scratch_after(marker: str | None, fingerprint: str, forced: bool = False) -> bool:
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        shard.write_text("old work")
+        run_dir.manifests.mkdir(parents=True, exist_ok=True)
+        _started_path(run_dir, stage.name).unlink(missing_ok=True)
+        if marker is not None:
+            _started_path(run_dir, stage.name).write_text(marker)
+        _prepare_scratch(run_dir, stage, fingerprint, forced=forced, log=lambda _: None)
+        assert _started_path(run_dir, stage.name).read_text() == fingerprint
+        return shard.exists()
+
+    assert scratch_after("abc", "abc") is True  # killed with the same config: resume from its shards
+    assert scratch_after("abc", "def") is False  # another config: the old shards are not reused
+    assert scratch_after("abc", "abc", forced=True) is False  # --force starts over
+    assert scratch_after(None, "abc") is False  # no record of how the work was started

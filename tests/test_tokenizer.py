@@ -29,3 +29,16 @@ def test_empty_corpus_and_missing_directory_are_user_errors(tmp_path):
         build_tokenizer([], TokenizerConfig(), tmp_path / "a")
     with pytest.raises(UserError, match="no tokenizer"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_a_tokenizer_saved_left_padded_comes_back_right_padded(tmp_path):
+    """TRL's trainers save the policy's tokenizer left-padded; every reader here indexes right-padded rows."""
+    tok = build_tokenizer(["the movie was good"], TokenizerConfig(), tmp_path / "tok")
+    tok.padding_side = "left"
+    tok(["the", "the movie"], padding=True)  # as in sampling: the backend's padding is now left, and is saved so
+    tok.save_pretrained(tmp_path / "tok")
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "tok")).padding_side == "left"
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert loaded.padding_side == "right"
+    ids = loaded(["the movie", "the movie was good"], padding=True)["input_ids"]
+    assert ids[0][-1] == loaded.pad_token_id and ids[1][-1] != loaded.pad_token_id
