@@ -99,11 +99,17 @@ def test_a_killed_run_resends_no_answered_request(study):
                 f"autointerp_stage(AutointerpConfig(base_url={server.url!r}, model='test-model', top_k=2, max_concurrency=2),"
                 f" RunDir({str(study.root)!r}))")
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        errors = (study.root.parent / "killed_run.stderr").open("w")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while len(server.answered()) < 10 and time.time() < deadline:
+                                stdout=subprocess.DEVNULL, stderr=errors)
+        # Start-up (imports, SAEs, examples) can take minutes on a loaded two-core machine: wait for the answers,
+        # not for a fixed time.
+        deadline = time.time() + 900
+        while len(server.answered()) < 10 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
+        errors.close()
+        assert proc.poll() is None, "the run ended before it could be killed midway: " + (
+            study.root.parent / "killed_run.stderr").read_text()[-2000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         assert len(server.answered()) >= 10
