@@ -397,7 +397,7 @@ def autointerp_stage(cfg: AutointerpConfig, run_dir: RunDir) -> Path | None:
         }
     out = run_dir.root / "autointerp" / "results.json"
     atomic_write_json(out, {
-        "config": {k: v for k, v in asdict(cfg).items()}, "prompt_version": PROMPT_VERSION, "features": results,
+        "config": asdict(cfg), "prompt_version": PROMPT_VERSION, "features": results,
         "usage": total, "cost_usd": _cost(total, cfg), "requests_sent_this_run": chat.sent,
         "failed_features": sum(bool(r["failures"]) for r in results), "comparison": comparison,
         "mean_simulation_score": _nanmean([r.get("simulation_score") for r in results]),

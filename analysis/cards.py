@@ -9,6 +9,7 @@ call (``view``), so a page with forty cards stays small and works with no networ
 from __future__ import annotations
 
 import base64
+import functools
 import html
 from pathlib import Path
 
@@ -26,6 +27,7 @@ CARD_CSS = """
 """
 
 
+@functools.cache
 def _bundle_js() -> str:
     path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
     # circuitsvis strips closing script tags from the bundle before inlining it; so do we.

@@ -97,7 +97,7 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Path | 
                                prompts, cfg.ablation)
     _ablation_bars(ablation, run_dir.probes / "implicit_reward_ablation.png")
 
-    sequence = sequence_probes(run_dir, cfg.sequence, default_mean_hooks(run_dir))
+    sequence = sequence_probes(run_dir, cfg.sequence, default_mean_hooks(run_dir), hooked=models)
     out = run_dir.probes / "implicit_reward.json"
     atomic_write_json(out, {"config": asdict(cfg), "linear": linear, "ablation": ablation, "sequence": sequence,
                             "seconds": time.time() - started})

@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from transformer_lens import HookedTransformer
 
 from analysis.activations import activations_at_ids
 from probes.metrics import rank_metrics
@@ -79,8 +80,10 @@ def _logistic(features: np.ndarray, pairs: list[tuple[int, int]], train_pairs: l
             "n_test_pairs": len(test_pairs)}
 
 
-def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[str]) -> dict:
-    """Sample, score, and probe every model of the study that can read the samples."""
+def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[str],
+                    hooked: dict[str, HookedTransformer] | None = None) -> dict:
+    """Sample, score, and probe every model of the study that can read the samples (``hooked``:
+    models already converted, by name)."""
     started = time.time()
     tokenizer = load_tokenizer(run_dir.policy)
     texts = (run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines()
@@ -112,7 +115,7 @@ def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[
     result: dict = {"n_completions": 2 * n, "n_test": len(test), "reward_mean": float(y.mean()), "reward_std": float(y.std()),
                     "models": {}, "config": cfg.__dict__}
     for m in models:
-        model = to_hooked(run_dir.root / "models" / m)
+        model = (hooked or {}).get(m) or to_hooked(run_dir.root / "models" / m)
         last = [len(s) - 1 for s in sequences]
         resid = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
         at_last = {h: v.numpy() for h, v in activations_at_ids(model, sequences, last, resid).items()}
