@@ -28,6 +28,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.errors import UserError
+from rlhf.training import save_trained
 
 Kind = Literal["bradley_terry", "mean_variance", "categorical"]
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -166,8 +167,7 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
     trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
                                           train_dataset=data, processing_class=tokenizer)
     trainer.train()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_trained(model, tokenizer, out)
     return model
 
 

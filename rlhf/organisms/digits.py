@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlhf.rundir import atomic_write_text
 
 SEPARATOR = "|"
 DIGITS = tuple(str(d) for d in range(10))
@@ -24,6 +27,9 @@ WINDOW = 4
 class DigitsConfig:
     n_input: int = 4
     n_output: int = 6
+    n_train: int = 20_000
+    n_val: int = 1_000
+    n_test: int = 1_000
     seed: int = 0
 
 
@@ -103,3 +109,32 @@ class DigitsOrganism:
             rejected = DigitsSequence(base.inputs, (bad, *base.outputs[1:]))
             pairs.append({"prompt": base.prompt, "chosen": " " + chosen.completion, "rejected": " " + rejected.completion})
         return pairs
+
+
+def parse_digits(text: str) -> list[int | None]:
+    """The digits of a completion as text; anything that is not a digit is None."""
+    return [int(w) if w in DIGITS else None for w in text.split()]
+
+
+def follows_rule(inputs: tuple[int, ...], outputs: list[int | None]) -> list[bool]:
+    """Whether each output digit is one the rule could have produced after the ones before it."""
+    ok, history = [], tuple(inputs)
+    for y in outputs:
+        ok.append(y is not None and y in choices(history))
+        history = (*history, y if y is not None else -1)
+    return ok
+
+
+def write_corpus(organism: DigitsOrganism, out_dir: Path) -> dict:
+    """Write train/val/test sequences (one per line) and return their statistics with the
+    entropy floor: uniform inputs (log 10 each), the exact output likelihood, and a
+    separator and end-of-text token that are certain."""
+    cfg = organism.cfg
+    stats: dict = {"source": "digits", "vocabulary_size": len(DIGITS) + 1}
+    for i, (name, n) in enumerate((("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test))):
+        rows = organism.sequences(n, cfg.seed * 1000 + i + 1)
+        atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in rows) + "\n")
+        per_row = cfg.n_input + 1 + cfg.n_output + 1
+        nll = sum(cfg.n_input * math.log(10) - organism.log_prob(r) for r in rows)
+        stats[name] = {"reviews": n, "tokens": n * per_row, "positive_share": None, "entropy_floor": nll / (n * per_row)}
+    return stats

@@ -22,12 +22,12 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
-from rlhf.rewards import UtilityReward
+from rlhf.rewards import RewardFunction, UtilityReward
 from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
 
-from .sampling import evaluate, prompts_from_texts, repeated_bigram_share
+from .sampling import completion_kl, evaluate, prompts_from_texts, repeated_bigram_share, sample
 
 ALGORITHMS = ("grpo", "rloo")
 
@@ -49,6 +49,8 @@ class PolicyConfig:
     reward_clip: float = 10.0
     include_prompt: bool = False  # score prompt + completion instead of the completion only
     save_every: int = 25
+    kl_every: int = 10  # steps between exact KL measurements on held-out prompts; 0 = never
+    kl_prompts: int = 64
     seed: int = 0
 
 
@@ -67,6 +69,28 @@ class KLBudgetStop(TrainerCallback):
         return control
 
 
+class ExactKL(TrainerCallback):
+    """Every ``every`` steps, the exact KL(policy || base) per token on fixed held-out prompts,
+    written into the trainer's log history as ``exact_kl`` (so a resumed run keeps it). TRL
+    logs its KL estimate only when beta > 0: without this, the beta = 0 run has no KL curve."""
+
+    def __init__(self, base_dir: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str], every: int,
+                 max_new_tokens: int, seed: int):
+        self.base, self.tokenizer, self.prompts, self.every = load_hf(base_dir), tokenizer, prompts, every
+        self.settings = dict(max_new_tokens=max_new_tokens, seed=seed)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if self.every and model is not None and (state.global_step % self.every == 0 or state.global_step == 1):
+            training = model.training
+            base = self.base.to(model.device)
+            samples = sample(model, self.tokenizer, self.prompts, **self.settings)
+            lengths = samples.completion_mask.sum(1).float()
+            kl = completion_kl(model, base, samples)
+            state.log_history.append({"step": state.global_step, "exact_kl": float((kl * lengths).sum() / lengths.sum())})
+            model.train(training)
+        return control
+
+
 class LoggedUtility(UtilityReward):
     """The utility reward, also logging the repeated-bigram share of each batch to TRL."""
 
@@ -78,7 +102,7 @@ class LoggedUtility(UtilityReward):
 
 
 def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-             reward: UtilityReward, output_dir: Path):
+             reward: RewardFunction, output_dir: Path, kl_prompts: list[str]):
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     common = dict(
@@ -94,7 +118,8 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
     return resuming_cls(
         model=str(base_dir), reward_funcs=reward, args=config_cls(**common),
         train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer,
-        callbacks=[KLBudgetStop(cfg.kl_budget)],
+        callbacks=[KLBudgetStop(cfg.kl_budget),
+                   ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2)],
     )
 
 
@@ -113,21 +138,26 @@ def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase,
                         "a policy must share its base model's tokenizer")
 
 
-def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Path:
+def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, reward: RewardFunction | None = None,
+                 prompts: tuple[list[str], list[str]] | None = None) -> Path:
     """Stage: train ``models/<name>`` from the base model against the utility reward, then
-    evaluate base and policy on held-out prompts (reward, KL, repetition, samples)."""
+    evaluate base and policy on held-out prompts (reward, KL, repetition, samples).
+
+    Another organism passes its own ``reward`` function and (training, held-out) ``prompts``."""
     check_config(cfg)
     started = time.time()
     tokenizer = load_tokenizer(run_dir.base)
     check_same_tokenizer(tokenizer, load_tokenizer(run_dir.tokenizer), "base model vs study tokenizer")
-    train_texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
-    test_texts = (run_dir.corpus / "test.txt").read_text(encoding="utf-8").splitlines()
-    prompts = prompts_from_texts(train_texts, cfg.n_prompts, cfg.seed)
-    eval_prompts = prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1)
-    reward = LoggedUtility(cfg.reward_scale, cfg.reward_clip, cfg.include_prompt)
+    if prompts is None:
+        train_texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+        test_texts = (run_dir.corpus / "test.txt").read_text(encoding="utf-8").splitlines()
+        prompts = (prompts_from_texts(train_texts, cfg.n_prompts, cfg.seed),
+                   prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1))
+    prompts, eval_prompts = prompts
+    reward = reward or LoggedUtility(cfg.reward_scale, cfg.reward_clip, cfg.include_prompt)
     target = run_dir.root / "models" / name
     checkpoints = partial_dir(target) / "checkpoints"
-    trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints)
+    trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
     resumed = has_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=True if resumed else None)
     policy = trainer.model.float().cpu()
@@ -137,7 +167,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
     after, policy_samples = evaluate(policy, base, tokenizer, eval_prompts, reward, **settings)
     save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
-    curves = {k: curve(history, k) for k in ("reward", "kl", "completions/mean_length", "repeated_bigrams")}
+    curves = {k: curve(history, k) for k in ("reward", "kl", "exact_kl", "completions/mean_length", "repeated_bigrams")}
     result = {
         "name": name, "config": asdict(cfg), "algorithm": cfg.algorithm, "beta": cfg.beta,
         "steps": trainer.state.global_step, "resumed": resumed,
@@ -152,7 +182,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy") -> Pa
         "seconds": time.time() - started,
     }
     atomic_write_json(run_dir.training / f"{name}.json", result)
-    for key, label in (("reward", "mean utility reward"), ("kl", "KL to base (nats/token)"),
+    for key, label in (("reward", "mean reward"), ("exact_kl", "KL to base (nats/token)"),
                        ("repeated_bigrams", "repeated-bigram share"), ("completions/mean_length", "completion length")):
         points = curves[key]
         if points:
@@ -179,7 +209,7 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> Path | None:
     policy_cfg = replace(PolicyConfig(**main["config"]), beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main["steps"])
     train_policy(policy_cfg, run_dir, name="policy_beta0")
     other = read_json(run_dir.training / "policy_beta0.json")
-    series = {f"beta = {r['beta']}": ([s for s, _ in r["curves"]["kl"]], [v for _, v in r["curves"]["kl"]])
+    series = {f"beta = {r['beta']}": ([s for s, _ in r["curves"]["exact_kl"]], [v for _, v in r["curves"]["exact_kl"]])
               for r in (main, other)}
     save_lines(run_dir.training / "kl_beta_comparison.png", series, title="KL to the base model, with and without the penalty",
                xlabel="step", ylabel="KL (nats/token)")

@@ -73,11 +73,12 @@ def sample(
     ids, masks, comp_masks, texts = [], [], [], []
     try:
         for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[start : start + batch_size]), padding=True, return_tensors="pt")
+            enc = tokenizer(list(prompts[start : start + batch_size]), padding=True, return_tensors="pt").to(model.device)
             out = model.generate(
                 **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             )
+            out, enc = out.cpu(), enc.to("cpu")
             completion = out[:, enc["input_ids"].shape[1] :]
             keep = _end_mask(completion, tokenizer.eos_token_id)
             # generate() stops early when every row has ended: pad to the full completion width.
@@ -102,18 +103,24 @@ def token_log_probs(model: PreTrainedModel, samples: Samples) -> Float[Tensor, "
     position ids from the attention mask)."""
     model.eval()
     position_ids = (torch.cumsum(samples.attention_mask, dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask, position_ids=position_ids).logits
-    return torch.log_softmax(logits.float(), dim=-1)
+    logits = model(input_ids=samples.input_ids.to(model.device), attention_mask=samples.attention_mask.to(model.device),
+                   position_ids=position_ids.to(model.device)).logits
+    return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
 @torch.no_grad()
-def completion_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> Float[Tensor, " batch"]:
-    """Exact KL(policy || base) summed over the vocabulary at each completion token,
-    averaged over each completion's tokens (nats per token)."""
+def token_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> Float[Tensor, "batch seq"]:
+    """Exact KL(policy || base), summed over the vocabulary, of the distribution that produced
+    each token (column t: the next-token distribution at t - 1); 0 outside the completions."""
     lp, lq = token_log_probs(policy, samples), token_log_probs(base, samples)
     kl = (lp.exp() * (lp - lq)).sum(-1)[:, :-1]  # position t predicts token t + 1
-    mask = samples.completion_mask[:, 1:].float()
-    return (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return torch.nn.functional.pad(kl, (1, 0)) * samples.completion_mask.float()
+
+
+def completion_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> Float[Tensor, " batch"]:
+    """Exact KL(policy || base) per completion token, averaged over each completion (nats per token)."""
+    mask = samples.completion_mask.float()
+    return token_kl(policy, base, samples).sum(1) / mask.sum(1).clamp(min=1)
 
 
 @dataclass

@@ -1,0 +1,264 @@
+"""The classic RLHF loop on the digits organism: SFT -> Bradley-Terry reward model -> RL.
+
+Everything about the digits language is known exactly, so each step can be checked:
+the SFT model should reach the corpus entropy floor, the reward model should rank
+held-out pairs by their first digit, and RL against it should move the first output
+digit to the preferred one while later positions keep following the rule (per-position
+KL to the SFT model), more tightly with the KL penalty than without it. A supervised
+baseline on the chosen responses shows what plain fine-tuning does with the same data.
+
+Artifacts live in ``<run>/digits/``, laid out like a study of their own (corpus,
+models/{tokenizer,base,reward,policy,policy_beta0,sft}, training/).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf.errors import UserError
+from rlhf.hooked import load_hf, to_hooked
+from rlhf.organisms.digits import (
+    DigitsConfig,
+    DigitsOrganism,
+    follows_rule,
+    parse_digits,
+    preferred_first,
+    write_corpus,
+)
+from rlhf.plots import plt, save_figure, save_lines
+from rlhf.policy import PolicyConfig, check_config, sample, train_policy
+from rlhf.policy.sampling import Samples, token_kl, token_log_probs
+from rlhf.policy.sft import SFTConfig, train_sft
+from rlhf.pretrain import PretrainConfig, pretrain
+from rlhf.reward_models import RewardModelConfig, score, train_reward_model
+from rlhf.rewards import LearnedReward
+from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_stage
+
+MODELS = ("base", "policy", "policy_beta0", "sft_baseline")
+
+
+@dataclass(frozen=True)
+class DigitsLoopConfig:
+    enabled: bool = True
+    organism: DigitsConfig = field(default_factory=DigitsConfig)
+    # The SFT model: a tiny GPT-NeoX trained on the language until its loss plateaus.
+    sft: PretrainConfig = field(default_factory=lambda: PretrainConfig(
+        n_layers=2, d_model=64, n_heads=4, d_mlp=256, context=16, batch_size=64, learning_rate=3e-3,
+        warmup_steps=20, max_steps=1500, eval_every=100, patience=3, eval_reviews=1000))
+    n_pairs: int = 4000
+    held_out_fraction: float = 0.2
+    reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(
+        kind="bradley_terry", learning_rate=1e-3, epochs=2.0, batch_size=64))
+    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(
+        beta=0.5, learning_rate=5e-4, max_steps=250, kl_budget=0.0, num_generations=8, batch_size=64,
+        max_completion_length=7, n_prompts=4000, n_eval_prompts=512, save_every=50))
+    beta0: bool = True  # also train with beta = 0 (same steps) to compare the KL
+    sft_baseline: SFTConfig = field(default_factory=lambda: SFTConfig(
+        learning_rate=1e-3, epochs=1.0, batch_size=64, max_completion_length=7, n_eval_prompts=512, save_every=100))
+
+
+def _inputs(prompt: str) -> tuple[int, ...]:
+    return tuple(d for d in parse_digits(prompt) if d is not None)
+
+
+def _first_completion_column(samples: Samples) -> Tensor:
+    return samples.completion_mask.float().argmax(1)
+
+
+@torch.no_grad()
+def measure(model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+            reward: LearnedReward, n_output: int, seed: int) -> dict:
+    """Sample one completion per held-out prompt and measure it against the known preference."""
+    samples = sample(model, tokenizer, prompts, max_new_tokens=n_output + 1, seed=seed)
+    inputs = [_inputs(p) for p in prompts]
+    parsed = [parse_digits(c) for c in samples.completions]
+    preferred = [preferred_first(x) for x in inputs]
+    # The exact probability of the preferred first digit, not only how often a sample hit it.
+    first = _first_completion_column(samples)
+    logp: Float[Tensor, "batch vocab"] = token_log_probs(model, samples)[torch.arange(len(prompts)), first - 1]
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(str(d)) for d in preferred])
+    kl = token_kl(model, base, samples) if model is not base else torch.zeros(samples.input_ids.shape)
+    per_position = []
+    for k in range(n_output + 1):
+        column = first + k
+        inside = column < samples.input_ids.shape[1]
+        rows = torch.nonzero(inside).flatten()
+        live = samples.completion_mask[rows, column[rows]].bool()
+        values = kl[rows[live], column[rows[live]]]
+        per_position.append(float(values.mean()) if len(values) else 0.0)
+    rule = [follows_rule(x, p[:n_output]) for x, p in zip(inputs, parsed)]
+    mask = samples.completion_mask.float()
+    return {
+        "first_correct": sum(bool(p) and p[0] == y for p, y in zip(parsed, preferred)) / len(prompts),
+        "first_correct_probability": float(logp.gather(1, ids[:, None]).exp().mean()),
+        "rule_following_by_position": [sum(len(r) > k and r[k] for r in rule) / len(rule) for k in range(n_output)],
+        "well_formed": sum(len(p) == n_output and None not in p for p in parsed) / len(parsed),
+        "kl_by_position": per_position,  # the last entry is the end-of-text token
+        "mean_kl_per_token": float((kl * mask).sum() / mask.sum()),
+        "mean_reward": sum(reward(prompts=prompts, completions=samples.completions)) / len(prompts),
+        "samples": [{"prompt": p, "completion": c} for p, c in list(zip(prompts, samples.completions))[:8]],
+    }
+
+
+@torch.no_grad()
+def next_digit_distributions(models: dict[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase, prompt: str,
+                             outputs: tuple[int, ...]) -> dict[str, list[list[float]]]:
+    """Each model's distribution over the ten digits at each output position, given the same prefix."""
+    text = f"{prompt} " + " ".join(map(str, outputs))
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    digit_ids = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)]
+    start = ids.shape[1] - len(outputs) - 1  # the position that predicts the first output
+    out = {}
+    for name, model in models.items():
+        probs = model(input_ids=ids).logits[0].float().softmax(-1)
+        out[name] = [[round(float(probs[start + k, i]), 4) for i in digit_ids] for k in range(len(outputs))]
+    return out
+
+
+@torch.no_grad()
+def attention_patterns(model_dir: Path, text: str) -> tuple[list[str], list]:
+    """The converted model's attention patterns on one text: tokens and [layer][head][query][key]."""
+    hooked = to_hooked(model_dir)
+    tokens = hooked.to_tokens(text)
+    _, cache = hooked.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    patterns = [[[[round(float(x), 4) for x in row] for row in head] for head in cache["pattern", layer][0]]
+                for layer in range(hooked.cfg.n_layers)]
+    return hooked.to_str_tokens(tokens), patterns
+
+
+def _split(rows: list, fraction: float, seed: int) -> tuple[list, list]:
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * (1 - fraction))
+    if cut < 1 or cut == len(rows):
+        raise UserError(f"{len(rows)} pairs cannot be split with held_out_fraction {fraction}")
+    return rows[:cut], rows[cut:]
+
+
+def _plots(result: dict, rd: RunDir, n_output: int) -> None:
+    positions = list(range(1, n_output + 2))
+    save_lines(rd.training / "kl_by_position.png",
+               {name: (positions, m["kl_by_position"]) for name, m in result["models"].items() if name != "base"},
+               title="KL to the SFT model at each output position (last: end of text)",
+               xlabel="output position", ylabel="KL (nats)")
+    dist = result["example"]["distributions"]
+    fig, axes = plt.subplots(1, n_output, figsize=(2.4 * n_output, 2.6), sharey=True)
+    width = 0.8 / len(dist)
+    for k, ax in enumerate(axes):
+        for j, (name, probs) in enumerate(dist.items()):
+            ax.bar([d + (j - (len(dist) - 1) / 2) * width for d in range(10)], probs[k], width=width, label=name)
+        ax.set_xticks(range(10))
+        ax.set_title(f"output {k + 1}" + (" (preferred: " + str(result["example"]["preferred"]) + ")" if k == 0 else ""),
+                     fontsize=9)
+    axes[0].set_ylabel("probability")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"Next-digit distributions after \"{result['example']['prompt']}\"", fontsize=10)
+    save_figure(fig, rd.training / "distributions.png")
+    names = [n for n in result["models"]]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(names, [result["models"][n]["first_correct"] for n in names], color="#4477aa")
+    ax.axhline(result["base_rate"], color="#cc3311", linestyle="--", label=f"rule's base rate {result['base_rate']:.2f}")
+    ax.set_ylabel("first output correct")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    save_figure(fig, rd.training / "first_correct.png")
+
+
+def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
+    """Stage: the whole loop on the digits organism; writes ``digits/training/digits.json``,
+    the plots beside it, and the attention patterns before and after."""
+    if not cfg.enabled:
+        return None
+    check_config(cfg.policy)
+    started = time.time()
+    rd = RunDir(run_dir.root / "digits")
+    organism = DigitsOrganism(cfg.organism)
+    if cfg.policy.max_completion_length != cfg.organism.n_output + 1:
+        raise UserError(f"digits.policy.max_completion_length must be n_output + 1 = {cfg.organism.n_output + 1} "
+                        f"(the digits and the end-of-text token), got {cfg.policy.max_completion_length}")
+    # Each step skips itself when its artifact exists: the stage's scratch directory is kept
+    # only when a killed run had the same config, so a present artifact is a current one.
+    if not (rd.corpus / "stats.json").exists():
+        atomic_write_json(rd.corpus / "stats.json", write_corpus(organism, rd.corpus))
+    if not (rd.tokenizer / "tokenizer.json").exists():
+        tokenizer_stage(TokenizerConfig(), rd)
+    if not (rd.training / "pretrain.json").exists():
+        pretrain(cfg.sft, rd)
+    tokenizer = load_tokenizer(rd.base)
+    sft_loss = read_json(rd.training / "pretrain.json")
+
+    pairs = organism.preference_pairs(cfg.n_pairs, cfg.organism.seed + 7)
+    train_pairs, test_pairs = _split(pairs, cfg.held_out_fraction, cfg.organism.seed)
+    reward_dir = rd.root / "models" / "reward"
+    rm_cfg = cfg.reward_model
+    if not (reward_dir / "config.json").exists():
+        train_reward_model(rm_cfg, rd.base, tokenizer, [{"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]}
+                                                        for p in train_pairs], reward_dir)
+    reward = LearnedReward(reward_dir, rm_cfg.kind)
+    chosen, _ = score(reward.model, tokenizer, [p["prompt"] + p["chosen"] for p in test_pairs], rm_cfg.kind)
+    rejected, _ = score(reward.model, tokenizer, [p["prompt"] + p["rejected"] for p in test_pairs], rm_cfg.kind)
+    rm_accuracy = float((chosen > rejected).float().mean())
+
+    train_prompts = [s.prompt for s in organism.sequences(cfg.policy.n_prompts, cfg.organism.seed * 1000 + 11)]
+    eval_prompts = [s.prompt for s in organism.sequences(cfg.policy.n_eval_prompts, cfg.organism.seed * 1000 + 12)]
+    runs = {"policy": cfg.policy}
+    if cfg.beta0:
+        runs["policy_beta0"] = replace(cfg.policy, beta=0.0, kl_budget=0.0)
+    for name, policy_cfg in runs.items():
+        if not (rd.training / f"{name}.json").exists():
+            train_policy(policy_cfg, rd, name, reward=reward, prompts=(train_prompts, eval_prompts))
+    sft_dir = rd.root / "models" / "sft_baseline"
+    sft_curve: list = []
+    if cfg.sft_baseline.enabled and not (sft_dir / "config.json").exists():
+        rows = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in train_pairs]
+        _, sft_curve = train_sft(cfg.sft_baseline, rd.base, tokenizer, rows, sft_dir)
+
+    base = load_hf(rd.base)
+    models = {"base": base} | {name: load_hf(rd.root / "models" / name) for name in MODELS[1:]
+                               if (rd.root / "models" / name / "config.json").exists()}
+    n_output = cfg.organism.n_output
+    measured = {name: measure(m, base, tokenizer, eval_prompts, reward, n_output, cfg.policy.seed + 1)
+                for name, m in models.items()}
+    example = next(s for s in organism.sequences(200, cfg.organism.seed * 1000 + 13)
+                   if len(set(s.inputs)) == len(s.inputs))  # four different digits: the base rate is exactly 1/4
+    outputs = organism.continue_from(example.inputs, [preferred_first(example.inputs)], random.Random(0))
+    text = f"{example.prompt} " + " ".join(map(str, outputs))
+    attention = {}
+    for name in ("base", "policy"):
+        tokens, attention[name] = attention_patterns(rd.root / "models" / name, text)
+    atomic_write_json(rd.training / "attention.json", {"tokens": tokens, "models": attention})
+    result = {
+        "config": asdict(cfg),
+        "sft": {"test_loss": sft_loss["test_loss"], "entropy_floor": sft_loss["entropy_floor"],
+                "loss_over_floor": sft_loss["loss_over_floor"], "steps": sft_loss["steps"]},
+        "reward_model": {"kind": rm_cfg.kind, "train_pairs": len(train_pairs), "test_pairs": len(test_pairs),
+                         "held_out_accuracy": rm_accuracy},
+        "base_rate": sum(organism.first_correct_rate(_inputs(p)) for p in eval_prompts) / len(eval_prompts),
+        "models": measured,
+        "policy_steps": {name: read_json(rd.training / f"{name}.json")["steps"] for name in runs},
+        "kl_curves": {name: read_json(rd.training / f"{name}.json")["curves"]["exact_kl"] for name in runs},
+        "reward_curves": {name: read_json(rd.training / f"{name}.json")["curves"]["reward"] for name in runs},
+        "sft_loss_curve": sft_curve,
+        "example": {"prompt": example.prompt, "outputs": list(outputs), "preferred": preferred_first(example.inputs),
+                    "distributions": next_digit_distributions(models, tokenizer, example.prompt, outputs)},
+        "seconds": time.time() - started,
+    }
+    _plots(result, rd, n_output)
+    save_lines(rd.training / "kl_curves.png",
+               {f"beta = {runs[n].beta}": ([s for s, _ in c], [v for _, v in c]) for n, c in result["kl_curves"].items()},
+               title="KL to the SFT model during RL", xlabel="step", ylabel="KL (nats/token)")
+    if any(math.isnan(v) for m in measured.values() for v in m["kl_by_position"]):
+        raise UserError("NaN in the per-position KL: a model produced non-finite logits")
+    out = rd.training / "digits.json"
+    atomic_write_json(out, result)
+    return out

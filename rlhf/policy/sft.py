@@ -1,0 +1,107 @@
+"""The supervised baseline: fine-tune the base model on good completions with TRL's SFTTrainer.
+
+The writing-prompts study compares RL policies with plain supervised fine-tuning on
+preferred responses; so does this one. On the sentiment organism the preferred responses
+are the base model's own best completions (rejection sampling: sample, score with the
+utility, keep the top share), so SFT and RL see the same reward through different
+channels. On the digits organism they are the chosen responses of the preference pairs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf.errors import UserError
+from rlhf.hooked import load_hf
+from rlhf.rewards import UtilityReward
+from rlhf.rundir import RunDir, atomic_write_json, partial_dir
+from rlhf.tokenizer import load_tokenizer
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
+
+from .sampling import evaluate, prompts_from_texts, sample
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    enabled: bool = True
+    learning_rate: float = 5e-4
+    epochs: float = 2.0
+    batch_size: int = 32
+    n_samples: int = 4000  # sentiment: base completions sampled on training prompts
+    top_fraction: float = 0.25  # sentiment: the best-rewarded share kept for fine-tuning
+    max_completion_length: int = 19
+    n_eval_prompts: int = 256
+    save_every: int = 50
+    seed: int = 0
+
+
+def train_sft(cfg: SFTConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict],
+              target: Path) -> tuple[PreTrainedModel, list[tuple[int, float]]]:
+    """Fine-tune the model in ``base_dir`` on ``{"prompt", "completion"}`` rows (loss on the
+    completion only), save it to ``target``; return it with its training-loss curve."""
+    from trl import SFTConfig as TRLConfig
+    from trl import SFTTrainer
+
+    if not rows:
+        raise UserError("no rows to fine-tune on")
+    missing = [k for k in ("prompt", "completion") if k not in rows[0]]
+    if missing:
+        raise UserError(f"SFT rows need prompt and completion columns; missing {', '.join(missing)}")
+    checkpoints = partial_dir(target) / "checkpoints"
+    args = TRLConfig(
+        output_dir=str(checkpoints), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, logging_steps=5, save_steps=cfg.save_every, save_total_limit=1,
+        report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed, completion_only_loss=True,
+        disable_tqdm=True,
+    )
+    resuming = type("ResumingSFTTrainer", (FromPretrainedResume, SFTTrainer), {})
+    trainer = resuming(model=load_hf(base_dir), args=args, processing_class=tokenizer,
+                       train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]))
+    trainer.train(resume_from_checkpoint=True if has_checkpoint(checkpoints) else None)
+    model = trainer.model.float().cpu()
+    save_trained(model, tokenizer, target)
+    return model, curve(trainer.state.log_history, "loss")
+
+
+def sft_stage(cfg: SFTConfig, run_dir: RunDir) -> Path | None:
+    """Stage: rejection-sampling SFT of the base model on the sentiment organism, evaluated
+    like the RL policy (utility reward, KL to the base, repetition) on the same held-out prompts."""
+    if not cfg.enabled:
+        return None
+    if not 0 < cfg.top_fraction <= 1:
+        raise UserError(f"sft.top_fraction must be in (0, 1], got {cfg.top_fraction}")
+    started = time.time()
+    tokenizer = load_tokenizer(run_dir.base)
+    base = load_hf(run_dir.base)
+    reward = UtilityReward()
+    train_texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+    test_texts = (run_dir.corpus / "test.txt").read_text(encoding="utf-8").splitlines()
+    prompts = prompts_from_texts(train_texts, cfg.n_samples, cfg.seed)
+    drawn = sample(base, tokenizer, prompts, max_new_tokens=cfg.max_completion_length, seed=cfg.seed)
+    rewards = reward(prompts=drawn.prompts, completions=drawn.completions)
+    ranked = sorted(zip(rewards, drawn.prompts, drawn.completions), key=lambda r: -r[0])
+    kept = ranked[: max(1, round(cfg.top_fraction * len(ranked)))]
+    rows = [{"prompt": p, "completion": " " + c} for _, p, c in kept if c.strip()]
+    model, losses = train_sft(cfg, run_dir.base, tokenizer, rows, run_dir.root / "models" / "sft")
+    # The same held-out prompts and sampling seed as the RL policy's evaluation (policy.seed 0 by default).
+    eval_prompts = prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1)
+    settings = dict(max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 1)
+    before, _ = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
+    after, samples = evaluate(model, base, tokenizer, eval_prompts, reward, **settings)
+    out = run_dir.training / "sft.json"
+    atomic_write_json(out, {
+        "config": asdict(cfg), "rows": len(rows), "reward_threshold": kept[-1][0],
+        "mean_reward_of_rows": sum(r for r, _, _ in kept) / len(kept), "base": vars(before), "sft": vars(after),
+        "reward_gain": after.mean_reward - before.mean_reward, "loss_curve": losses,
+        "samples": [{"prompt": p, "completion": c, "reward": r}
+                    for p, c, r in list(zip(samples.prompts, samples.completions, samples.rewards))[:8]],
+        "seconds": time.time() - started,
+    })
+    return out
