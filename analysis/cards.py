@@ -15,6 +15,7 @@ from pathlib import Path
 
 import circuitsvis
 import torch
+from circuitsvis.attention import attention_patterns
 from circuitsvis.tokens import colored_tokens_multi
 from circuitsvis.utils.render import RenderedHTML
 
@@ -66,6 +67,11 @@ def both_models_view(tokens: list[str], policy: list[float], base: list[float], 
     return view(colored_tokens_multi(tokens, values, labels=[policy_label, base_label]))
 
 
+def attention_view(tokens: list[str], patterns: list[list[list[float]]]) -> str:
+    """One layer's attention patterns, [head][query][key], as a circuitsvis head selector."""
+    return view(attention_patterns(tokens=tokens, attention=torch.tensor(patterns)))
+
+
 def histogram_img(edges: list[float], counts: dict[str, list[int]], title: str) -> str:
     """A small bar chart of activation counts per bin, one bar series per model, as an inline PNG."""
     fig, ax = plt.subplots(figsize=(3.6, 2.0), dpi=90)
@@ -80,30 +86,50 @@ def histogram_img(edges: list[float], counts: dict[str, list[int]], title: str) 
     return f"<img class='hist' alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
 
 
+def _card(anchor: str, title: str, histogram: str, explained: str, facts: str, top: list[str], bottom: list[str],
+          examples: str) -> str:
+    esc = html.escape
+    logits = (f"<p>Promotes: <span class='tokens'>{esc(' '.join(top))}</span><br>"
+              f"Suppresses: <span class='tokens'>{esc(' '.join(bottom))}</span></p>")
+    examples = examples or "<p class='muted'>It never fires on the held-out texts.</p>"
+    return (f"<div class='card' id='{esc(anchor)}'><h4>{esc(title)}</h4>{histogram}{explained}<p>{facts}</p>{logits}"
+            f"<p>Top activating held-out texts (both models, same text):</p>{examples}<div style='clear:both'></div></div>")
+
+
 def feature_card(hook: str, card: dict, explanation: dict | None = None) -> str:
     """One base-vs-policy diff feature: its numbers, activation histograms, logit tokens and top examples;
     with ``explanation`` (an autointerp result), the LLM's explanation and its scores."""
     i, j = card["feature"], card["base_match"]
-    esc = html.escape
     explained = ""
     if explanation:
         scores = ", ".join(f"{name} {explanation[key]:.2f}" for name, key in (("simulation", "simulation_score"),
                                                                               ("detection", "detection_score"))
                            if explanation.get(key) is not None)
-        explained = f"<p><b>Explanation</b> (autointerp{': ' + scores if scores else ''}): {esc(explanation['explanation'])}</p>"
+        explained = (f"<p><b>Explanation</b> (autointerp{': ' + scores if scores else ''}): "
+                     f"{html.escape(explanation['explanation'])}</p>")
     facts = (f"MCS to base feature {j}: <b>{card['mcs']:.3f}</b> &middot; firing frequency {card['freq_policy']:.3%} "
              f"(base match {card['freq_base_match']:.3%}) &middot; correlation with token valence "
              f"<b>{card['utility_corr']:+.3f}</b> (base match {card['utility_corr_base_match']:+.3f}) &middot; "
              f"logit alignment {card['logit_alignment']:+.3f}")
-    logits = (f"<p>Promotes: <span class='tokens'>{esc(' '.join(card['top_logit_tokens']))}</span><br>"
-              f"Suppresses: <span class='tokens'>{esc(' '.join(card['bottom_logit_tokens']))}</span></p>")
     hist = card["histogram"]
-    examples = "".join(
-        both_models_view(e["tokens"], e["policy"], e["base"], f"policy feature {i}", f"base feature {j}")
-        for e in card["examples"]
-    ) or "<p class='muted'>The feature never fires on the held-out texts.</p>"
-    return (f"<div class='card' id='{esc(hook)}-{i}'><h4>{esc(hook)} &middot; policy feature {i}</h4>"
-            + histogram_img(hist["edges"], {f"policy {i}": hist["policy"], f"base {j}": hist["base_match"]},
-                            "non-zero activations (held out)")
-            + f"{explained}<p>{facts}</p>{logits}<p>Top activating held-out texts (both models, same text):</p>{examples}"
-            + "<div style='clear:both'></div></div>")
+    examples = "".join(both_models_view(e["tokens"], e["policy"], e["base"], f"policy feature {i}", f"base feature {j}")
+                       for e in card["examples"])
+    return _card(f"{hook}-{i}", f"{hook} · policy feature {i}",
+                 histogram_img(hist["edges"], {f"policy {i}": hist["policy"], f"base {j}": hist["base_match"]},
+                               "non-zero activations (held out)"),
+                 explained, facts, card["top_logit_tokens"], card["bottom_logit_tokens"], examples)
+
+
+def latent_card(hook: str, card: dict) -> str:
+    """One crosscoder latent: relative decoder norm, decoder cosine, latent scaling, and what it writes
+    into each model (activation times that model's decoder norm) on its top held-out texts."""
+    i = card["latent"]
+    facts = (f"relative decoder norm (policy) <b>{card['relative_norm']:.3f}</b> &middot; decoder cosine "
+             f"{card['cosine']:+.3f} &middot; latent scaling nu (error) <b>{card['nu_error']:.3f}</b>, nu "
+             f"(reconstruction) {card['nu_recon']:.3f} &middot; firing frequency {card['frequency']:.3%}")
+    hist = card["histogram"]
+    examples = "".join(both_models_view(e["tokens"], e["policy"], e["base"], "write into policy", "write into base")
+                       for e in card["examples"])
+    return _card(f"{hook}-crosscoder-{i}", f"{hook} · crosscoder latent {i}",
+                 histogram_img(hist["edges"], {f"latent {i}": hist["counts"]}, "non-zero activations (held out)"),
+                 "", facts, card["top_logit_tokens"], card["bottom_logit_tokens"], examples)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from einops import einsum
+from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
@@ -42,11 +43,20 @@ class FeatureDiffConfig:
     histogram_bins: int = 20
 
 
-def _pearson(x: Tensor, y: Tensor) -> Tensor:
+def pearson(x: Tensor, y: Tensor) -> Tensor:
     """Correlation of each column of ``x`` (tokens, features) with ``y`` (tokens,); 0 for constant columns."""
     xc, yc = x - x.mean(0), y - y.mean()
     denom = xc.norm(dim=0) * yc.norm()
     return torch.where(denom > 0, einsum(xc, yc, "t f, t -> f") / denom.clamp(min=1e-12), torch.zeros_like(denom))
+
+
+def diff_features(mcs: Tensor, freq_policy: Tensor, freq_base_match: Tensor, threshold: float) -> tuple[list[int], list[int]]:
+    """The MMCS diff of two dictionaries: policy features without a base match (cosine below
+    ``threshold``) by firing frequency, and matched ones by how much their frequency changed."""
+    new = [int(i) for i in torch.argsort(freq_policy, descending=True) if mcs[i] < threshold]
+    matched = (mcs >= threshold).nonzero()[:, 0]
+    change = (freq_policy - freq_base_match).abs()
+    return new, [int(i) for i in matched[torch.argsort(change[matched], descending=True)]]
 
 
 def _check_comparable(sae_p: SAE, sae_b: SAE, hook: str) -> None:
@@ -73,10 +83,10 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
     tokens = text.tokens
     freq_p, freq_b = (codes_p > 0).float().mean(0), (codes_b > 0).float().mean(0)
     mean_p, mean_b = codes_p.mean(0), codes_b.mean(0)
-    utility_corr = _pearson(codes_p, token_valence[tokens])
-    utility_corr_base = _pearson(codes_b, token_valence[tokens])
+    utility_corr = pearson(codes_p, token_valence[tokens])
+    utility_corr_base = pearson(codes_b, token_valence[tokens])
     logits = einsum(sae_p.W_dec, unembed, "f d, d v -> f v")  # direct logit effect of each feature
-    alignment = _pearson(logits.T, token_valence)  # does the feature push up high-valence tokens?
+    alignment = pearson(logits.T, token_valence)  # does the feature push up high-valence tokens?
 
     def card(i: int) -> dict:
         j = int(match[i])
@@ -102,10 +112,7 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
         counts = [torch.histogram(a, edges).hist.long().tolist() for a in (active_p, active_b)]
         return {"examples": shown, "histogram": {"edges": edges.tolist(), "policy": counts[0], "base_match": counts[1]}}
 
-    new = [int(i) for i in torch.argsort(freq_p, descending=True) if mcs[i] < cfg.match_threshold]
-    matched = (mcs >= cfg.match_threshold).nonzero()[:, 0]
-    change = (freq_p - freq_b[match]).abs()
-    changed = [int(i) for i in matched[torch.argsort(change[matched], descending=True)]]
+    new, changed = diff_features(mcs, freq_p, freq_b[match], cfg.match_threshold)
     aligned = [int(i) for i in torch.argsort(alignment, descending=True)]
     rankings = {"new": new, "changed": changed, "writes_utility": aligned}
     carded = sorted({i for ranked in rankings.values() for i in ranked[: cfg.cards_per_ranking]})
@@ -127,13 +134,21 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
     }
 
 
-def feature_diff_stage(cfg: FeatureDiffConfig, run_dir: RunDir) -> Path:
-    """Stage: ``analysis/feature_diff.json`` for every chosen layer."""
-    started = time.time()
+def policy_vocabulary(run_dir: RunDir) -> tuple[PreTrainedTokenizerBase, list[str], Float[Tensor, " vocab"],
+                                                 Float[Tensor, "d vocab"]]:
+    """The policy's tokenizer, its vocabulary as strings, each token's VADER valence (the known
+    reward per token), and the policy's unembedding (for a direction's direct logit effect)."""
     tokenizer = load_tokenizer(run_dir.policy)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     token_valence = torch.tensor([valence(t.lower().lstrip("Ġ▁")) for t in vocab])
     unembed = load_hf(run_dir.policy).get_output_embeddings().weight.detach().float().T[:, : len(vocab)]
+    return tokenizer, vocab, token_valence, unembed
+
+
+def feature_diff_stage(cfg: FeatureDiffConfig, run_dir: RunDir) -> Path:
+    """Stage: ``analysis/feature_diff.json`` for every chosen layer."""
+    started = time.time()
+    tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
     hooks = read_json(run_dir.root / "activations" / "index.json")["hooks"]
     result = {"config": cfg.__dict__,
               "hooks": [diff_hook(run_dir, h, cfg, token_valence, unembed, vocab, tokenizer) for h in hooks],

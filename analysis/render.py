@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.cards import CARD_CSS, bundle_script, feature_card
+from analysis.cards import CARD_CSS, attention_view, bundle_script, feature_card, latent_card
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
@@ -146,7 +146,7 @@ def _policy_section(run_dir: RunDir) -> tuple[str, dict]:
         + _table(rows, ("measure", "base", "policy"))
         + _table([(k, _verdict(v)) for k, v in checks.items()], ("check", "verdict"))
         + "<div class='grid'>"
-        + "".join(_img(run_dir.training / f"policy_{k}.png", k) for k in ("reward", "kl", "repeated_bigrams", "completions_mean_length"))
+        + "".join(_img(run_dir.training / f"policy_{k}.png", k) for k in ("reward", "exact_kl", "repeated_bigrams", "completions_mean_length"))
         + "</div>"
     )
     summary = {"reward_gain": p["reward_gain"], "policy_kl_per_token": pol["mean_kl_per_token"],
@@ -436,6 +436,144 @@ def _hidden_context_section(run_dir: RunDir) -> tuple[str, dict]:
     return body, ({"dpl_std_vs_raters_spearman": mv["std_vs_lexicon_std_spearman"]} if mv else {})
 
 
+def _sft_section(run_dir: RunDir) -> tuple[str, dict]:
+    s = _load(run_dir.training / "sft.json")
+    if s is None:
+        return "", {}
+    p = _load(run_dir.training / "policy.json")
+    rows = [(label, s["base"][key], s["sft"][key], p["policy"][key] if p else "-") for label, key in (
+        ("mean utility reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
+        ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))]
+    body = (f"<p>Rejection-sampling SFT with TRL's SFTTrainer: {s['config']['n_samples']} base completions on "
+            f"training prompts, the best {s['config']['top_fraction']:.0%} by utility ({s['rows']} rows, reward at "
+            f"least {s['reward_threshold']:.3g}, mean {s['mean_reward_of_rows']:.3g}) as targets. Same held-out prompts "
+            "as the RL policy.</p>" + _table(rows, ("measure", "base", "SFT baseline", "RL policy"))
+            + "<h3>SFT samples</h3>" + _table([(x["prompt"], x["completion"], x["reward"]) for x in s["samples"]],
+                                              ("prompt", "completion", "reward")))
+    return body, {"sft_reward_gain": s["reward_gain"], "sft_kl_per_token": s["sft"]["mean_kl_per_token"]}
+
+
+DIGITS_BARS = {"reward_model": 0.95, "first_correct": 0.90, "later_kl": 0.25}
+
+
+def _digits_section(run_dir: RunDir) -> tuple[str, dict]:
+    d = _load(run_dir.root / "digits" / "training" / "digits.json")
+    if d is None:
+        return "", {}
+    training = run_dir.root / "digits" / "training"
+    models = d["models"]
+    labels = {"base": "SFT model (before RL)", "policy": f"RL, beta = {d['config']['policy']['beta']}",
+              "policy_beta0": "RL, beta = 0", "sft_baseline": "SFT on chosen responses"}
+
+    def later(m: dict, key: str) -> float:
+        values = m[key][1 : d["config"]["organism"]["n_output"]]
+        return sum(values) / len(values)
+
+    rows = [(labels[n], m["first_correct"], m["first_correct_probability"], m["kl_by_position"][0],
+             later(m, "kl_by_position"), m["mean_kl_per_token"], later(m, "rule_following_by_position"),
+             m["well_formed"], m["mean_reward"]) for n, m in models.items()]
+    policy, beta0 = models.get("policy"), models.get("policy_beta0")
+    checks = {f"reward model ranks >= {DIGITS_BARS['reward_model']:.0%} of held-out pairs":
+              d["reward_model"]["held_out_accuracy"] >= DIGITS_BARS["reward_model"]}
+    if policy:
+        checks[f"RL raises the first-output-correct rate to >= {DIGITS_BARS['first_correct']:.0%}"] = \
+            policy["first_correct"] >= DIGITS_BARS["first_correct"]
+        checks[f"later positions keep the SFT distribution (mean KL <= {DIGITS_BARS['later_kl']} nats)"] = \
+            later(policy, "kl_by_position") <= DIGITS_BARS["later_kl"]
+    if policy and beta0:
+        checks["beta = 0 ends with a larger KL"] = beta0["mean_kl_per_token"] > policy["mean_kl_per_token"]
+    att = _load(training / "attention.json")
+    views = ""
+    if att:
+        for name, layers in att["models"].items():
+            views += f"<h4>{_esc(labels[name])}</h4>" + "".join(
+                f"<p class='muted'>layer {i}</p>" + attention_view(att["tokens"], layer) for i, layer in enumerate(layers))
+    body = (
+        "<p>The minimal-RLHF digit language: four input digits, a separator, then six output digits, each the "
+        "increment of one of the last four digits. The preference: the first output should be the increment of the "
+        f"last input digit, which the rule picks {d['base_rate']:.1%} of the time on these prompts. A GPT-NeoX trained on "
+        f"the language (held-out loss {d['sft']['test_loss']:.4f} nats/token, {d['sft']['loss_over_floor']:.3f}x the "
+        f"entropy floor) is the SFT model; a Bradley-Terry reward model trained with TRL's RewardTrainer on "
+        f"{d['reward_model']['train_pairs']} pairs ranks {d['reward_model']['held_out_accuracy']:.1%} of "
+        f"{d['reward_model']['test_pairs']} held-out pairs correctly; GRPO trains against it.</p>"
+        + _table(rows, ("model", "first output correct (sampled)", "P(preferred first digit)", "KL at output 1",
+                        "mean KL at outputs 2+", "KL per token", "later outputs follow the rule", "well formed",
+                        "reward-model score"))
+        + _table([(k, _verdict(v)) for k, v in checks.items()], ("check", "verdict"))
+        + "<div class='grid'>" + "".join(_img(training / f, f) for f in (
+            "first_correct.png", "kl_by_position.png", "kl_curves.png")) + "</div>"
+        + _img(training / "distributions.png", "next-digit distributions")
+        + f"<h3>Attention before and after RL</h3><p>On <code>{_esc(' '.join(att['tokens']) if att else '')}</code>; "
+          "hover a head to see its pattern.</p>" + views
+        + "<h3>Samples after RL</h3>" + _table(
+            [(x["prompt"], x["completion"]) for x in (policy or {}).get("samples", [])], ("prompt", "completion")))
+    summary = {"digits_reward_model_accuracy": d["reward_model"]["held_out_accuracy"],
+               "digits_first_correct_before": models["base"]["first_correct"]}
+    if policy:
+        summary |= {"digits_first_correct_after": policy["first_correct"],
+                    "digits_later_kl": later(policy, "kl_by_position")}
+    if beta0:
+        summary["digits_beta0_kl_per_token"] = beta0["mean_kl_per_token"]
+    return body, summary
+
+
+DIFFING_LABELS = {
+    "mmcs_diff": "MMCS feature diff (SAEs)", "crosscoder_scaling": "crosscoder + latent scaling",
+    "crosscoder_norm": "crosscoder, relative norm only", "difference_dictionary": "difference dictionary (base -> policy)",
+    "difference_sae": "SAE on policy - base", "kl": "per-token KL (tokens)",
+}
+
+
+def _pm(stat: dict | None, signed: bool = False) -> str:
+    if not stat:
+        return "-"
+    mean = f"{stat['mean']:+.3f}" if signed else f"{stat['mean']:.3f}"
+    return mean + (f" ± {stat['std']:.3f}" if stat["seeds"] > 1 else "")
+
+
+def _model_diffing_section(run_dir: RunDir) -> tuple[str, dict]:
+    m = _load(run_dir.analysis / "model_diffing.json")
+    if m is None:
+        return "", {}
+    cfg = m["config"]
+    summary = m["summary"]
+    rows = [(DIFFING_LABELS[k], _pm(v.get("share_tracking_reward")), _pm(v.get("mean_abs_corr")), _pm(v.get("precision")),
+             _pm(v.get("recall")), _pm(v.get("reward_change"), signed=True), _pm(v.get("kl_per_token")))
+            for k, v in summary.items()]
+    random_change = sum(layer["random_directions"]["reward_change"] for layer in m["layers"]) / len(m["layers"])
+    ranked = sorted((k for k in summary if "mean_abs_corr" in summary[k]), key=lambda k: -summary[k]["mean_abs_corr"]["mean"])
+    per_layer = "".join(
+        f"<h4>{_esc(layer['hook'])}</h4>" + _table(
+            [(DIFFING_LABELS[name], r["seed"], r["share_tracking_reward"] if r["share_tracking_reward"] is not None else "-",
+              r["precision"], r["recall"], r.get("reward_change", "-")) for name, rs in layer["methods"].items() for r in rs],
+            ("method", "seed", "share tracking reward", "precision", "recall", "reward change"))
+        + _table([(f"seed {s}", c["explained_variance"]["base"], c["explained_variance"]["policy"], c["l0"],
+                   c["dead_fraction"], c["policy_leaning"], c["policy_specific_after_scaling"],
+                   c["difference_dictionary_explained_variance"]) for s, c in layer["crosscoder"].items()],
+                 ("crosscoder", "EV base", "EV policy", "L0", "dead", "policy-leaning latents",
+                  "policy-specific after scaling", "difference dictionary EV"))
+        for layer in m["layers"])
+    cards = "".join(latent_card(layer["hook"], c) for layer in m["layers"] for c in layer["cards"])
+    body = (
+        f"<p>Each method names its top {cfg['top_k']} policy-specific latents per layer (the KL method names the "
+        f"{cfg['top_k'] * cfg['logit_tokens']} tokens the policy up-weights most where its next-token distribution moved "
+        f"most). Scores against the known reward, averaged over layers, mean ± spread over {len(cfg['seeds'])} dictionary "
+        f"seeds (the MMCS method uses the study's one SAE per model): the share of latents whose activation correlates "
+        f"with the current token's valence beyond |r| = {cfg['corr_threshold']}, the mean |r|, precision and recall of the "
+        f"{m['high_utility_vocabulary']}-token high-utility vocabulary (valence >= {cfg['high_utility']}) among their top "
+        f"{cfg['logit_tokens']} logit tokens, and the change in the policy's mean reward (unedited "
+        f"{m['unedited_reward']:.3f}) when their decoder directions are projected out of the hook. Projecting out "
+        f"{cfg['top_k']} random directions changes it by {random_change:+.3f}.</p>"
+        + _table(rows, ("method", "share tracking reward", "mean |r| with valence", "precision", "recall",
+                        "reward change when ablated", "KL of the ablation"))
+        + (f"<p>By mean |r|: {' > '.join(DIFFING_LABELS[k] for k in ranked)}.</p>" if ranked else "")
+        + _img(run_dir.analysis / "model_diffing.png", "relative norm vs latent scaling")
+        + f"<details><summary>Per layer and seed; crosscoder quality</summary>{per_layer}</details>"
+        + (f"<h3>Crosscoder latents leaning furthest to the policy</h3>{cards}" if cards else ""))
+    best = ranked[0] if ranked else None
+    return body, ({"diffing_best_method_by_corr": DIFFING_LABELS[best]} if best else {})
+
+
 def _conversion_section(run_dir: RunDir) -> tuple[str, dict]:
     c = _load(run_dir.analysis / "conversion.json")
     if c is None:
@@ -524,6 +662,14 @@ LABELS = {
     "autointerp_tokens": ("autointerp", "autointerp: tokens used"),
     "autointerp_cost_usd": ("autointerp", "autointerp: estimated cost (USD)"),
     "dpl_std_vs_raters_spearman": ("hidden_context", "DPL: learned spread vs raters' std (Spearman)"),
+    "diffing_best_method_by_corr": ("model_diffing", "model diffing: method whose latents track the reward best"),
+    "sft_reward_gain": ("sft", "SFT baseline reward gain"),
+    "sft_kl_per_token": ("sft", "SFT baseline KL to base (nats/token)"),
+    "digits_reward_model_accuracy": ("digits", "digits: reward model held-out accuracy"),
+    "digits_first_correct_before": ("digits", "digits: first output correct before RL"),
+    "digits_first_correct_after": ("digits", "digits: first output correct after RL"),
+    "digits_later_kl": ("digits", "digits: mean KL at later outputs"),
+    "digits_beta0_kl_per_token": ("digits", "digits: KL per token with beta = 0"),
     "max_abs_logit_diff": ("conversion", "HookedTransformer vs HF, max |logit diff|"),
     "valence_base_word_tau": ("valence", "base knows valence: tau at the word"),
     "valence_base_embedding_tau": ("valence", "base knows valence: tau of the embedding"),
@@ -536,13 +682,16 @@ SECTIONS = (
     ("pretrain", "Base model pretraining", _pretrain_section),
     ("policy", "RLHF policy", _policy_section),
     ("dpo", "DPO and its implicit reward", _dpo_section),
+    ("sft", "Supervised baseline (rejection-sampling SFT)", _sft_section),
     ("divergence", "Which layers moved: parameter divergence", _divergence_section),
     ("dictionaries", "Sparse dictionaries", _dictionaries_section),
     ("mmcs", "Shared features: MMCS", _mmcs_section),
     ("feature_diff", "Base vs policy: feature diffs", _feature_diff_section),
+    ("model_diffing", "Model diffing against the known reward", _model_diffing_section),
     ("autointerp", "Automated interpretability", _autointerp_section),
     ("implicit_reward", "The implicit reward: probes and ablation", _implicit_reward_section),
     ("hidden_context", "Reward models with hidden context (DPL)", _hidden_context_section),
+    ("digits", "The classic RLHF loop on the digits organism", _digits_section),
     ("conversion", "Conversion to HookedTransformer", _conversion_section),
     ("valence", "Does the base model know sentiment?", _valence_section),
 )

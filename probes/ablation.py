@@ -14,16 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
+from analysis.interventions import Hooks, reward_under_hooks
 from rlhf.rewards import UtilityReward
-
-Hooks = list[tuple[str, Callable]]
 
 
 @dataclass(frozen=True)
@@ -50,63 +48,11 @@ def splice_hooks(saes: dict[str, SAE], ablate: dict[str, Sequence[int]]) -> Hook
     return [(h, make(saes[h], list(f))) for h, f in ablate.items() if len(f)]
 
 
-@torch.no_grad()
-def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
-                      seed: int) -> tuple[list[str], list[Tensor], list[Tensor]]:
-    """One sampled completion per prompt (temperature 1, no top-k/top-p) under the hooks.
-
-    Prompts are generated in groups of equal token length, so no padding enters the model
-    whatever the tokenizer. Returns the completions, and per group the full token rows and
-    a mask of the completion tokens up to and including the first end-of-text."""
-    eos = model.tokenizer.eos_token_id
-    groups: dict[int, list[int]] = {}
-    ids = [model.tokenizer(p)["input_ids"] for p in prompts]
-    for i, row in enumerate(ids):
-        groups.setdefault(len(row), []).append(i)
-    completions: list[str] = [""] * len(prompts)
-    rows, masks = [], []
-    torch.manual_seed(seed)
-    with model.hooks(fwd_hooks=fwd_hooks):
-        for length, members in sorted(groups.items()):
-            tokens = torch.tensor([ids[i] for i in members], device=model.cfg.device)
-            out = model.generate(tokens, max_new_tokens=max_new_tokens, stop_at_eos=True, eos_token_id=eos,
-                                 do_sample=True, temperature=1.0, verbose=False)
-            new = out[:, length:]
-            is_eos = (new == eos).int()
-            keep = (torch.cumsum(is_eos, 1) - is_eos) == 0  # up to and including the first EOS
-            for r, i in enumerate(members):
-                completions[i] = model.tokenizer.decode(new[r][keep[r]], skip_special_tokens=True)
-            rows.append(out)
-            masks.append(torch.cat([torch.zeros(len(members), length, dtype=torch.bool, device=out.device), keep], 1))
-    return completions, rows, masks
-
-
-@torch.no_grad()
-def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Tensor], masks: list[Tensor]) -> float:
-    """KL(edited || unedited) per completion token, on the edited model's own samples."""
-    total, count = 0.0, 0.0
-    for tokens, mask in zip(rows, masks):
-        edited = torch.log_softmax(model.run_with_hooks(tokens, fwd_hooks=fwd_hooks).float(), -1)
-        plain = torch.log_softmax(model(tokens).float(), -1)
-        kl = (edited.exp() * (edited - plain)).sum(-1)[:, :-1]  # position t predicts token t + 1
-        m = mask[:, 1:].float()
-        total += float((kl * m).sum())
-        count += float(m.sum())
-    return total / max(count, 1.0)
-
-
 def run_condition(model: HookedTransformer, saes: dict[str, SAE], ablate: dict[str, Sequence[int]], prompts: Sequence[str],
                   cfg: AblationConfig, reward: UtilityReward) -> list[dict]:
     """Mean reward and KL to the unedited policy, once per sampling seed."""
-    hooks = splice_hooks(saes, ablate)
-    out = []
-    for seed in cfg.seeds:
-        completions, rows, masks = sample_with_hooks(model, prompts, hooks, max_new_tokens=cfg.max_new_tokens, seed=seed)
-        rewards = reward(prompts=list(prompts), completions=completions)
-        out.append({"seed": seed, "mean_reward": float(np.mean(rewards)),
-                    "kl_per_token": kl_to_unedited(model, hooks, rows, masks) if hooks else 0.0,
-                    "example": completions[0]})
-    return out
+    return reward_under_hooks(model, splice_hooks(saes, ablate), prompts, seeds=cfg.seeds,
+                              max_new_tokens=cfg.max_new_tokens, reward=reward)
 
 
 def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], top: dict[str, list[int]],

@@ -19,15 +19,18 @@ from analysis.dictionaries import DictionaryConfig
 from analysis.divergence import DivergenceConfig
 from analysis.feature_diff import FeatureDiffConfig
 from analysis.mmcs import MMCSConfig
+from analysis.model_diffing import ModelDiffingConfig
 from analysis.sae_quality import QualityConfig
 from probes.implicit_reward import ImplicitRewardConfig
 from probes.valence import ValenceProbeConfig
 from rlhf.corpus import CorpusConfig
+from rlhf.digits_loop import DigitsLoopConfig
 from rlhf.errors import UserError
 from rlhf.hidden_context import HiddenContextConfig
 from rlhf.hooked import ConversionConfig
 from rlhf.policy import DPOStageConfig, NoKLComparisonConfig, PolicyConfig
 from rlhf.policy import check_config as check_policy_config
+from rlhf.policy.sft import SFTConfig
 from rlhf.pretrain import PretrainConfig
 from rlhf.tokenizer import TokenizerConfig
 
@@ -36,6 +39,7 @@ from rlhf.tokenizer import TokenizerConfig
 class StudyConfig:
     name: str = "sentiment"
     runs_dir: str = "runs"
+    stages: tuple[str, ...] = ()  # run only these stages (e.g. ["digits"]); empty: all of them
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -50,9 +54,12 @@ class StudyConfig:
     sae_quality: QualityConfig = field(default_factory=QualityConfig)
     mmcs: MMCSConfig = field(default_factory=MMCSConfig)
     feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
+    model_diffing: ModelDiffingConfig = field(default_factory=ModelDiffingConfig)
     implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    digits: DigitsLoopConfig = field(default_factory=DigitsLoopConfig)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)
@@ -79,8 +86,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+def _build(cls: type, data: dict[str, Any], where: str, default: Any = None) -> Any:
+    """``cls`` from a TOML table; keys the table leaves out keep ``default``'s values (a nested
+    section's own defaults, which may differ from its class's), else the class defaults."""
     hints = typing.get_type_hints(cls)
+    defaults = {f.name: f.default_factory() for f in fields(cls) if f.default_factory is not dataclasses.MISSING}
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -92,10 +102,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hints[name]):
             if not isinstance(value, dict):
                 raise UserError(f"{key} must be a table ([{key}])")
-            kwargs[name] = _build(hints[name], value, key)
+            kwargs[name] = _build(hints[name], value, key, defaults.get(name))
         else:
             kwargs[name] = _coerce(value, hints[name], key)
-    return cls(**kwargs)
+    return dataclasses.replace(default, **kwargs) if default is not None else cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:

@@ -25,15 +25,18 @@ from analysis.dictionaries import dictionaries_stage
 from analysis.divergence import divergence_stage
 from analysis.feature_diff import feature_diff_stage
 from analysis.mmcs import mmcs_stage
+from analysis.model_diffing import model_diffing_stage
 from analysis.render import build_report
 from analysis.sae_quality import quality_stage
 from probes.implicit_reward import implicit_reward_stage
 from probes.valence import valence_probe
 from rlhf.corpus import build_corpus
+from rlhf.digits_loop import digits_loop_stage
 from rlhf.errors import UserError
 from rlhf.hidden_context import hidden_context_stage
 from rlhf.hooked import conversion_stage
 from rlhf.policy import no_kl_comparison, train_dpo, train_policy
+from rlhf.policy.sft import sft_stage
 from rlhf.pretrain import pretrain
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from rlhf.tokenizer import tokenizer_stage
@@ -63,17 +66,20 @@ STAGES: tuple[Stage, ...] = (
           ("models/.policy.partial",)),
     Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, (), ("models/.policy_beta0.partial",)),
     Stage("dpo", "dpo", ("pretrain",), train_dpo, (), ("models/.dpo.partial",)),
+    Stage("sft", "sft", ("pretrain",), sft_stage, (), ("models/.sft.partial",)),
     Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
     Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",), ("activations",)),
     Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",), ("saes",)),
     Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
     Stage("feature_diff", "feature_diff", ("dictionaries",), feature_diff_stage, ("analysis/feature_diff.json",)),
+    Stage("model_diffing", "model_diffing", ("dictionaries",), model_diffing_stage, (), ("model_diffing",)),
     Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), autointerp_stage, ()),
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
     Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, ()),
+    Stage("digits", "digits", (), digits_loop_stage, (), ("digits",)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -137,15 +143,22 @@ def run_study(
     log: Callable[[str], None] = print,
 ) -> RunDir:
     """Run every stage that is not already done; then assemble the report."""
-    for name in (*force, *([until] if until else [])):
+    for name in (*force, *([until] if until else []), *cfg.stages):
         if name not in STAGE_NAMES:
             raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    chosen = set(cfg.stages or STAGE_NAMES)
+    for stage in STAGES:
+        missing = [a for a in stage.after if stage.name in chosen and a not in chosen]
+        if missing:
+            raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
     run_dir = RunDir(cfg.run_dir)
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir.root / "config.json", cfg.to_dict())
     prints = fingerprints(cfg)
     ran: set[str] = set()
     for stage in STAGES:
+        if stage.name not in chosen:
+            continue
         stale_input = any(a in ran for a in stage.after)
         if stage.name not in force and not stale_input and is_done(run_dir, stage, prints[stage.name]):
             log(f"[{stage.name}] done already, skipped")

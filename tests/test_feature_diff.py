@@ -24,11 +24,11 @@ def test_feature_diffs_rank_and_score_policy_features(tiny_run):
 def test_pearson_per_feature():
     import torch
 
-    from analysis.feature_diff import _pearson
+    from analysis.feature_diff import pearson
 
     x = torch.tensor([[1.0, 2.0, 5.0], [2.0, 4.0, 5.0], [3.0, 6.1, 5.0]])
     y = torch.tensor([1.0, 2.0, 3.0])
-    r = _pearson(x, -y)
+    r = pearson(x, -y)
     assert r[0].item() == pytest.approx(-1.0) and r[1].item() < -0.99 and r[2].item() == 0.0
 
 

@@ -112,3 +112,13 @@ def test_a_stage_started_over_clears_its_scratch_but_a_killed_one_resumes(tmp_pa
     assert scratch_after("abc", "def") is False  # another config: the old shards are not reused
     assert scratch_after("abc", "abc", forced=True) is False  # --force starts over
     assert scratch_after(None, "abc") is False  # no record of how the work was started
+
+
+def test_sft_baseline_fine_tunes_on_the_best_base_completions(tiny_run):
+    cfg, run_dir, _ = tiny_run
+    sft = read_json(run_dir.training / "sft.json")
+    assert sft["rows"] == round(cfg.sft.top_fraction * cfg.sft.n_samples)
+    assert sft["mean_reward_of_rows"] >= sft["reward_threshold"] > sft["base"]["mean_reward"]
+    assert sft["sft"]["mean_reward"] > sft["base"]["mean_reward"] + 0.1  # supervised learning on good completions helps
+    assert 0 < sft["sft"]["mean_kl_per_token"] and (run_dir.root / "models" / "sft" / "config.json").exists()
+    assert "Supervised baseline" in (run_dir.report / "index.html").read_text()

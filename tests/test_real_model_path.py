@@ -51,6 +51,10 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "implicit_reward": {"n_triples": 60, "ablation": {"n_prompts": 16, "seeds": [0], "random_sets": 1, "max_new_tokens": 8},
                             "sequence": {"n_prompts": 60, "max_new_tokens": 8}},
         "hidden_context": {"n_pairs": 200, "contexts_per_word": 1, "kinds": ["mean_variance"]},
+        "sft": {"n_samples": 64, "max_completion_length": 8, "n_eval_prompts": 16},
+        "model_diffing": {"seeds": [0], "top_k": 3, "n_prompts": 8, "sampling_seeds": [0], "max_new_tokens": 8,
+                          "kl_texts": 20, "cards": 1, "crosscoder": {"training_tokens": 20000, "batch_size": 512}},
+        "digits": {"enabled": False},
     })
 
 
