@@ -23,6 +23,7 @@ from transformer_lens import HookedTransformer
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.training import process_state
 
 
 def check_hook_names(model: HookedTransformer, names: Sequence[str]) -> None:
@@ -106,7 +107,14 @@ class ActivationCacheConfig:
     held_out_texts: int = 1_000  # validation texts for dictionary metrics
     batch_size: int = 128  # texts per forward pass
     shard_texts: int = 2_048  # texts per shard: memory is bounded by one shard
-    dtype: str = "float32"
+    dtype: str = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
+    model_dtype: str = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+# The conversion check compares HF and TransformerLens logits; in half precision it can only
+# catch a wrong conversion, not rounding.
+CONVERSION_ATOL = {"float32": 1e-4, "bfloat16": 0.5, "float16": 0.1}
 
 
 def hook_names(template: str, layers: Sequence[int]) -> list[str]:
@@ -129,14 +137,18 @@ def cache_split(
     """Cache every hook for ``texts`` in one forward pass per batch, padding excluded.
 
     Shard i holds texts [i * shard_texts, (i + 1) * shard_texts); a shard already on disk
-    for every hook is skipped, so a killed run resumes shard by shard."""
+    for every hook is skipped, so a killed run resumes shard by shard. Under ``accelerate
+    launch`` process r of N caches shards r, r + N, ...; the main process writes the index
+    once all have finished, so the cache is the single-process one, shard for shard."""
+    state = process_state()
     check_hook_names(model, hooks)
     dtype = getattr(torch, cfg.dtype)
     # Nothing after the last requested block is needed: skip it (and the unembedding).
     blocks = [re.match(r"blocks\.(\d+)\.", h) for h in hooks]
     stop_at = max(int(b.group(1)) for b in blocks) + 1 if all(blocks) else None
     n_shards = (len(texts) + cfg.shard_texts - 1) // cfg.shard_texts
-    for shard in tqdm(range(n_shards), desc=f"caching {where}", unit="shard"):
+    mine = range(state.process_index, n_shards, state.num_processes)
+    for shard in tqdm(mine, desc=f"caching {where}", unit="shard", disable=not state.is_local_main_process):
         if all(_shard_path(out(h), shard).exists() for h in hooks):
             continue
         rows = texts[shard * cfg.shard_texts : (shard + 1) * cfg.shard_texts]
@@ -166,13 +178,16 @@ def cache_split(
             save_file({"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids, "positions": token_pos},
                       str(tmp))
             tmp.replace(path)
+    state.wait_for_everyone()
     index = {}
     for h in hooks:
         shards = [_shard_path(out(h), i).name for i in range(n_shards)]
         n_tokens = sum(safe_open(str(out(h) / s), "pt").get_slice("activations").get_shape()[0] for s in shards)
         index[h] = {"hook": h, "shards": shards, "n_tokens": n_tokens, "n_texts": len(texts), "d": model.cfg.d_model,
                     "dtype": cfg.dtype}
-        atomic_write_json(out(h) / INDEX, index[h])
+        if state.is_main_process:
+            atomic_write_json(out(h) / INDEX, index[h])
+    state.wait_for_everyone()
     return index
 
 
@@ -180,18 +195,23 @@ def load_shards(directory: Path) -> Iterator[Float[Tensor, "tokens d"]]:
     """The activations of a cached hook, shard by shard (one shard in memory at a time)."""
     index = read_json(directory / INDEX)
     for name in index["shards"]:
-        yield load_file(str(directory / name))["activations"]
+        yield load_file(str(directory / name))["activations"].float()  # stored maybe in half precision
 
 
 def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> Path:
     """Stage: cache the chosen layers' hook activations for every model, on the same token
     stream (train and held-out splits)."""
+    for key in ("dtype", "model_dtype"):
+        if getattr(cfg, key) not in DTYPES:
+            raise UserError(f"activations.{key} must be one of {', '.join(DTYPES)}, got {getattr(cfg, key)!r}")
     layers = read_json(run_dir.analysis / "divergence.json")["chosen_layers"]
     hooks = hook_names(cfg.hook, layers)
     splits = {"train": (run_dir.corpus / "train.txt", cfg.train_texts), "val": (run_dir.corpus / "val.txt", cfg.held_out_texts)}
     summary: dict = {"hooks": hooks, "layers": layers, "models": {}}
     for name in cfg.models:
-        model = to_hooked(run_dir.root / "models" / name)
+        # Each process of an accelerate launch on its own device (its GPU, or the CPU).
+        model = to_hooked(run_dir.root / "models" / name, device=str(process_state().device),
+                          dtype=getattr(torch, cfg.model_dtype), atol=CONVERSION_ATOL[cfg.model_dtype])
         summary["models"][name] = {}
         for split, (path, n) in splits.items():
             texts = path.read_text(encoding="utf-8").splitlines()[:n]
@@ -201,5 +221,6 @@ def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> Path:
                                 where=f"{name}/{split}")
             summary["models"][name][split] = {h: v["n_tokens"] for h, v in index.items()}
     out = run_dir.root / "activations" / INDEX
-    atomic_write_json(out, summary)
+    if process_state().is_main_process:
+        atomic_write_json(out, summary)
     return out

@@ -154,6 +154,7 @@ def to_hooked(
     tokenizer: PreTrainedTokenizerBase | str | Path | None = None,
     device: str = "cpu",
     atol: float = 1e-4,
+    dtype: torch.dtype = torch.float32,
 ) -> HookedTransformer:
     """Convert an HF causal LM (object, local directory or hub id) to a HookedTransformer.
 
@@ -161,7 +162,7 @@ def to_hooked(
     logits are compared with the HF model's on a probe batch; a difference above ``atol``
     raises, since every later analysis would silently read a different model.
     """
-    hf = load_hf(model_or_path)
+    hf = load_hf(model_or_path, dtype)
     cfg = hooked_config(hf, device)
     if tokenizer is None and not isinstance(model_or_path, PreTrainedModel) and Path(str(model_or_path)).is_dir():
         if (Path(str(model_or_path)) / "tokenizer.json").exists():

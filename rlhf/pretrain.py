@@ -32,7 +32,7 @@ from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
     record the loss curve and the held-out loss against the corpus entropy floor.
     With ``from_model`` set, adopt that pretrained model instead."""
     if cfg.from_model:
-        atomic_write_json(run_dir.training / "pretrain.json", _adopt(cfg, run_dir))
+        if is_main_process():  # nothing to train: one process adopts the model
+            atomic_write_json(run_dir.training / "pretrain.json", _adopt(cfg, run_dir))
         return run_dir.base
     started = time.time()
     tokenizer = load_tokenizer(run_dir.tokenizer)
@@ -203,7 +204,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         logging_steps=max(1, cfg.eval_every // 4),
         report_to=[],
         bf16=False,
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         seed=cfg.seed,
         dataloader_num_workers=0,
     )
@@ -216,10 +217,12 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         callbacks=[PlateauStop(cfg.patience, cfg.min_improvement)],
     )
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if not is_main_process():
+        return run_dir.base
     model = trainer.model
     history = trainer.state.log_history
     test_texts = _read_split(run_dir, "test")
-    test_loss = lm_loss(model, tokenizer, test_texts, cfg.context)
+    test_loss = lm_loss(model.float().cpu(), tokenizer, test_texts, cfg.context)
     floor = read_json(run_dir.corpus / "stats.json")["test"]["entropy_floor"]
     save_trained(model, tokenizer, run_dir.base)
     train_curve, val_curve = curve(history, "loss"), curve(history, "eval_loss")

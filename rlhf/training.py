@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.rundir import atomic_dir
@@ -23,6 +24,18 @@ class FromPretrainedResume:
         target = model if model is not None else self.model
         loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
         target.load_state_dict(loaded.state_dict())
+
+
+def process_state() -> PartialState:
+    """This process's place in an ``accelerate launch`` (one process when not launched). Without a
+    GPU the state must be asked for on the CPU, or accelerate does not see the other processes."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    """False in the other processes of an ``accelerate launch``: they train, the main process
+    alone evaluates and writes the run directory."""
+    return process_state().is_main_process
 
 
 def has_checkpoint(checkpoints: Path) -> bool:

@@ -40,6 +40,7 @@ from rlhf.policy.sft import sft_stage
 from rlhf.pretrain import pretrain
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from rlhf.tokenizer import tokenizer_stage
+from rlhf.training import process_state
 from study.config import StudyConfig
 
 LIBRARIES = ("torch", "transformers", "trl", "transformer-lens", "sae-lens", "circuitsvis", "vaderSentiment")
@@ -55,20 +56,26 @@ class Stage:
     # Work a killed run resumes from (checkpoints, cache shards); cleared when the stage
     # starts over with another config or is forced, so nothing stale is resumed.
     scratch: tuple[str, ...] = ()
+    # Runs in every process of an ``accelerate launch`` (data-parallel training, sharded
+    # caching); the others run in the main process while the rest wait.
+    distributed: bool = False
+    # Trains with a Hugging Face trainer in one process: under a multi-process launch that
+    # trainer would wait for peers that never join, so such a run is refused.
+    one_process: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("corpus", "corpus", (), build_corpus, ("corpus/train.txt", "corpus/stats.json")),
     Stage("tokenizer", "tokenizer", ("corpus",), tokenizer_stage, ("models/tokenizer/tokenizer.json",)),
     Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json"),
-          ("models/.base.partial",)),
+          ("models/.base.partial",), distributed=True),
     Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json"),
-          ("models/.policy.partial",)),
-    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, (), ("models/.policy_beta0.partial",)),
-    Stage("dpo", "dpo", ("pretrain",), train_dpo, (), ("models/.dpo.partial",)),
-    Stage("sft", "sft", ("pretrain",), sft_stage, (), ("models/.sft.partial",)),
+          ("models/.policy.partial",), distributed=True),
+    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, (), ("models/.policy_beta0.partial",), distributed=True),
+    Stage("dpo", "dpo", ("pretrain",), train_dpo, (), ("models/.dpo.partial",), distributed=True),
     Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
-    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",), ("activations",)),
+    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",), ("activations",),
+          distributed=True),
     Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",), ("saes",)),
     Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
     Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
@@ -78,8 +85,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
-    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, ()),
-    Stage("digits", "digits", (), digits_loop_stage, (), ("digits",)),
+    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, (), one_process=True),
+    Stage("sft", "sft", ("pretrain",), sft_stage, (), ("models/.sft.partial",), one_process=True),
+    Stage("digits", "digits", (), digits_loop_stage, (), ("digits",), one_process=True),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -124,6 +132,12 @@ def _prepare_scratch(run_dir: RunDir, stage: Stage, fingerprint: str, *, forced:
     atomic_write_text(marker, fingerprint)
 
 
+def _last_before(name: str) -> str:
+    """The last stage before the first one-process stage at or before ``name``: where a launch should stop."""
+    first = next(i for i, s in enumerate(STAGES) if s.one_process)
+    return STAGES[max(0, min(first, STAGE_NAMES.index(name)) - 1)].name
+
+
 def is_done(run_dir: RunDir, stage: Stage, fingerprint: str) -> bool:
     path = _manifest_path(run_dir, stage.name)
     if not path.exists():
@@ -151,9 +165,16 @@ def run_study(
         missing = [a for a in stage.after if stage.name in chosen and a not in chosen]
         if missing:
             raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
+    # Under ``accelerate launch`` every process runs this loop: distributed stages run in all of
+    # them, the rest in the main process only, and only the main process writes manifests.
+    state = process_state()
+    main = state.is_main_process
+    log = log if main else (lambda _: None)
     run_dir = RunDir(cfg.run_dir)
-    run_dir.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir.root / "config.json", cfg.to_dict())
+    if main:
+        run_dir.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir.root / "config.json", cfg.to_dict())
+    state.wait_for_everyone()
     prints = fingerprints(cfg)
     ran: set[str] = set()
     for stage in STAGES:
@@ -163,26 +184,36 @@ def run_study(
         if stage.name not in force and not stale_input and is_done(run_dir, stage, prints[stage.name]):
             log(f"[{stage.name}] done already, skipped")
         else:
+            if stage.one_process and state.num_processes > 1:
+                raise UserError(f"stage {stage.name} trains in a single process and cannot run under a "
+                                f"{state.num_processes}-process accelerate launch; launch with --until "
+                                f"{_last_before(stage.name)}, then run the rest with `python -m study run`")
             log(f"[{stage.name}] running")
-            _manifest_path(run_dir, stage.name).unlink(missing_ok=True)
-            _prepare_scratch(run_dir, stage, prints[stage.name], forced=stage.name in force, log=log)
+            if main:
+                _manifest_path(run_dir, stage.name).unlink(missing_ok=True)
+                _prepare_scratch(run_dir, stage, prints[stage.name], forced=stage.name in force, log=log)
+            state.wait_for_everyone()
             started = time.time()
             section = getattr(cfg, stage.section) if stage.section else cfg
-            stage.run(section, run_dir)
+            if stage.distributed or main:
+                stage.run(section, run_dir)
+            state.wait_for_everyone()
             seconds = time.time() - started
-            atomic_write_json(_manifest_path(run_dir, stage.name), {
-                "stage": stage.name, "fingerprint": prints[stage.name],
-                "config": asdict(section) if stage.section else None,
-                "versions": _versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "seconds": seconds,
-            })
-            _started_path(run_dir, stage.name).unlink(missing_ok=True)
+            if main:
+                atomic_write_json(_manifest_path(run_dir, stage.name), {
+                    "stage": stage.name, "fingerprint": prints[stage.name],
+                    "config": asdict(section) if stage.section else None,
+                    "versions": _versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "seconds": seconds, "processes": state.num_processes if stage.distributed else 1,
+                })
+                _started_path(run_dir, stage.name).unlink(missing_ok=True)
+            state.wait_for_everyone()
             ran.add(stage.name)
             log(f"[{stage.name}] finished in {seconds:.1f} s")
         if stage.name == until:
             break
-    report = build_report(run_dir)
-    log(f"[report] {report}")
+    if main:
+        log(f"[report] {build_report(run_dir)}")
     return run_dir
 
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from analysis.activations import ActivationCacheConfig, cache_split, check_hook_names, hook_dir, load_shards
+from analysis.activations import (
+    ActivationCacheConfig,
+    cache_split,
+    cache_stage,
+    check_hook_names,
+    hook_dir,
+    load_shards,
+)
 from analysis.dictionaries import DictionaryConfig, dictionaries_stage, load_sae
 from analysis.sae_quality import reconstruction_metrics
 from rlhf.errors import UserError
@@ -70,6 +77,25 @@ def test_caching_resumes_shard_by_shard(tiny_run, tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "blocks.1.hook_mlp_out").glob("shard_*")}
     assert set(after) == {p.name for p in shards}
     assert all(after[n] == t for n, t in before.items()), "finished shards are not rewritten"
+
+
+def test_half_precision_model_and_storage(tiny_run, tmp_path):
+    """Large models cache in bf16 with activations stored in bf16 (half the disk); readers get float32."""
+    _, run_dir, _ = tiny_run
+    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:40]
+    hook = "blocks.1.hook_mlp_out"
+    full = to_hooked(run_dir.base)
+    half = to_hooked(run_dir.base, dtype=torch.bfloat16, atol=0.5)
+    assert half.cfg.dtype == torch.bfloat16
+    cache_split(full, texts, [hook], lambda h: tmp_path / "full" / h, ActivationCacheConfig(), where="x")
+    cache_split(half, texts, [hook], lambda h: tmp_path / "half" / h, ActivationCacheConfig(dtype="bfloat16"), where="x")
+    stored = load_file(str(tmp_path / "half" / hook / "shard_00000.safetensors"))["activations"]
+    assert stored.dtype == torch.bfloat16
+    a, b = next(load_shards(tmp_path / "full" / hook)), next(load_shards(tmp_path / "half" / hook))
+    assert b.dtype == torch.float32 and a.shape == b.shape
+    assert (a - b).norm() / a.norm() < 0.05  # bf16 rounding, not a different computation
+    with pytest.raises(UserError, match="activations.dtype must be one of float32, bfloat16, float16"):
+        cache_stage(ActivationCacheConfig(dtype="int8"), run_dir)
 
 
 def test_saes_reload_and_reproduce_their_reconstruction(tiny_run):

@@ -26,7 +26,7 @@ from rlhf.plots import save_lines
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir, atomic_write_json, partial_dir
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
 
 from .sampling import evaluate, prompts_from_texts, sample
 
@@ -155,6 +155,8 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> Path | None:
     trainer = trainer_cls(model=str(run_dir.base), args=args, processing_class=tokenizer,
                           train_dataset=Dataset.from_dict({k: [p[k] for p in train] for k in columns}))
     trainer.train(resume_from_checkpoint=True if has_checkpoint(checkpoints) else None)
+    if not is_main_process():
+        return target
     policy = trainer.model.float().cpu()
     prompts = [p["prompt"] for p in test]
     r_chosen = dpo_implicit_reward(policy, base, prompts, [p["chosen"] for p in test], cfg.beta, tokenizer)

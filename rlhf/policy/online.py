@@ -25,7 +25,7 @@ from rlhf.plots import save_lines
 from rlhf.rewards import RewardFunction, UtilityReward
 from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
+from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
 
 from .sampling import completion_kl, evaluate, prompts_from_texts, repeated_bigram_share, sample
 
@@ -160,6 +160,8 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
     resumed = has_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=True if resumed else None)
+    if not is_main_process():
+        return target
     policy = trainer.model.float().cpu()
     base = load_hf(run_dir.base)
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
@@ -208,6 +210,8 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> Path | None:
     main = read_json(run_dir.training / "policy.json")
     policy_cfg = replace(PolicyConfig(**main["config"]), beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main["steps"])
     train_policy(policy_cfg, run_dir, name="policy_beta0")
+    if not is_main_process():
+        return None
     other = read_json(run_dir.training / "policy_beta0.json")
     series = {f"beta = {r['beta']}": ([s for s, _ in r["curves"]["exact_kl"]], [v for _, v in r["curves"]["exact_kl"]])
               for r in (main, other)}

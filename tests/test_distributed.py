@@ -1,0 +1,77 @@
+"""The study under a two-process ``accelerate launch`` on this CPU machine (gloo backend).
+
+``accelerate launch --cpu`` starts a single process unless MPI is set up; ``--multi_gpu``
+launches through torchrun, which on a machine without a GPU starts CPU processes that
+accelerate joins with gloo. Each test works on a copy of the tiny study, so the shared
+one stays as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlhf.rundir import read_json
+from tests.conftest import TINY
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def launch(runs_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    return subprocess.run(
+        [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "study", "run", "--config", str(TINY),
+         "--runs-dir", str(runs_dir), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def copied(tiny_run, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("launched")
+    shutil.copytree(tiny_run[1].root, runs / tiny_run[1].root.name)
+    return tiny_run[1].root, runs
+
+
+def test_two_process_cache_equals_the_single_process_cache(copied):
+    original, runs = copied
+    run = launch(runs, "--force", "activations", "--until", "activations")
+    assert run.returncode == 0, run.stderr[-3000:]
+    copy = runs / original.name
+    assert read_json(copy / "manifests" / "activations.json")["processes"] == 2
+    shards = sorted(p.relative_to(original) for p in (original / "activations").rglob("*.safetensors"))
+    assert shards and shards == sorted(p.relative_to(copy) for p in (copy / "activations").rglob("*.safetensors"))
+    for rel in shards:
+        one, two = load_file(str(original / rel)), load_file(str(copy / rel))
+        assert all(torch.equal(one[k], two[k]) for k in one), rel
+    for index in (original / "activations").rglob("index.json"):
+        assert read_json(index) == read_json(copy / index.relative_to(original))
+
+
+def test_two_process_policy_training_writes_the_run_directory_once(copied):
+    original, runs = copied
+    run = launch(runs, "--force", "policy", "--until", "policy")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("[policy] running") == 1  # the other process logs nothing
+    copy = runs / original.name
+    assert read_json(copy / "manifests" / "policy.json")["processes"] == 2
+    result = read_json(copy / "training" / "policy.json")
+    assert result["steps"] == read_json(original / "training" / "policy.json")["steps"]
+    assert result["reward_gain"] > 0.3  # data-parallel GRPO still learns the reward
+    assert (copy / "models" / "policy" / "config.json").exists()
+    assert not (copy / "models" / ".policy.partial").exists()
+
+
+def test_a_one_process_stage_is_refused_under_a_launch(copied):
+    _, runs = copied
+    run = launch(runs, "--force", "sft", "--until", "sft")
+    assert run.returncode != 0
+    assert "trains in a single process" in run.stderr and "--until implicit_reward" in run.stderr
