@@ -85,5 +85,9 @@ def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], top: dict[st
              for h in saes}
     result = {"k": k, "features": top, "random_sets": random_sets, "none": stats(none, none),
               "probe_top_k": stats(probe, none), "random_k": stats(rand, none), "whole_dictionary": whole}
-    result["probe_lowers_reward_more_than_random"] = result["probe_top_k"]["reward_change"] < result["random_k"]["reward_change"]
+    # "Lowers" means the reward goes down, and by more than the spread over seeds separates it from random sets.
+    probe, rand_k = result["probe_top_k"], result["random_k"]
+    result["probe_lowers_reward_more_than_random"] = bool(
+        probe["reward_change"] < 0
+        and probe["reward_change"] < rand_k["reward_change"] - probe["reward_change_std"] - rand_k["reward_change_std"])
     return result

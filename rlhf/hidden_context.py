@@ -32,6 +32,7 @@ from rlhf.reward_models import (
 )
 from rlhf.rundir import RunDir, atomic_write_json
 from rlhf.tokenizer import load_tokenizer
+from rlhf.training import is_main_process
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | No
     for kind in cfg.kinds:
         rm_cfg = RewardModelConfig(**{**asdict(cfg.reward_model), "kind": kind})
         model = train_reward_model(rm_cfg, run_dir.base, tokenizer, train, run_dir.root / "models" / f"reward_{kind}")
+        if not is_main_process():  # the other processes of a launch only train
+            continue
         c_mean, _ = score(model, tokenizer, [p["chosen"] for p in test], kind)
         r_mean, _ = score(model, tokenizer, [p["rejected"] for p in test], kind)
         texts = [t for w in seen for t in contexts[w]]
@@ -121,6 +124,8 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | No
         if kind == "categorical":
             entry["distributions"] = _distributions(model, tokenizer, contexts, seen, lexicon)
         result["models"][kind] = entry
+    if not is_main_process():
+        return None
     result["per_word_fit"] = per_word_fit(train, seen, lex_std, lex_mean, cfg.seed)
     _plot(result, run_dir.training / "hidden_context.png")
     result["seconds"] = time.time() - started

@@ -28,7 +28,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.errors import UserError
-from rlhf.training import save_trained
+from rlhf.training import is_main_process, save_trained
 
 Kind = Literal["bradley_terry", "mean_variance", "categorical"]
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -167,7 +167,9 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
     trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
                                           train_dataset=data, processing_class=tokenizer)
     trainer.train()
-    save_trained(model, tokenizer, out)
+    model = trainer.model.float().cpu()
+    if is_main_process():  # under accelerate launch every process trains, one saves
+        save_trained(model, tokenizer, out)
     return model
 
 
@@ -180,7 +182,8 @@ def outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: S
     for start in range(0, len(texts), batch_size):
         # As RewardTrainer saw them: each text ends with EOS, whose position the head reads.
         rows = [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(texts[start : start + batch_size]))["input_ids"]]
-        out.append(model(**tokenizer.pad({"input_ids": rows}, return_tensors="pt")).logits.float())
+        batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(model.device)
+        out.append(model(**batch).logits.float().cpu())
     return torch.cat(out)
 
 

@@ -85,7 +85,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
     Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
-    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, (), one_process=True),
+    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, (), distributed=True),
     Stage("sft", "sft", ("pretrain",), sft_stage, (), ("models/.sft.partial",), one_process=True),
     Stage("digits", "digits", (), digits_loop_stage, (), ("digits",), one_process=True),
 )

@@ -24,11 +24,11 @@ from tests.conftest import TINY
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
-def launch(runs_dir: Path, *args: str) -> subprocess.CompletedProcess:
+def launch(runs_dir: Path, *args: str, config: Path = TINY) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
     return subprocess.run(
         [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "study", "run", "--config", str(TINY),
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "study", "run", "--config", str(config),
          "--runs-dir", str(runs_dir), *args],
         capture_output=True, text=True, env=env, timeout=600,
     )
@@ -70,8 +70,30 @@ def test_two_process_policy_training_writes_the_run_directory_once(copied):
     assert not (copy / "models" / ".policy.partial").exists()
 
 
-def test_a_one_process_stage_is_refused_under_a_launch(copied):
+@pytest.fixture(scope="module")
+def fewer_pairs(tmp_path_factory) -> Path:
+    """The tiny config with one reward model on fewer pairs: a shorter launch of the same stage."""
+    config = tmp_path_factory.mktemp("config") / "tiny.toml"
+    text = TINY.read_text()
+    assert "n_pairs = 3000\ncontexts_per_word = 4" in text
+    config.write_text(text.replace("n_pairs = 3000\ncontexts_per_word = 4",
+                                   'n_pairs = 1000\ncontexts_per_word = 2\nkinds = ["mean_variance"]'))
+    return config
+
+
+def test_two_process_reward_models(copied, fewer_pairs):
+    original, runs = copied
+    run = launch(runs, "--force", "hidden_context", "--until", "hidden_context", config=fewer_pairs)
+    assert run.returncode == 0, run.stderr[-3000:]
+    copy = runs / original.name
+    assert read_json(copy / "manifests" / "hidden_context.json")["processes"] == 2
+    result = read_json(copy / "training" / "hidden_context.json")
+    assert set(result["models"]) == {"mean_variance"} and result["models"]["mean_variance"]["pairwise_accuracy"] > 0.6
+    assert (copy / "models" / "reward_mean_variance" / "config.json").exists()
+
+
+def test_a_one_process_stage_is_refused_under_a_launch(copied, fewer_pairs):
     _, runs = copied
-    run = launch(runs, "--force", "sft", "--until", "sft")
+    run = launch(runs, "--force", "sft", "--until", "sft", config=fewer_pairs)
     assert run.returncode != 0
-    assert "trains in a single process" in run.stderr and "--until implicit_reward" in run.stderr
+    assert "trains in a single process" in run.stderr and "--until hidden_context" in run.stderr
