@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon
 from rlhf.organisms.sentiment import SentimentOrganism, load_organism
 from rlhf.plots import plt, save_figure
@@ -39,6 +40,9 @@ from rlhf.training import is_main_process
 class HiddenContextConfig:
     enabled: bool = True
     n_pairs: int = 12_000
+    # Words drawn from the organism's sentiment vocabulary (0: all). A word's spread shows only
+    # through many comparisons of it: 12,000 pairs over 60 words give each ~300, over all 1,200 ~15.
+    n_words: int = 60
     held_out_fraction: float = 0.2
     contexts_per_word: int = 8  # sentences per word when reading its learned mean and spread
     kinds: tuple[str, ...] = ("bradley_terry", "mean_variance", "categorical")
@@ -51,12 +55,17 @@ def sentence(review_words: tuple[str, ...], end: int) -> str:
     return " ".join(review_words[: end + 1])
 
 
-def rater_preferences(organism: SentimentOrganism, n: int, seed: int) -> list[dict]:
-    """``n`` pairs of one-sentence reviews differing in one sentiment word; each word's rating is
-    drawn from its ten raters, the higher one is chosen, ties are skipped."""
+def rater_preferences(organism: SentimentOrganism, n: int, seed: int, n_words: int = 0) -> list[dict]:
+    """``n`` pairs of one-sentence reviews differing in one sentiment word (among ``n_words`` drawn
+    words, or all); each word's rating is drawn from its ten raters, the higher one is chosen,
+    ties are skipped."""
     lexicon = load_lexicon()
     rng = random.Random(seed)
     words = list(organism.sentiment_words)
+    if n_words:
+        if not 2 <= n_words <= len(words):
+            raise UserError(f"hidden_context.n_words must be between 2 and {len(words)} (or 0 for all), got {n_words}")
+        words = rng.sample(words, n_words)
     pairs: list[dict] = []
     while len(pairs) < n:
         review = organism.sample_review(rng, n_sentences=1)
@@ -88,7 +97,7 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | No
     started = time.time()
     organism = load_organism(run_dir)
     lexicon = load_lexicon()
-    pairs = rater_preferences(organism, cfg.n_pairs, cfg.seed)
+    pairs = rater_preferences(organism, cfg.n_pairs, cfg.seed, cfg.n_words)
     n_test = int(round(len(pairs) * cfg.held_out_fraction))
     train, test = pairs[n_test:], pairs[:n_test]
     seen = sorted({p[k] for p in train for k in ("chosen_word", "rejected_word")})

@@ -80,3 +80,17 @@ def test_hidden_context_reward_models_on_the_tiny_study(tiny_run):
         assert 0 <= m["r_squared"] <= 1
     assert len(r["models"]["categorical"]["distributions"]["most disputed"]["probabilities"]) == 10
     assert "hidden context" in (run_dir.report / "index.html").read_text().lower()
+
+
+def test_rater_preferences_over_a_word_subset():
+    from rlhf.errors import UserError
+    from rlhf.hidden_context import rater_preferences
+    from rlhf.organisms.sentiment import SentimentConfig, SentimentOrganism
+
+    organism = SentimentOrganism(SentimentConfig(n_positive=100, n_negative=100))
+    pairs = rater_preferences(organism, 500, seed=0, n_words=12)
+    words = {p[k] for p in pairs for k in ("chosen_word", "rejected_word")}
+    assert len(words) == 12 and all(p["chosen_rating"] > p["rejected_rating"] for p in pairs)
+    assert rater_preferences(organism, 50, seed=0, n_words=12) == pairs[:50]  # seeded: same words, same pairs
+    with pytest.raises(UserError, match="n_words must be between 2 and 200"):
+        rater_preferences(organism, 10, seed=0, n_words=1)
