@@ -21,9 +21,10 @@ policy's reward when their decoder directions are projected out of the hook.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,18 +132,13 @@ def _difference_sae(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: i
                             batch_size=cc.batch_size, learning_rate=cc.learning_rate, seed=seed)
     pairs = paired_stream([hook_dir(run_dir, m, hook, "train") for m in ("base", "policy")], cc.batch_size, seed)
     first = next(pairs)
-    diffs = (b[:, 1] - b[:, 0] for b in _prepend(first, pairs))
+    diffs = (b[:, 1] - b[:, 0] for b in itertools.chain([first], pairs))
     sae = make_sae(dcfg, first.shape[-1], cc.expansion)
     trained = SAETrainer(trainer_config(dcfg), sae, diffs).fit()
     trained.cfg.metadata.hook_name = hook
     with atomic_dir(out) as work:
         trained.save_inference_model(work)
     return load_sae(out)
-
-
-def _prepend(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:
-    yield first
-    yield from rest
 
 
 def find_latents(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int, base: Tensor, policy: Tensor,

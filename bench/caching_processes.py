@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rlhf.rundir import read_json  # noqa: E402
+from study.config import load_config  # noqa: E402
 
 
 def run(config: Path, runs: Path, processes: int) -> float:
@@ -58,17 +59,18 @@ def same_cache(a: Path, b: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default="runs/sentiment", help="a finished study (default runs/sentiment)")
+    parser.add_argument("--config", default="configs/sentiment.toml", help="the config it was run with (default the demo's)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating repetitions (default 2)")
     parser.add_argument("--processes", type=int, default=2, help="processes of the launched run (default 2)")
     args = parser.parse_args()
     source = Path(args.run_dir)
     if not (source / "activations" / "index.json").exists():
         sys.exit(f"error: {source} has no finished activation cache (run bash scripts/study.sh first)")
-    config = source / "config.json"
+    config = Path(args.config).resolve()
+    if load_config(config).name != source.name:
+        sys.exit(f"error: {args.config} names study {load_config(config).name!r}, not {source.name!r}; pass its config")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        toml = scratch / "config.toml"
-        toml.write_text(_toml(read_json(config)))
         times: dict[int, list[float]] = {1: [], args.processes: []}
         caches = {}
         for _ in range(args.repeats):
@@ -78,39 +80,13 @@ def main() -> None:
                     runs.mkdir()
                     shutil.copytree(source, runs / source.name, ignore=shutil.ignore_patterns("activations", "saes",
                                                                                              "model_diffing", "report"))
-                times[processes].append(run(toml, runs, processes))
+                times[processes].append(run(config, runs, processes))
                 caches[processes] = runs / source.name / "activations"
         one, many = statistics.median(times[1]), statistics.median(times[args.processes])
         print(f"activations stage, {os.cpu_count()} CPU cores, torch {torch.__version__}")
         print(f"  1 process:    {one:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in times[1])})")
         print(f"  {args.processes} processes:  {many:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in times[args.processes])})")
         print(f"  speed-up {one / many:.2f}x; caches identical: {same_cache(caches[1], caches[args.processes])}")
-
-
-def _toml(cfg: dict) -> str:
-    """A study's resolved config.json back as TOML (the pipeline reads TOML files)."""
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    lines: list[str] = []
-
-    def table(prefix: str, d: dict) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
-        if prefix:
-            lines.append(f"[{prefix}]")
-        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
-        for k, v in d.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}" if prefix else k, v)
-
-    table("", cfg)
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

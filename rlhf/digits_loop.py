@@ -229,6 +229,8 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
     n_output = cfg.organism.n_output
     measured = {name: measure(m, base, tokenizer, eval_prompts, reward, n_output, cfg.policy.seed + 1)
                 for name, m in models.items()}
+    if any(math.isnan(v) for m in measured.values() for v in m["kl_by_position"]):
+        raise UserError("NaN in the per-position KL: a model produced non-finite logits")
     example = next(s for s in organism.sequences(200, cfg.organism.seed * 1000 + 13)
                    if len(set(s.inputs)) == len(s.inputs))  # four different digits: the base rate is exactly 1/4
     outputs = organism.continue_from(example.inputs, [preferred_first(example.inputs)], random.Random(0))
@@ -257,8 +259,6 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
     save_lines(rd.training / "kl_curves.png",
                {f"beta = {runs[n].beta}": ([s for s, _ in c], [v for _, v in c]) for n, c in result["kl_curves"].items()},
                title="KL to the SFT model during RL", xlabel="step", ylabel="KL (nats/token)")
-    if any(math.isnan(v) for m in measured.values() for v in m["kl_by_position"]):
-        raise UserError("NaN in the per-position KL: a model produced non-finite logits")
     out = rd.training / "digits.json"
     atomic_write_json(out, result)
     return out

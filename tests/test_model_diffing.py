@@ -44,10 +44,23 @@ def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
     assert "crosscoder latent" in page and (run_dir.analysis / "model_diffing.png").exists()
 
 
-def test_resumes_from_saved_dictionaries_and_refuses_unknown_layers(tiny_run):
+def test_a_rerun_reuses_the_saved_dictionaries_and_finds_the_same_latents(tiny_run):
+    from analysis.model_diffing import _val, find_latents
+
     cfg, run_dir, _ = tiny_run
-    saved = sorted(p.name for p in (run_dir.root / "model_diffing").rglob("*") if p.is_file() or p.name.startswith("difference_sae"))
-    assert any(name.startswith("crosscoder_seed0") for name in saved)
-    assert any(name.startswith("difference_dictionary_seed0") for name in saved)
+    layer = read_json(run_dir.analysis / "model_diffing.json")["layers"][0]
+    hook, work = layer["hook"], run_dir.root / "model_diffing" / layer["hook"]
+    saved = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    assert any(p.name == "crosscoder_seed0.safetensors" for p in saved)
+    assert any(p.name == "difference_dictionary_seed0.safetensors" for p in saved)
+    found, _ = find_latents(cfg.model_diffing, run_dir, hook, 0, _val(run_dir, "base", hook), _val(run_dir, "policy", hook),
+                            work)
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == saved  # loaded, not retrained
+    for name in ("crosscoder_scaling", "difference_dictionary", "difference_sae"):
+        assert found[name].latents == layer["methods"][name][0]["latents"], name
+
+
+def test_unknown_layers_are_refused_with_the_cached_ones(tiny_run):
+    _, run_dir, _ = tiny_run
     with pytest.raises(UserError, match="not cached; cached layers"):
         model_diffing_stage(ModelDiffingConfig(layers=(99,)), run_dir)

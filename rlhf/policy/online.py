@@ -27,7 +27,7 @@ from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
 
-from .sampling import completion_kl, evaluate, prompts_from_texts, repeated_bigram_share, sample
+from .sampling import evaluate, kl_per_token, prompts_from_texts, repeated_bigram_share, sample
 
 ALGORITHMS = ("grpo", "rloo")
 
@@ -80,13 +80,13 @@ class ExactKL(TrainerCallback):
         self.settings = dict(max_new_tokens=max_new_tokens, seed=seed)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
-        if self.every and model is not None and (state.global_step % self.every == 0 or state.global_step == 1):
+        due = state.global_step % self.every == 0 or state.global_step == 1 if self.every else False
+        # The replicas of a launch hold the same weights, and only the main process saves the log.
+        if due and model is not None and is_main_process():
             training = model.training
-            base = self.base.to(model.device)
             samples = sample(model, self.tokenizer, self.prompts, **self.settings)
-            lengths = samples.completion_mask.sum(1).float()
-            kl = completion_kl(model, base, samples)
-            state.log_history.append({"step": state.global_step, "exact_kl": float((kl * lengths).sum() / lengths.sum())})
+            kl = kl_per_token(model, self.base.to(model.device), samples)
+            state.log_history.append({"step": state.global_step, "exact_kl": kl})
             model.train(training)
         return control
 

@@ -123,6 +123,13 @@ def completion_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Sampl
     return token_kl(policy, base, samples).sum(1) / mask.sum(1).clamp(min=1)
 
 
+def kl_per_token(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> float:
+    """Exact KL(policy || base) per completion token over all the samples (0 when they are the same model)."""
+    if policy is base:
+        return 0.0
+    return float(token_kl(policy, base, samples).sum() / samples.completion_mask.sum().clamp(min=1))
+
+
 @dataclass
 class PolicyEvaluation:
     mean_reward: float
@@ -138,10 +145,9 @@ def evaluate(
     """Sample on held-out prompts; mean reward, exact KL to ``base`` per token, repetition."""
     samples = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     rewards = samples.rewards = reward(prompts=samples.prompts, completions=samples.completions)
-    kl = completion_kl(model, base, samples) if model is not base else torch.zeros(len(prompts))
     lengths = samples.completion_mask.sum(1).float()
     return PolicyEvaluation(
-        mean_reward=sum(rewards) / len(rewards), mean_kl_per_token=float((kl * lengths).sum() / lengths.sum()),
+        mean_reward=sum(rewards) / len(rewards), mean_kl_per_token=kl_per_token(model, base, samples),
         repeated_bigrams=repeated_bigram_share(samples.completions), mean_length=float(lengths.mean()),
     ), samples
 
