@@ -46,13 +46,19 @@ class HiddenContextConfig:
     held_out_fraction: float = 0.2
     contexts_per_word: int = 8  # sentences per word when reading its learned mean and spread
     kinds: tuple[str, ...] = ("bradley_terry", "mean_variance", "categorical")
-    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    # A word's spread is a weaker signal than its mean: it needs ~8 epochs over 9,600 pairs
+    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs, 0.08 after 1).
+    reward_model: RewardModelConfig = field(
+        default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
     seed: int = 0
 
 
-def sentence(review_words: tuple[str, ...], end: int) -> str:
-    """The review's text without its rating, which would give the word's mean valence away."""
-    return " ".join(review_words[: end + 1])
+def sentence(review_words: tuple[str, ...], slot: int) -> str:
+    """The review up to and including its sentiment word: the reward model reads its last token.
+    A 4-layer, 128-wide model keeps which word it read at the word itself (a linear read-out names
+    75% of 60 words in unseen sentences) but not at an EOS after the sentence (3%) or right after
+    the word (9%), and a word's spread can only be learned where the word can be told apart."""
+    return " ".join(review_words[: slot + 1])
 
 
 def rater_preferences(organism: SentimentOrganism, n: int, seed: int, n_words: int = 0) -> list[dict]:
@@ -75,7 +81,7 @@ def rater_preferences(organism: SentimentOrganism, n: int, seed: int, n_words: i
         if ra == rb:
             continue
         (wc, rc), (wr, rr) = sorted(((a, ra), (b, rb)), key=lambda t: -t[1])
-        text = {w: sentence(organism.with_word(review, slot, w).words, review.end_position) for w in (a, b)}
+        text = {w: sentence(organism.with_word(review, slot, w).words, slot) for w in (a, b)}
         pairs.append({"chosen": text[wc], "rejected": text[wr], "chosen_word": wc, "rejected_word": wr,
                       "chosen_rating": rc, "rejected_rating": rr})
     return pairs
@@ -86,7 +92,8 @@ def word_contexts(organism: SentimentOrganism, words: list[str], per_word: int, 
     out = {}
     for w in words:
         reviews = [organism.sample_review(rng, n_sentences=1) for _ in range(per_word)]
-        out[w] = [sentence(organism.with_word(r, r.sentiment_positions[0], w).words, r.end_position) for r in reviews]
+        out[w] = [sentence(organism.with_word(r, r.sentiment_positions[0], w).words, r.sentiment_positions[0])
+                  for r in reviews]
     return out
 
 

@@ -31,6 +31,8 @@ from rlhf.errors import UserError
 from rlhf.training import is_main_process, save_trained
 
 Kind = Literal["bradley_terry", "mean_variance", "categorical"]
+# Where the head reads a text: at an appended EOS (TRL's default) or at the text's own last token.
+ReadAt = Literal["eos", "last_token"]
 SQRT_2PI = math.sqrt(2 * math.pi)
 
 
@@ -146,6 +148,7 @@ class RewardModelConfig:
     epochs: float = 1.0
     batch_size: int = 64
     regulariser: float = 0.0  # variance penalty (mean_variance) or entropy bonus (categorical)
+    read_at: ReadAt = "eos"
     seed: int = 0
 
 
@@ -157,13 +160,18 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
     torch.manual_seed(cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=outputs_of(cfg.kind, cfg.n_atoms))
     model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.reward_read_at = cfg.read_at  # saved with the model, so scoring reads where training did
     args = RewardConfig(
         output_dir=str(out.parent / f".{out.name}.work"), per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, logging_steps=20, save_strategy="no",
         report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True,
         center_rewards_coefficient=None,
     )
-    data = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train])
+    if cfg.read_at == "eos":
+        data = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train])
+    else:  # token ids: RewardTrainer appends EOS to texts only
+        data = Dataset.from_list([{"chosen_ids": _ids(tokenizer, [r["chosen"]], "last_token")[0],
+                                   "rejected_ids": _ids(tokenizer, [r["rejected"]], "last_token")[0]} for r in train])
     trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
                                           train_dataset=data, processing_class=tokenizer)
     trainer.train()
@@ -178,13 +186,19 @@ def outputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: S
             batch_size: int = 256) -> Float[Tensor, "n k"]:
     """The reward head's raw outputs for each text."""
     model.eval()
+    read_at = getattr(model.config, "reward_read_at", "eos")
     out = []
     for start in range(0, len(texts), batch_size):
-        # As RewardTrainer saw them: each text ends with EOS, whose position the head reads.
-        rows = [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(texts[start : start + batch_size]))["input_ids"]]
+        rows = _ids(tokenizer, texts[start : start + batch_size], read_at)
         batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(model.device)
         out.append(model(**batch).logits.float().cpu())
     return torch.cat(out)
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], read_at: ReadAt) -> list[list[int]]:
+    """Token ids as the head reads them: the head reads the last non-padding token."""
+    eos = [tokenizer.eos_token_id] if read_at == "eos" else []
+    return [ids + eos for ids in tokenizer(list(texts))["input_ids"]]
 
 
 def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], kind: Kind) -> tuple[Tensor, Tensor]:

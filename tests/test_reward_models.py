@@ -91,6 +91,62 @@ def test_rater_preferences_over_a_word_subset():
     pairs = rater_preferences(organism, 500, seed=0, n_words=12)
     words = {p[k] for p in pairs for k in ("chosen_word", "rejected_word")}
     assert len(words) == 12 and all(p["chosen_rating"] > p["rejected_rating"] for p in pairs)
+    # Each alternative is the review up to its sentiment word, where the reward model reads it.
+    assert all(p["chosen"].endswith(" " + p["chosen_word"]) and p["rejected"].endswith(" " + p["rejected_word"])
+               for p in pairs)
+    assert all(p["chosen"].rsplit(" ", 1)[0] == p["rejected"].rsplit(" ", 1)[0] for p in pairs)
     assert rater_preferences(organism, 50, seed=0, n_words=12) == pairs[:50]  # seeded: same words, same pairs
     with pytest.raises(UserError, match="n_words must be between 2 and 200"):
         rater_preferences(organism, 10, seed=0, n_words=1)
+
+
+def test_the_head_reads_where_the_model_was_trained_to(tiny_run):
+    from rlhf.reward_models import outputs
+    from rlhf.tokenizer import load_tokenizer
+
+    _, run_dir, _ = tiny_run
+    tokenizer = load_tokenizer(run_dir.base)
+    cfg = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=2, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = GPTNeoXForSequenceClassification(cfg).eval()
+    text, longer = "the plot was good", "the plot was good and the acting was bad ."
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        at_eos = model(torch.tensor([ids + [tokenizer.eos_token_id]])).logits
+        at_word = model(torch.tensor([ids])).logits
+    # Scored in a padded batch, each text is read at its own last real token.
+    assert torch.allclose(outputs(model, tokenizer, [text, longer])[:1], at_eos, atol=1e-5)
+    model.config.reward_read_at = "last_token"
+    assert torch.allclose(outputs(model, tokenizer, [text, longer])[:1], at_word, atol=1e-5)
+    assert not torch.allclose(at_word, at_eos)
+
+
+def test_the_mean_and_variance_model_learns_a_planted_spread(tiny_run, tmp_path):
+    """Words with equal mean rewards but different annotator spreads: the model's learned spread orders them."""
+    import random
+
+    from rlhf.organisms.sentiment import load_organism
+    from rlhf.reward_models import RewardModelConfig, score, train_reward_model
+    from rlhf.tokenizer import load_tokenizer
+
+    _, run_dir, _ = tiny_run
+    organism = load_organism(run_dir)
+    rng = random.Random(0)
+    words = rng.sample(sorted(organism.sentiment_words), 8)
+    # (mean, std) per word: at each of four means one calm and one disputed word.
+    planted = {w: (m, s) for w, (m, s) in zip(words, [(m, s) for m in (-1.5, -0.5, 0.5, 1.5) for s in (0.2, 2.5)])}
+    pairs = []
+    while len(pairs) < 3000:
+        a, b = rng.sample(words, 2)
+        ra, rb = rng.gauss(*planted[a]), rng.gauss(*planted[b])
+        c, r = (a, b) if ra > rb else (b, a)
+        pairs.append({"chosen": f"the plot was {c}", "rejected": f"the plot was {r}"})
+    tokenizer = load_tokenizer(run_dir.base)
+    cfg = RewardModelConfig(kind="mean_variance", read_at="last_token", epochs=4, learning_rate=2e-3)
+    model = train_reward_model(cfg, run_dir.base, tokenizer, pairs, tmp_path / "rm")
+    mean, std = score(model, tokenizer, [f"the plot was {w}" for w in words], "mean_variance")
+    calm, disputed = std[0::2], std[1::2]
+    assert (disputed > calm).all(), (calm, disputed)
+    means = mean.reshape(4, 2).mean(1)
+    assert (means.diff() > 0).all(), means
