@@ -415,10 +415,13 @@ def _hidden_context_section(run_dir: RunDir) -> tuple[str, dict]:
         return "", {}
     rows = [(kind, m["pairwise_accuracy"], m["agrees_with_lexicon_means"], m["mean_vs_lexicon_mean_spearman"],
              m.get("std_vs_lexicon_std_spearman", "-"), m["r_squared"]) for kind, m in h["models"].items()]
+    read_at = h["config"]["reward_model"].get("read_at", "eos")
+    where = ("each alternative is the review up to its sentiment word, scored at the word's last token" if read_at ==
+             "last_token" else "each alternative is scored at an EOS appended to it")
     body = (f"<p>Pairs of one-sentence reviews that differ in one sentiment word, each labelled by one rating drawn "
             f"from each word's ten VADER raters (ties dropped): {h['n_train_pairs']} training and {h['n_test_pairs']} "
-            f"held-out pairs over {h['n_words']} words. Reward models start from the base LM. A word's learned mean and "
-            "spread are averaged over sentences containing it. DPL's r&sup2; is the share of the predicted reward variance "
+            f"held-out pairs over {h['n_words']} words; {where}. Reward models start from the base LM. A word's learned "
+            "mean and spread are averaged over sentences containing it. DPL's r&sup2; is the share of the predicted reward variance "
             "explained by the text itself; the rest is hidden context.</p>"
             + _table(rows, ("reward model", "held-out pairwise accuracy (rater labels)", "agrees with lexicon means",
                             "Spearman: learned vs lexicon mean", "Spearman: learned spread vs raters' std", "r²"))
