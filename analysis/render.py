@@ -350,6 +350,12 @@ def _implicit_reward_section(run_dir: RunDir) -> tuple[str, dict]:
             "shows the most any set of its features could do. Verdict: the probe's features lower the reward more than "
             f"random ones: <b>{'yes' if a['probe_lowers_reward_more_than_random'] else 'no'}</b>.</p>"
             + _table(abl, ("condition", "mean utility reward", "change", "spread (std)", "KL to unedited (nats/token)"))
+            + (_table([(row["k"], row["probe_top_k"]["reward_change"], row["probe_top_k"]["reward_change_std"],
+                        row["probe_top_k"]["kl_per_token"], row["random_k"]["reward_change"],
+                        row["random_k"]["reward_change_std"], row["random_k"]["kl_per_token"],
+                        "yes" if row["probe_lowers_reward_more_than_random"] else "no") for row in a["sweep"]],
+                      ("k", "probe: change", "spread", "KL", "random: change", "spread", "KL", "probe lowers more"))
+               if "sweep" in a else "")
             + _img(run_dir.probes / "implicit_reward_ablation.png", "ablation")
             + f"<h3>Sequence-level probes</h3><p>{seq['n_completions']} completions (policy and base, same prompts), "
             f"{seq['n_test']} held out by prompt. Ridge from the residual stream at the completion's last token to its "

@@ -26,7 +26,10 @@ from rlhf.rewards import UtilityReward
 
 @dataclass(frozen=True)
 class AblationConfig:
-    k: int = 10  # features switched off
+    k: int = 10  # features switched off (the headline comparison)
+    # More sizes, each probe's top-k against k random features: does any number of the probe's
+    # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
+    sweep: tuple[int, ...] = (3, 30, 100)
     random_sets: int = 3  # sets of k random (live) features to compare with
     n_prompts: int = 256
     max_new_tokens: int = 19
@@ -55,39 +58,50 @@ def run_condition(model: HookedTransformer, saes: dict[str, SAE], ablate: dict[s
                               max_new_tokens=cfg.max_new_tokens, reward=reward)
 
 
-def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], top: dict[str, list[int]],
+def by_hook(features: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for h, f in features:
+        out.setdefault(h, []).append(f)
+    return out
+
+
+def _stats(rows: list[dict], base: list[dict]) -> dict:
+    base_by_seed = {r["seed"]: r["mean_reward"] for r in base}
+    change = [r["mean_reward"] - base_by_seed[r["seed"]] for r in rows]
+    return {"mean_reward": float(np.mean([r["mean_reward"] for r in rows])),
+            "reward_change": float(np.mean(change)), "reward_change_std": float(np.std(change)),
+            "kl_per_token": float(np.mean([r["kl_per_token"] for r in rows])), "runs": rows}
+
+
+def lowers_more(probe: dict, rand: dict) -> bool:
+    """"Lowers" means the reward goes down, and by more than the spread over seeds separates it from random sets."""
+    return bool(probe["reward_change"] < 0 and probe["reward_change"]
+                < rand["reward_change"] - probe["reward_change_std"] - rand["reward_change_std"])
+
+
+def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], ranked: Sequence[tuple[str, int]],
                     live: dict[str, list[int]], prompts: Sequence[str], cfg: AblationConfig) -> dict:
-    """The probe's top features switched off, against none and against random sets of live features
-    of the same size spread over the same hooks."""
+    """The probe's top features (``ranked`` as (hook, feature), best first) switched off, against none
+    and against random sets of live features of the same size spread over the same hooks; at ``cfg.k``
+    and at each size of ``cfg.sweep``."""
     reward = UtilityReward()
-    k = sum(len(v) for v in top.values())
     rng = random.Random(0)
     pool = [(h, f) for h, feats in live.items() for f in feats]
-    random_sets = []
-    for _ in range(cfg.random_sets):
-        chosen: dict[str, list[int]] = {}
-        for h, f in rng.sample(pool, min(k, len(pool))):
-            chosen.setdefault(h, []).append(f)
-        random_sets.append(chosen)
     none = run_condition(model, saes, {}, prompts, cfg, reward)
-    probe = run_condition(model, saes, top, prompts, cfg, reward)
-    rand = [r for s in random_sets for r in run_condition(model, saes, s, prompts, cfg, reward)]
 
-    def stats(rows: list[dict], base: list[dict]) -> dict:
-        base_by_seed = {r["seed"]: r["mean_reward"] for r in base}
-        change = [r["mean_reward"] - base_by_seed[r["seed"]] for r in rows]
-        return {"mean_reward": float(np.mean([r["mean_reward"] for r in rows])),
-                "reward_change": float(np.mean(change)), "reward_change_std": float(np.std(change)),
-                "kl_per_token": float(np.mean([r["kl_per_token"] for r in rows])), "runs": rows}
+    def compare(k: int) -> dict:
+        top = by_hook(ranked[:k])
+        sets = [by_hook(rng.sample(pool, min(k, len(pool)))) for _ in range(cfg.random_sets)]
+        probe = _stats(run_condition(model, saes, top, prompts, cfg, reward), none)
+        rand = _stats([r for s in sets for r in run_condition(model, saes, s, prompts, cfg, reward)], none)
+        return {"k": k, "features": top, "random_sets": sets, "probe_top_k": probe, "random_k": rand,
+                "probe_lowers_reward_more_than_random": lowers_more(probe, rand)}
 
+    headline = compare(min(cfg.k, len(ranked)))
+    sweep = [headline] + [compare(k) for k in sorted(set(cfg.sweep)) if k <= len(ranked) and k != headline["k"]]
     # The ceiling: every feature of one hook's dictionary off. No choice of k features there can do more.
-    whole = {h: stats(run_condition(model, saes, {h: list(range(saes[h].cfg.d_sae))}, prompts, cfg, reward), none)
+    whole = {h: _stats(run_condition(model, saes, {h: list(range(saes[h].cfg.d_sae))}, prompts, cfg, reward), none)
              for h in saes}
-    result = {"k": k, "features": top, "random_sets": random_sets, "none": stats(none, none),
-              "probe_top_k": stats(probe, none), "random_k": stats(rand, none), "whole_dictionary": whole}
-    # "Lowers" means the reward goes down, and by more than the spread over seeds separates it from random sets.
-    probe, rand_k = result["probe_top_k"], result["random_k"]
-    result["probe_lowers_reward_more_than_random"] = bool(
-        probe["reward_change"] < 0
-        and probe["reward_change"] < rand_k["reward_change"] - probe["reward_change_std"] - rand_k["reward_change_std"])
-    return result
+    return {**headline, "none": _stats(none, none), "whole_dictionary": whole,
+            "sweep": sorted(({k: v for k, v in row.items() if k not in ("features", "random_sets")} for row in sweep),
+                            key=lambda row: row["k"])}

@@ -44,6 +44,7 @@ from rlhf.rundir import RunDir, atomic_write_json, read_json
 
 ALPHAS = np.logspace(-2, 5, 15)
 EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
+TOP_FEATURES = 100  # kept in the result: enough for the ablation's largest k
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class LinearRewardResult:
     hooks: list[str]
     n_features: int
     protocols: dict[str, dict[str, dict]]  # protocol -> probe kind -> metrics
-    top_features: list[dict]  # the largest positive coefficients (standardised units)
+    top_features: list[dict]  # the TOP_FEATURES largest coefficients, best first (standardised units)
     scatter: dict[str, list]  # held-out words: word, valence, prediction
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -255,7 +256,7 @@ def fit_linear_reward(run_dir: RunDir | str | Path, cfg: LinearRewardConfig = Li
     coefs = probes["held_out_words"][-1].coef_
     width = feats[cfg.features].shape[1] // len(hooks)
     top = [{"hook": hooks[i // width], "feature": int(i % width), "coefficient": float(coefs[i]),
-            "index": int(i)} for i in np.argsort(-coefs)[:20]]
+            "index": int(i)} for i in np.argsort(-coefs)[:TOP_FEATURES]]
     held = protocols["held_out_words"][f"probe ({cfg.features})"]["per_word"]
     return LinearRewardResult(
         config={**asdict(cfg), "run_dir": str(run_dir.root)}, hooks=hooks, n_features=int(feats[cfg.features].shape[1]),

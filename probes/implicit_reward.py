@@ -59,13 +59,22 @@ def _scatter(results: dict, path: Path) -> None:
 
 
 def _ablation_bars(ablation: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=100)
-    names = ["probe top-k", "random k"]
+    """The headline k as bars, and the change in reward against k for the probe's and random features."""
+    fig, (bars, curve) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
     rows = [ablation["probe_top_k"], ablation["random_k"]]
-    ax.bar(names, [r["reward_change"] for r in rows], yerr=[r["reward_change_std"] for r in rows], capsize=6,
-           color=["#c0392b", "#7f8c8d"])
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set(title=f"Switching off k = {ablation['k']} SAE features in the policy", ylabel="change in mean utility reward")
+    bars.bar(["probe top-k", "random k"], [r["reward_change"] for r in rows],
+             yerr=[r["reward_change_std"] for r in rows], capsize=6, color=["#c0392b", "#7f8c8d"])
+    bars.axhline(0, color="black", lw=0.6)
+    bars.set(title=f"Switching off k = {ablation['k']} SAE features in the policy", ylabel="change in mean utility reward")
+    ks = [row["k"] for row in ablation["sweep"]]
+    for key, label, color in (("probe_top_k", "probe's top k", "#c0392b"), ("random_k", "k random", "#7f8c8d")):
+        curve.errorbar(ks, [row[key]["reward_change"] for row in ablation["sweep"]],
+                       yerr=[row[key]["reward_change_std"] for row in ablation["sweep"]], marker="o", capsize=4,
+                       label=label, color=color)
+    curve.axhline(0, color="black", lw=0.6)
+    curve.set(xscale="log", xlabel="features switched off (k)", ylabel="change in mean utility reward",
+              title="Against the number of features")
+    curve.legend()
     save_figure(fig, path)
 
 
@@ -87,13 +96,11 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Path | 
 
     probe = linear["policy_sae"]
     hooks = probe["hooks"]
-    top: dict[str, list[int]] = {}
-    for f in [f for f in probe["top_features"] if f["coefficient"] > 0][: cfg.ablation.k]:
-        top.setdefault(f["hook"], []).append(f["feature"])
+    ranked = [(f["hook"], f["feature"]) for f in probe["top_features"] if f["coefficient"] > 0]
     saes = {h: load_sae(run_dir.root / "saes" / "policy" / h / cfg.size) for h in hooks}
     prompts = prompts_from_texts((run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines(),
                                  cfg.ablation.n_prompts, seed=random.Random(7).randrange(2**31))
-    ablation = ablation_effect(models["policy"], saes, top, _live_features(run_dir, hooks, cfg.size, cfg.live_frequency),
+    ablation = ablation_effect(models["policy"], saes, ranked, _live_features(run_dir, hooks, cfg.size, cfg.live_frequency),
                                prompts, cfg.ablation)
     _ablation_bars(ablation, run_dir.probes / "implicit_reward_ablation.png")
 

@@ -111,6 +111,10 @@ def test_study_stage_ablation_and_sequence_probes(tiny_run):
     assert a["k"] == 8 and len(a["random_sets"]) == 2
     assert a["none"]["reward_change"] == 0 and a["probe_top_k"]["kl_per_token"] > 0
     assert len(a["random_k"]["runs"]) == 2 * 2  # random sets x seeds
+    # The sweep: the headline k and the config's other size, each probe against its own random sets.
+    assert [row["k"] for row in a["sweep"]] == [8, 16]
+    assert a["sweep"][0]["probe_top_k"] == a["probe_top_k"]
+    assert all(len(row["random_k"]["runs"]) == 2 * 2 and row["probe_top_k"]["kl_per_token"] > 0 for row in a["sweep"])
     s = r["sequence"]
     assert s["n_completions"] == 600
     for m in ("base", "policy"):

@@ -48,7 +48,7 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "policy": {"max_steps": 3, "batch_size": 16, "n_prompts": 64, "n_eval_prompts": 16, "max_completion_length": 8},
         "policy_beta0": {"enabled": False},
         "dpo": {"max_steps": 3, "batch_size": 8, "n_pairs": 120, "min_reward_gap": 0.0, "max_completion_length": 8},
-        "implicit_reward": {"n_triples": 60, "ablation": {"n_prompts": 16, "seeds": [0], "random_sets": 1, "max_new_tokens": 8},
+        "implicit_reward": {"n_triples": 60, "ablation": {"n_prompts": 16, "seeds": [0], "random_sets": 1, "max_new_tokens": 8, "sweep": []},
                             "sequence": {"n_prompts": 60, "max_new_tokens": 8}},
         "hidden_context": {"n_pairs": 200, "contexts_per_word": 1, "kinds": ["mean_variance"]},
         "sft": {"n_samples": 64, "max_completion_length": 8, "n_eval_prompts": 16},
