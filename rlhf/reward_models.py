@@ -170,8 +170,8 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
     if cfg.read_at == "eos":
         data = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train])
     else:  # token ids: RewardTrainer appends EOS to texts only
-        data = Dataset.from_list([{"chosen_ids": _ids(tokenizer, [r["chosen"]], "last_token")[0],
-                                   "rejected_ids": _ids(tokenizer, [r["rejected"]], "last_token")[0]} for r in train])
+        data = Dataset.from_dict({f"{k}_ids": _ids(tokenizer, [r[k] for r in train], "last_token")
+                                  for k in ("chosen", "rejected")})
     trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
                                           train_dataset=data, processing_class=tokenizer)
     trainer.train()
