@@ -47,7 +47,7 @@ class HiddenContextConfig:
     contexts_per_word: int = 8  # sentences per word when reading its learned mean and spread
     kinds: tuple[str, ...] = ("bradley_terry", "mean_variance", "categorical")
     # A word's spread is a weaker signal than its mean: it needs ~8 epochs over 9,600 pairs
-    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs, 0.08 after 1).
+    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
     reward_model: RewardModelConfig = field(
         default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
     seed: int = 0
