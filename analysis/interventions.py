@@ -15,6 +15,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
+from rlhf.policy.sampling import completion_token_kl
+
 Hooks = list[tuple[str, Callable]]
 
 
@@ -69,10 +71,8 @@ def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Tensor
     for tokens, mask in zip(rows, masks):
         edited = torch.log_softmax(model.run_with_hooks(tokens, fwd_hooks=fwd_hooks).float(), -1)
         plain = torch.log_softmax(model(tokens).float(), -1)
-        kl = (edited.exp() * (edited - plain)).sum(-1)[:, :-1]  # position t predicts token t + 1
-        m = mask[:, 1:].float()
-        total += float((kl * m).sum())
-        count += float(m.sum())
+        total += float(completion_token_kl(edited, plain, mask).sum())
+        count += float(mask.sum())  # the first column is prompt, never completion
     return total / max(count, 1.0)
 
 

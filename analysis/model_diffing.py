@@ -59,6 +59,7 @@ from rlhf.errors import UserError
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
+from rlhf.policy.sampling import kl_divergence
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, read_json
 
@@ -97,7 +98,7 @@ class Found:
 
 
 def _val(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:
-    return torch.cat([x.float() for x in load_shards(hook_dir(run_dir, model, hook, "val"))])
+    return torch.cat(list(load_shards(hook_dir(run_dir, model, hook, "val"))))
 
 
 def _chunks(x: Tensor, size: int = 4096) -> list[Tensor]:
@@ -197,7 +198,7 @@ def kl_tokens(run_dir: RunDir, tokenizer: PreTrainedTokenizerBase, texts: list[s
         lp = torch.log_softmax(policy(**enc).logits.float(), -1)
         lq = torch.log_softmax(base(**enc).logits.float(), -1)
         mask = enc["attention_mask"].bool()
-        kls.append((lp.exp() * (lp - lq)).sum(-1)[mask])
+        kls.append(kl_divergence(lp, lq)[mask])
         shifts.append((lp.exp() - lq.exp())[mask])
     kl, shift = torch.cat(kls), torch.cat(shifts)
     top = torch.topk(kl, max(1, len(kl) // 50)).indices
@@ -264,7 +265,7 @@ def _summary(layers: list[dict]) -> dict:
     return out
 
 
-def _plot(layers: list[dict], out: Path) -> None:
+def _plot(layers: list[dict], threshold: float, out: Path) -> None:
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.2), squeeze=False)
     for ax, layer in zip(axes[0], layers):
         lat = layer["latents"]
@@ -272,7 +273,7 @@ def _plot(layers: list[dict], out: Path) -> None:
         nu = np.asarray(lat["nu_error"], dtype=float)
         live = np.asarray(lat["frequency"]) > 0
         ax.scatter(rel[live], np.clip(nu[live], -0.5, 1.5), s=6, alpha=0.6)
-        ax.axvline(0.7, color="grey", linestyle="--", linewidth=1)
+        ax.axvline(threshold, color="grey", linestyle="--", linewidth=1)
         ax.set(title=layer["hook"], xlabel="relative decoder norm (policy)", ylabel="nu (error), clipped")
         ax.set_xlim(0, 1)
     fig.suptitle("Crosscoder latents: relative norm vs latent scaling (low nu: the base lacks it)", fontsize=10)
@@ -348,8 +349,8 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> Path | None
     high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
     if not high:
         raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
-    texts = (run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines()
-    prompts = prompts_from_texts((run_dir.corpus / "test.txt").read_text(encoding="utf-8").splitlines(), cfg.n_prompts, 11)
+    texts = run_dir.texts("val")
+    prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, 11)
     hooked = to_hooked(run_dir.policy)
     sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=UtilityReward())
     unedited = {r["seed"]: r["mean_reward"] for r in reward_under_hooks(hooked, [], prompts, **sampling)}
@@ -368,7 +369,7 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> Path | None
     if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer["methods"].values()
            for row in rows for v in row.values()):
         raise FloatingPointError("a model-diffing score is NaN; check the cached activations")
-    _plot(layers, run_dir.analysis / "model_diffing.png")
+    _plot(layers, cfg.relative_norm_threshold, run_dir.analysis / "model_diffing.png")
     out = run_dir.analysis / "model_diffing.json"
     atomic_write_json(out, result)
     return out

@@ -88,7 +88,7 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> dict:
     """Stage: metrics of every SAE on held-out tokens; ``analysis/sae_metrics.json`` and plots."""
     started = time.time()
     saes = read_json(run_dir.root / "saes" / INDEX)["saes"]
-    texts = (run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines()[: cfg.held_out_texts]
+    texts = run_dir.texts("val")[: cfg.held_out_texts]
     rows, models, baselines = [], {}, {}
     for entry in saes:
         name, hook = entry["model"], entry["hook"]

@@ -58,7 +58,7 @@ def run_condition(model: HookedTransformer, saes: dict[str, SAE], ablate: dict[s
                               max_new_tokens=cfg.max_new_tokens, reward=reward)
 
 
-def by_hook(features: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
+def _by_hook(features: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for h, f in features:
         out.setdefault(h, []).append(f)
@@ -73,7 +73,7 @@ def _stats(rows: list[dict], base: list[dict]) -> dict:
             "kl_per_token": float(np.mean([r["kl_per_token"] for r in rows])), "runs": rows}
 
 
-def lowers_more(probe: dict, rand: dict) -> bool:
+def _lowers_more(probe: dict, rand: dict) -> bool:
     """"Lowers" means the reward goes down, and by more than the spread over seeds separates it from random sets."""
     return bool(probe["reward_change"] < 0 and probe["reward_change"]
                 < rand["reward_change"] - probe["reward_change_std"] - rand["reward_change_std"])
@@ -90,12 +90,12 @@ def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], ranked: Sequ
     none = run_condition(model, saes, {}, prompts, cfg, reward)
 
     def compare(k: int) -> dict:
-        top = by_hook(ranked[:k])
-        sets = [by_hook(rng.sample(pool, min(k, len(pool)))) for _ in range(cfg.random_sets)]
+        top = _by_hook(ranked[:k])
+        sets = [_by_hook(rng.sample(pool, min(k, len(pool)))) for _ in range(cfg.random_sets)]
         probe = _stats(run_condition(model, saes, top, prompts, cfg, reward), none)
         rand = _stats([r for s in sets for r in run_condition(model, saes, s, prompts, cfg, reward)], none)
         return {"k": k, "features": top, "random_sets": sets, "probe_top_k": probe, "random_k": rand,
-                "probe_lowers_reward_more_than_random": lowers_more(probe, rand)}
+                "probe_lowers_reward_more_than_random": _lowers_more(probe, rand)}
 
     headline = compare(min(cfg.k, len(ranked)))
     sweep = [headline] + [compare(k) for k in sorted(set(cfg.sweep)) if k <= len(ranked) and k != headline["k"]]

@@ -98,7 +98,7 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Path | 
     hooks = probe["hooks"]
     ranked = [(f["hook"], f["feature"]) for f in probe["top_features"] if f["coefficient"] > 0]
     saes = {h: load_sae(run_dir.root / "saes" / "policy" / h / cfg.size) for h in hooks}
-    prompts = prompts_from_texts((run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines(),
+    prompts = prompts_from_texts(run_dir.texts("val"),
                                  cfg.ablation.n_prompts, seed=random.Random(7).randrange(2**31))
     ablation = ablation_effect(models["policy"], saes, ranked, _live_features(run_dir, hooks, cfg.size, cfg.live_frequency),
                                prompts, cfg.ablation)

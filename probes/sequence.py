@@ -86,7 +86,7 @@ def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[
     models already converted, by name)."""
     started = time.time()
     tokenizer = load_tokenizer(run_dir.policy)
-    texts = (run_dir.corpus / "val.txt").read_text(encoding="utf-8").splitlines()
+    texts = run_dir.texts("val")
     prompts = prompts_from_texts(texts, cfg.n_prompts, cfg.seed)
     reward = UtilityReward()
     samples = [sample(load_hf(run_dir.root / "models" / m), tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,

@@ -36,7 +36,7 @@ from rlhf.organisms.digits import (
 )
 from rlhf.plots import plt, save_figure, save_lines
 from rlhf.policy import PolicyConfig, check_config, sample, train_policy
-from rlhf.policy.sampling import Samples, token_kl, token_log_probs
+from rlhf.policy.sampling import completion_token_kl, token_log_probs
 from rlhf.policy.sft import SFTConfig, train_sft
 from rlhf.pretrain import PretrainConfig, pretrain
 from rlhf.reward_models import RewardModelConfig, score, train_reward_model
@@ -71,10 +71,6 @@ def _inputs(prompt: str) -> tuple[int, ...]:
     return tuple(d for d in parse_digits(prompt) if d is not None)
 
 
-def _first_completion_column(samples: Samples) -> Tensor:
-    return samples.completion_mask.float().argmax(1)
-
-
 @torch.no_grad()
 def measure(model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
             reward: LearnedReward, n_output: int, seed: int) -> dict:
@@ -84,10 +80,12 @@ def measure(model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrained
     parsed = [parse_digits(c) for c in samples.completions]
     preferred = [preferred_first(x) for x in inputs]
     # The exact probability of the preferred first digit, not only how often a sample hit it.
-    first = _first_completion_column(samples)
-    logp: Float[Tensor, "batch vocab"] = token_log_probs(model, samples)[torch.arange(len(prompts)), first - 1]
+    first = samples.completion_mask.float().argmax(1)  # each row's first completion column
+    lp = token_log_probs(model, samples)
+    logp: Float[Tensor, "batch vocab"] = lp[torch.arange(len(prompts)), first - 1]
     ids = torch.tensor([tokenizer.convert_tokens_to_ids(str(d)) for d in preferred])
-    kl = token_kl(model, base, samples) if model is not base else torch.zeros(samples.input_ids.shape)
+    kl = (completion_token_kl(lp, token_log_probs(base, samples), samples.completion_mask) if model is not base
+          else torch.zeros(samples.input_ids.shape))
     per_position = []
     for k in range(n_output + 1):
         column = first + k

@@ -148,13 +148,6 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def _read_split(run_dir: RunDir, name: str) -> list[str]:
-    texts = (run_dir.corpus / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-    if not texts:
-        raise UserError(f"the {name} split in {run_dir.corpus} is empty; check the corpus config")
-    return texts
-
-
 def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
     """Use a pretrained model as the base: save it with the study's tokenizer, measure its loss."""
     started = time.time()
@@ -164,7 +157,7 @@ def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but {cfg.from_model} has a vocabulary of "
                         f"{model.config.vocab_size}; set tokenizer.source to the same model")
     context = getattr(model.config, "max_position_embeddings", cfg.context)
-    test_loss = lm_loss(model, tokenizer, _read_split(run_dir, "test"), context, batch_size=32)
+    test_loss = lm_loss(model, tokenizer, run_dir.texts("test"), context, batch_size=32)
     save_trained(model, tokenizer, run_dir.base)
     return {"from_model": cfg.from_model, "steps": 0, "stopped_early": False, "resumed": False,
             "parameters": sum(p.numel() for p in model.parameters()), "train_curve": [], "val_curve": [],
@@ -182,8 +175,8 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         return run_dir.base
     started = time.time()
     tokenizer = load_tokenizer(run_dir.tokenizer)
-    train = encode(tokenizer, _read_split(run_dir, "train"), cfg.context)
-    val = encode(tokenizer, _read_split(run_dir, "val")[: cfg.eval_reviews], cfg.context)
+    train = encode(tokenizer, run_dir.texts("train"), cfg.context)
+    val = encode(tokenizer, run_dir.texts("val")[: cfg.eval_reviews], cfg.context)
     checkpoints = partial_dir(run_dir.base) / "checkpoints"
     resume = has_checkpoint(checkpoints)
     if resume:
@@ -221,7 +214,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         return run_dir.base
     model = trainer.model
     history = trainer.state.log_history
-    test_texts = _read_split(run_dir, "test")
+    test_texts = run_dir.texts("test")
     test_loss = lm_loss(model.float().cpu(), tokenizer, test_texts, cfg.context)
     floor = read_json(run_dir.corpus / "stats.json")["test"]["entropy_floor"]
     save_trained(model, tokenizer, run_dir.base)

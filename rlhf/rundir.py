@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rlhf.errors import UserError
+
 
 def atomic_write_text(path: Path, text: str) -> Path:
     path = Path(path)
@@ -76,3 +78,11 @@ class RunDir:
     probes = property(lambda self: self.root / "probes")
     report = property(lambda self: self.root / "report")
     manifests = property(lambda self: self.root / "manifests")
+
+    def texts(self, split: str) -> list[str]:
+        """The corpus split's texts (``train``, ``val`` or ``test``), one per line."""
+        path = self.corpus / f"{split}.txt"
+        texts = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if not texts:
+            raise UserError(f"the {split} split in {self.corpus} is missing or empty; run the corpus stage")
+        return texts

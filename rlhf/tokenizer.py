@@ -68,7 +68,7 @@ def tokenizer_stage(cfg: TokenizerConfig, run_dir: RunDir) -> Path:
     pretrained model's own tokenizer."""
     with atomic_dir(run_dir.tokenizer) as work:
         if cfg.source == "corpus":
-            texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+            texts = run_dir.texts("train")
             build_tokenizer(texts, cfg, work)
         else:
             load_tokenizer(cfg.source, hub=True).save_pretrained(str(work))

@@ -13,13 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """The tiny config run once end to end; returns (config, run_dir, log lines)."""
+def run_config(config: Path, runs_dir: Path) -> tuple:
+    """A study config run end to end under ``runs_dir``; returns (config, run_dir, log lines)."""
     from study.config import load_config
     from study.pipeline import run_study
 
-    cfg = load_config(TINY, {"runs_dir": str(tmp_path_factory.mktemp("runs"))})
+    cfg = load_config(config, {"runs_dir": str(runs_dir)})
     lines: list[str] = []
     run_dir = run_study(cfg, log=lines.append)
     return cfg, run_dir, lines
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run once end to end; returns (config, run_dir, log lines)."""
+    return run_config(TINY, tmp_path_factory.mktemp("runs"))

@@ -13,16 +13,14 @@ from rlhf.rundir import read_json
 from study.config import load_config
 from study.pipeline import run_study
 from tests.browser import open_page
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_config
 
 DIGITS = ROOT / "configs" / "digits.toml"
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    cfg = load_config(DIGITS, {"runs_dir": str(tmp_path_factory.mktemp("runs"))})
-    lines: list[str] = []
-    run_dir = run_study(cfg, log=lines.append)
+    cfg, run_dir, lines = run_config(DIGITS, tmp_path_factory.mktemp("runs"))
     return cfg, run_dir, lines, read_json(run_dir.root / "digits" / "training" / "digits.json")
 
 

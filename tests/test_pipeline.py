@@ -122,3 +122,19 @@ def test_sft_baseline_fine_tunes_on_the_best_base_completions(tiny_run):
     assert sft["sft"]["mean_reward"] > sft["base"]["mean_reward"] + 0.1  # supervised learning on good completions helps
     assert 0 < sft["sft"]["mean_kl_per_token"] and (run_dir.root / "models" / "sft" / "config.json").exists()
     assert "Supervised baseline" in (run_dir.report / "index.html").read_text()
+
+
+def test_a_missing_or_empty_corpus_split_is_named(tmp_path):
+    import pytest
+
+    from rlhf.errors import UserError
+
+    run_dir = RunDir(tmp_path)
+    with pytest.raises(UserError, match="the test split .* is missing or empty; run the corpus stage"):
+        run_dir.texts("test")
+    run_dir.corpus.mkdir()
+    (run_dir.corpus / "val.txt").write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match="the val split"):
+        run_dir.texts("val")
+    (run_dir.corpus / "train.txt").write_text("a b .\nc d .\n", encoding="utf-8")
+    assert run_dir.texts("train") == ["a b .", "c d ."]

@@ -80,7 +80,7 @@ class ExactKL(TrainerCallback):
         self.settings = dict(max_new_tokens=max_new_tokens, seed=seed)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
-        due = state.global_step % self.every == 0 or state.global_step == 1 if self.every else False
+        due = bool(self.every) and (state.global_step % self.every == 0 or state.global_step == 1)
         # The replicas of a launch hold the same weights, and only the main process saves the log.
         if due and model is not None and is_main_process():
             training = model.training
@@ -149,8 +149,8 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     tokenizer = load_tokenizer(run_dir.base)
     check_same_tokenizer(tokenizer, load_tokenizer(run_dir.tokenizer), "base model vs study tokenizer")
     if prompts is None:
-        train_texts = (run_dir.corpus / "train.txt").read_text(encoding="utf-8").splitlines()
-        test_texts = (run_dir.corpus / "test.txt").read_text(encoding="utf-8").splitlines()
+        train_texts = run_dir.texts("train")
+        test_texts = run_dir.texts("test")
         prompts = (prompts_from_texts(train_texts, cfg.n_prompts, cfg.seed),
                    prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1))
     prompts, eval_prompts = prompts

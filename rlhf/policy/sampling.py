@@ -108,13 +108,23 @@ def token_log_probs(model: PreTrainedModel, samples: Samples) -> Float[Tensor, "
     return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
+def kl_divergence(lp: Float[Tensor, "... vocab"], lq: Float[Tensor, "... vocab"]) -> Float[Tensor, "..."]:
+    """Exact KL(p || q) over the vocabulary, from log-probabilities."""
+    return (lp.exp() * (lp - lq)).sum(-1)
+
+
+def completion_token_kl(lp: Float[Tensor, "batch seq vocab"], lq: Float[Tensor, "batch seq vocab"],
+                        completion_mask: Tensor) -> Float[Tensor, "batch seq"]:
+    """The KL of the next-token distribution that produced each token (column t: the distribution
+    at t - 1), 0 outside the completions."""
+    kl = kl_divergence(lp, lq)[:, :-1]  # position t predicts token t + 1
+    return torch.nn.functional.pad(kl, (1, 0)) * completion_mask.float()
+
+
 @torch.no_grad()
 def token_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> Float[Tensor, "batch seq"]:
-    """Exact KL(policy || base), summed over the vocabulary, of the distribution that produced
-    each token (column t: the next-token distribution at t - 1); 0 outside the completions."""
-    lp, lq = token_log_probs(policy, samples), token_log_probs(base, samples)
-    kl = (lp.exp() * (lp - lq)).sum(-1)[:, :-1]  # position t predicts token t + 1
-    return torch.nn.functional.pad(kl, (1, 0)) * samples.completion_mask.float()
+    """Exact KL(policy || base) of each completion token's next-token distribution; 0 elsewhere."""
+    return completion_token_kl(token_log_probs(policy, samples), token_log_probs(base, samples), samples.completion_mask)
 
 
 def completion_kl(policy: PreTrainedModel, base: PreTrainedModel, samples: Samples) -> Float[Tensor, " batch"]:
