@@ -154,7 +154,7 @@ def find_latents(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int,
     scaling = latent_scaling(crosscoder, held)
     rel, cos = relative_norms(crosscoder).detach(), decoder_cosines(crosscoder).detach()
     freq = torch.tensor(metrics["firing_frequency"])
-    codes = torch.cat([crosscoder.encode(c) for c in held])
+    codes = _codes(crosscoder, torch.stack([base, policy], 1))  # under no_grad: no graph over held-out tokens
     leaning = [int(i) for i in ((rel > cfg.relative_norm_threshold) & (freq > 0)).nonzero()[:, 0]]
     # A latent is as specific as the larger of its two ratios says; NaN (never fires) sorts last.
     specificity = torch.maximum(scaling["nu_error"].abs(), scaling["nu_recon"].abs()).nan_to_num(float("inf"))
