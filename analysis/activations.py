@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from einops import einsum
@@ -20,9 +21,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from analysis.results import ActivationIndex, CachedHook, DivergenceResult
+from rlhf.configtypes import DType, HookName, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
-from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.rundir import RunDir, atomic_write
 from rlhf.training import process_state
 
 
@@ -55,7 +58,7 @@ def activations_at_ids(
     positions: Sequence[int],
     hook_names: Sequence[str],
     batch_size: int = 256,
-    reduce: str = "position",
+    reduce: Literal["position", "mean"] = "position",
 ) -> dict[str, Float[Tensor, "n d"]]:
     """Activations of token sequences at one position each, or (``reduce="mean"``) averaged over
     each sequence's tokens up to and including that position.
@@ -96,22 +99,18 @@ def activations_at_ids(
 
 # -- caches on disk ------------------------------------------------------------------------
 
-INDEX = "index.json"
-
-
 @dataclass(frozen=True)
 class ActivationCacheConfig:
-    hook: str = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
+    hook: HookName = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
     models: tuple[str, ...] = ("base", "policy")
-    train_texts: int = 12_000  # corpus texts cached for training dictionaries
-    held_out_texts: int = 1_000  # validation texts for dictionary metrics
-    batch_size: int = 128  # texts per forward pass
-    shard_texts: int = 2_048  # texts per shard: memory is bounded by one shard
-    dtype: str = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
-    model_dtype: str = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
+    train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
+    held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics
+    batch_size: PositiveInt = 128  # texts per forward pass
+    shard_texts: PositiveInt = 2_048  # texts per shard: memory is bounded by one shard
+    dtype: DType = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
+    model_dtype: DType = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
 
 
-DTYPES = ("float32", "bfloat16", "float16")
 # The conversion check compares HF and TransformerLens logits; in half precision it can only
 # catch a wrong conversion, not rounding.
 CONVERSION_ATOL = {"float32": 1e-4, "bfloat16": 0.5, "float16": 0.1}
@@ -119,10 +118,6 @@ CONVERSION_ATOL = {"float32": 1e-4, "bfloat16": 0.5, "float16": 0.1}
 
 def hook_names(template: str, layers: Sequence[int]) -> list[str]:
     return [template.format(layer=layer) for layer in layers]
-
-
-def hook_dir(run_dir: RunDir, model: str, hook: str, split: str) -> Path:
-    return run_dir.root / "activations" / model / hook / split
 
 
 def _shard_path(directory: Path, index: int) -> Path:
@@ -133,7 +128,7 @@ def _shard_path(directory: Path, index: int) -> Path:
 def cache_split(
     model: HookedTransformer, texts: Sequence[str], hooks: Sequence[str], out: Callable[[str], Path],
     cfg: ActivationCacheConfig, where: str,
-) -> dict[str, dict]:
+) -> dict[str, CachedHook]:
     """Cache every hook for ``texts`` in one forward pass per batch, padding excluded.
 
     Shard i holds texts [i * shard_texts, (i + 1) * shard_texts); a shard already on disk
@@ -172,55 +167,50 @@ def cache_split(
             positions.append(mask.nonzero()[:, 1].cpu())
         token_ids, token_pos = torch.cat(tokens), torch.cat(positions)
         for h in hooks:
-            path = _shard_path(out(h), shard)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids, "positions": token_pos},
-                      str(tmp))
-            tmp.replace(path)
+            tensors = {"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids, "positions": token_pos}
+            atomic_write(_shard_path(out(h), shard), lambda tmp, t=tensors: save_file(t, str(tmp)))
     state.wait_for_everyone()
     index = {}
     for h in hooks:
-        shards = [_shard_path(out(h), i).name for i in range(n_shards)]
+        shards = tuple(_shard_path(out(h), i).name for i in range(n_shards))
         n_tokens = sum(safe_open(str(out(h) / s), "pt").get_slice("activations").get_shape()[0] for s in shards)
-        index[h] = {"hook": h, "shards": shards, "n_tokens": n_tokens, "n_texts": len(texts), "d": model.cfg.d_model,
-                    "dtype": cfg.dtype}
+        index[h] = CachedHook(hook=h, shards=shards, n_tokens=n_tokens, n_texts=len(texts), d=model.cfg.d_model,
+                              dtype=cfg.dtype)
         if state.is_main_process:
-            atomic_write_json(out(h) / INDEX, index[h])
+            index[h].write(out(h))
     state.wait_for_everyone()
     return index
 
 
 def load_shards(directory: Path) -> Iterator[Float[Tensor, "tokens d"]]:
     """The activations of a cached hook, shard by shard (one shard in memory at a time)."""
-    index = read_json(directory / INDEX)
-    for name in index["shards"]:
+    for name in CachedHook.read(directory).shards:
         yield load_file(str(directory / name))["activations"].float()  # stored maybe in half precision
 
 
-def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> Path:
+def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> ActivationIndex:
     """Stage: cache the chosen layers' hook activations for every model, on the same token
     stream (train and held-out splits)."""
-    for key in ("dtype", "model_dtype"):
-        if getattr(cfg, key) not in DTYPES:
-            raise UserError(f"activations.{key} must be one of {', '.join(DTYPES)}, got {getattr(cfg, key)!r}")
-    layers = read_json(run_dir.analysis / "divergence.json")["chosen_layers"]
+    layers = DivergenceResult.load(run_dir).chosen_layers
     hooks = hook_names(cfg.hook, layers)
-    splits = {"train": (run_dir.corpus / "train.txt", cfg.train_texts), "val": (run_dir.corpus / "val.txt", cfg.held_out_texts)}
-    summary: dict = {"hooks": hooks, "layers": layers, "models": {}}
+    splits = {"train": cfg.train_texts, "val": cfg.held_out_texts}
+    models: dict[str, dict[str, dict[str, int]]] = {}
+    texts_cached: dict[str, int] = {}
+    d_model = 0
     for name in cfg.models:
         # Each process of an accelerate launch on its own device (its GPU, or the CPU).
-        model = to_hooked(run_dir.root / "models" / name, device=str(process_state().device),
+        model = to_hooked(run_dir.model(name), device=str(process_state().device),
                           dtype=getattr(torch, cfg.model_dtype), atol=CONVERSION_ATOL[cfg.model_dtype])
-        summary["models"][name] = {}
-        for split, (path, n) in splits.items():
-            texts = path.read_text(encoding="utf-8").splitlines()[:n]
-            if not texts:
-                raise UserError(f"{path} has no texts to cache")
-            index = cache_split(model, texts, hooks, lambda h, s=split, m=name: hook_dir(run_dir, m, h, s), cfg,
+        d_model = model.cfg.d_model
+        models[name] = {}
+        for split, n in splits.items():
+            texts = run_dir.texts(split)[:n]
+            texts_cached[split] = len(texts)
+            index = cache_split(model, texts, hooks, lambda h, s=split, m=name: run_dir.activations(m, h, s), cfg,
                                 where=f"{name}/{split}")
-            summary["models"][name][split] = {h: v["n_tokens"] for h, v in index.items()}
-    out = run_dir.root / "activations" / INDEX
+            models[name][split] = {h: v.n_tokens for h, v in index.items()}
+    result = ActivationIndex(hooks=tuple(hooks), layers=tuple(layers), models=models, dtype=cfg.dtype, d_model=d_model,
+                             texts=texts_cached)
     if process_state().is_main_process:
-        atomic_write_json(out, summary)
-    return out
+        result.save(run_dir)
+    return result

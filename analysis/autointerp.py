@@ -28,18 +28,30 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openai
 import torch
+from jaxtyping import Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from analysis.activations import hook_dir, load_shards
+from analysis.activations import load_shards
 from analysis.contexts import CachedText, display_tokens, load_cached_text, random_windows, top_windows
 from analysis.dictionaries import load_sae
+from analysis.results import (
+    AutointerpResult,
+    FeatureDiffResult,
+    FeatureInterpretation,
+    MMCSResult,
+    ObjectiveComparison,
+    Usage,
+)
+from rlhf.artifact import from_json, to_json
+from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.lexicon import valence, words_of
 from rlhf.rundir import RunDir, atomic_write_json, read_json
@@ -79,16 +91,16 @@ class AutointerpConfig:
     base_url: str = ""  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; empty: the stage is skipped
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
-    top_k: int = 5  # MMCS-shared features per model and hook
+    top_k: PositiveInt = 5  # MMCS-shared features per model and hook
     size: str = "1x"
-    n_explain: int = 8  # top-activating texts shown to the explainer
-    n_random: int = 3  # random texts shown to the explainer
-    n_score: int = 4  # held-out top-activating texts to simulate and detect (plus as many random ones)
-    context: int = 12  # tokens before the strongest activation in a window
-    max_concurrency: int = 4
-    max_retries: int = 4
-    backoff_seconds: float = 1.0  # doubles on every retry
-    timeout_seconds: float = 60.0
+    n_explain: PositiveInt = 8  # top-activating texts shown to the explainer
+    n_random: NonNegativeInt = 3  # random texts shown to the explainer
+    n_score: NonNegativeInt = 4  # held-out top-activating texts to simulate and detect (plus as many random ones)
+    context: PositiveInt = 12  # tokens before the strongest activation in a window
+    max_concurrency: PositiveInt = 4
+    max_retries: NonNegativeInt = 4
+    backoff_seconds: NonNegativeFloat = 1.0  # doubles on every retry
+    timeout_seconds: PositiveFloat = 60.0
     # USD per million (input, output) tokens, for the cost estimate.
     prices: dict[str, list[float]] = field(default_factory=lambda: {"gpt-4o-mini": [0.15, 0.60], "gpt-4o": [2.5, 10.0]})
 
@@ -241,7 +253,7 @@ def _numbered(windows: list[Window]) -> str:
                        for i, w in enumerate(windows))
 
 
-def feature_examples(values: torch.Tensor, text: CachedText, strings: Callable[[list[int]], list[str]],
+def feature_examples(values: Float[Tensor, " n"], text: CachedText, strings: Callable[[list[int]], list[str]],
                      cfg: AutointerpConfig, seed: int) -> dict[str, list[Window]]:
     """Windows for the explainer (top and random) and held-out ones for scoring (top and silent)."""
     top = top_windows(values, text, cfg.n_explain + cfg.n_score, cfg.context, cfg.context // 3)
@@ -318,93 +330,98 @@ def interpret_feature(chat: CachedChat, examples: dict[str, list[Window]]) -> di
 def chosen_features(run_dir: RunDir, cfg: AutointerpConfig) -> list[dict]:
     """The MMCS-shared top-k of each model and hook, and the policy's carded diff features."""
     jobs: dict[tuple[str, str, int], dict] = {}
-    mmcs = run_dir.analysis / "mmcs.json"
-    if mmcs.exists():
-        for row in read_json(mmcs)["within"]:
-            if row["small"] == cfg.size:
-                for s in row["shared"][: cfg.top_k]:
-                    jobs.setdefault((row["model"], row["hook"], s["feature"]), {"reason": "shared top-k"})
-    diff = run_dir.analysis / "feature_diff.json"
-    if diff.exists():
-        for h in read_json(diff)["hooks"]:
-            for f in h["cards"]:
-                jobs.setdefault(("policy", h["hook"], int(f)), {"reason": "diff"})
+    mmcs = MMCSResult.load_if_exists(run_dir)
+    if mmcs is not None:
+        for row in mmcs.within:
+            if row.small == cfg.size:
+                for s in row.shared[: cfg.top_k]:
+                    jobs.setdefault((row.model, row.hook, s.feature), {"reason": "shared top-k"})
+    diff = FeatureDiffResult.load_if_exists(run_dir)
+    if diff is not None:
+        for h in diff.hooks:
+            for f in h.cards:
+                jobs.setdefault(("policy", h.hook, f), {"reason": "diff"})
     return [{"model": m, "hook": h, "feature": f, **v} for (m, h, f), v in sorted(jobs.items())]
 
 
-def _cost(usage: dict, cfg: AutointerpConfig) -> float | None:
+def _cost(usage: Usage, cfg: AutointerpConfig) -> float | None:
     price = cfg.prices.get(cfg.model)
     if price is None:
         return None
-    return usage["prompt_tokens"] * price[0] / 1e6 + usage["completion_tokens"] * price[1] / 1e6
+    return usage.prompt_tokens * price[0] / 1e6 + usage.completion_tokens * price[1] / 1e6
 
 
 def _feature_path(run_dir: RunDir, job: dict) -> Path:
-    return run_dir.root / "autointerp" / "features" / job["model"] / job["hook"] / f"{job['feature']}.json"
+    return AutointerpResult.feature_path(run_dir, job["model"], job["hook"], job["feature"])
 
 
-def autointerp_stage(cfg: AutointerpConfig, run_dir: RunDir) -> Path | None:
+def _load_feature(path: Path) -> FeatureInterpretation:
+    return from_json(FeatureInterpretation, read_json(path), where=str(path))
+
+
+def autointerp_stage(cfg: AutointerpConfig, run_dir: RunDir) -> AutointerpResult | None:
     """Stage: ``autointerp/results.json`` (+ one file per feature and the request cache)."""
     if not cfg.base_url:
         print("[autointerp] skipped: no endpoint configured (set [autointerp] base_url, and the key in "
               f"${cfg.api_key_env}); the rest of the study does not need it", flush=True)
         return None
     started = time.time()
-    chat = CachedChat(cfg, run_dir.root / "autointerp" / "cache", os.environ.get(cfg.api_key_env, ""))
+    chat = CachedChat(cfg, AutointerpResult.cache_dir(run_dir), os.environ.get(cfg.api_key_env, ""))
     jobs = chosen_features(run_dir, cfg)
     if not jobs:
         raise UserError("no features to interpret: run the mmcs and feature_diff stages first")
     tokenizer = load_tokenizer(run_dir.policy)
-    results: list[dict] = []
+    results: list[FeatureInterpretation] = []
     pending = []
     for job in jobs:
         path = _feature_path(run_dir, job)
-        done = read_json(path) if path.exists() else None
-        if done is not None and not done["failures"]:
+        done = _load_feature(path) if path.exists() else None
+        if done is not None and not done.failures:
             results.append(done)
         else:
             pending.append(job)
     # Examples per (model, hook): one pass over its held-out cache encodes every feature at once.
     examples: dict[tuple[str, str, int], dict] = {}
     for model, hook in sorted({(j["model"], j["hook"]) for j in pending}):
-        sae = load_sae(run_dir.root / "saes" / model / hook / cfg.size)
+        sae = load_sae(run_dir.sae(model, hook, cfg.size))
         with torch.no_grad():
-            codes = torch.cat([sae.encode(x) for x in load_shards(hook_dir(run_dir, model, hook, "val"))])
-        text = load_cached_text(hook_dir(run_dir, model, hook, "val"))
+            codes = torch.cat([sae.encode(x) for x in load_shards(run_dir.activations(model, hook, "val"))])
+        text = load_cached_text(run_dir.activations(model, hook, "val"))
         for j in pending:
             if (j["model"], j["hook"]) == (model, hook):
                 examples[(model, hook, j["feature"])] = feature_examples(
                     codes[:, j["feature"]], text, lambda ids: display_tokens(tokenizer, ids), cfg, seed=j["feature"])
 
-    def run(job: dict) -> dict:
-        result = {**job, **interpret_feature(chat, examples[(job["model"], job["hook"], job["feature"])])}
-        result["cost_usd"] = _cost(result["usage"], cfg)
-        atomic_write_json(_feature_path(run_dir, job), result)  # a finished feature survives a killed run
+    def run(job: dict) -> FeatureInterpretation:
+        found = interpret_feature(chat, examples[(job["model"], job["hook"], job["feature"])])
+        result = from_json(FeatureInterpretation, {**job, **found})
+        result = replace(result, cost_usd=_cost(result.usage, cfg))
+        atomic_write_json(_feature_path(run_dir, job), to_json(result))  # a finished feature survives a killed run
         return result
 
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency) as pool:
         results += list(tqdm(pool.map(run, pending), total=len(pending), desc="autointerp", unit="feature"))
-    results.sort(key=lambda r: (r["model"], r["hook"], r["feature"]))
-    total = {k: sum(r["usage"][k] for r in results) for k in ("prompt_tokens", "completion_tokens", "requests", "cached")}
+    results.sort(key=lambda r: (r.model, r.hook, r.feature))
+    total = Usage(**{k: sum(getattr(r.usage, k) for r in results) for k in ("prompt_tokens", "completion_tokens",
+                                                                              "requests", "cached")})
     comparison = {}
-    for model in sorted({r["model"] for r in results}):
-        rows = [r for r in results if r["model"] == model and r["reason"] == "shared top-k" and r.get("explanation")]
-        related = [r["related_to_objective"] for r in rows if r.get("related_to_objective") is not None]
-        comparison[model] = {
-            "features": len(rows),
-            "mean_explanation_utility": float(np.mean([r["explanation_utility"] for r in rows])) if rows else math.nan,
-            "share_related_to_objective": float(np.mean(related)) if related else math.nan,
-        }
-    out = run_dir.root / "autointerp" / "results.json"
-    atomic_write_json(out, {
-        "config": asdict(cfg), "prompt_version": PROMPT_VERSION, "features": results,
-        "usage": total, "cost_usd": _cost(total, cfg), "requests_sent_this_run": chat.sent,
-        "failed_features": sum(bool(r["failures"]) for r in results), "comparison": comparison,
-        "mean_simulation_score": _nanmean([r.get("simulation_score") for r in results]),
-        "mean_detection_score": _nanmean([r.get("detection_score") for r in results]),
-        "seconds": time.time() - started,
-    })
-    return out
+    for model in sorted({r.model for r in results}):
+        rows = [r for r in results if r.model == model and r.reason == "shared top-k" and r.explanation]
+        related = [r.related_to_objective for r in rows if r.related_to_objective is not None]
+        comparison[model] = ObjectiveComparison(
+            features=len(rows),
+            mean_explanation_utility=float(np.mean([r.explanation_utility for r in rows])) if rows else math.nan,
+            share_related_to_objective=float(np.mean(related)) if related else math.nan,
+        )
+    result = AutointerpResult(
+        model=cfg.model, base_url=cfg.base_url, prompt_version=PROMPT_VERSION, features=tuple(results),
+        usage=total, cost_usd=_cost(total, cfg), requests_sent_this_run=chat.sent,
+        failed_features=sum(bool(r.failures) for r in results), comparison=comparison,
+        mean_simulation_score=_nanmean([r.simulation_score for r in results]),
+        mean_detection_score=_nanmean([r.detection_score for r in results]),
+        seconds=time.time() - started, config=asdict(cfg))
+    result.save(run_dir)
+    return result
 
 
 def _nanmean(values: list[float | None]) -> float:

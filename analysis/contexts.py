@@ -8,6 +8,7 @@ Feature cards and automated interpretability both show windows of these texts.
 from __future__ import annotations
 
 import random
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from rlhf.rundir import read_json
+from analysis.results import CachedHook
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def text_spans(positions: Int[Tensor, " n"]) -> list[tuple[int, int]]:
 
 def load_cached_text(directory: Path) -> CachedText:
     """The tokens of a cached hook split (``activations/<model>/<hook>/<split>``) and its texts."""
-    shards = [load_file(str(directory / name)) for name in read_json(directory / "index.json")["shards"]]
+    shards = [load_file(str(directory / name)) for name in CachedHook.read(directory).shards]
     tokens, positions = torch.cat([s["tokens"] for s in shards]), torch.cat([s["positions"] for s in shards])
     return CachedText(tokens, text_spans(positions))
 
@@ -58,7 +59,7 @@ def top_windows(values: Float[Tensor, " n"], text: CachedText, n: int, before: i
     return out
 
 
-def random_windows(text: CachedText, n: int, length: int, seed: int, exclude: set[int] = frozenset()) -> list[tuple[int, int]]:
+def random_windows(text: CachedText, n: int, length: int, seed: int, exclude: Set[int] = frozenset()) -> list[tuple[int, int]]:
     """``n`` windows of up to ``length`` tokens from random texts not in ``exclude``."""
     rng = random.Random(seed)
     candidates = [t for t in range(len(text.spans)) if t not in exclude]

@@ -32,21 +32,22 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from analysis.metrics import ExplainedVariance
+from analysis.results import CachedHook
+from rlhf.configtypes import NonNegativeFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
-from rlhf.rundir import read_json
-
-INDEX = "index.json"
+from rlhf.rundir import atomic_write
 
 
 @dataclass(frozen=True)
 class CrosscoderConfig:
-    expansion: float = 4.0  # latents per activation dimension
-    k: int = 16  # mean active latents per token (BatchTopK over the batch)
-    learning_rate: float = 1e-3
-    training_tokens: int = 1_000_000
-    batch_size: int = 2048
-    aux_coefficient: float = 1 / 32  # AuxK loss that revives dead latents
-    dead_after_tokens: int = 200_000  # a latent silent this long counts as dead for the AuxK loss
+    expansion: PositiveFloat = 4.0  # latents per activation dimension
+    k: PositiveInt = 16  # mean active latents per token (BatchTopK over the batch)
+    learning_rate: PositiveFloat = 1e-3
+    training_tokens: PositiveInt = 1_000_000
+    batch_size: PositiveInt = 2048
+    aux_coefficient: NonNegativeFloat = 1 / 32  # AuxK loss that revives dead latents
+    dead_after_tokens: PositiveInt = 200_000  # a latent silent this long counts as dead for the AuxK loss
     seed: int = 0
 
 
@@ -117,7 +118,7 @@ class BatchTopKCrosscoder(nn.Module):
 def paired_stream(directories: Sequence[Path], batch_size: int, seed: int) -> Iterator[Float[Tensor, "batch streams d"]]:
     """Endless shuffled batches of the same tokens from several caches of one hook (e.g. base and
     policy), stacked as (batch, stream, d); the caches must hold the same token stream."""
-    shards = [read_json(Path(d) / INDEX)["shards"] for d in directories]
+    shards = [CachedHook.read(Path(d)).shards for d in directories]
     if any(s != shards[0] for s in shards):
         raise UserError(f"caches {', '.join(map(str, directories))} hold different shards; re-run the activations stage")
     rng = random.Random(seed)
@@ -184,26 +185,20 @@ def train_crosscoder(cfg: CrosscoderConfig, batches: Iterator[Float[Tensor, "bat
 
 
 @torch.no_grad()
-def evaluate(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "batch streams d"]], sources: Sequence[int],
+def evaluate(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "_batch streams d"]], sources: Sequence[int],
              targets: Sequence[int]) -> dict:
     """Explained variance per target, L0, dead-latent fraction and firing frequency on held-out batches."""
     fired = torch.zeros(model.n_latents)
-    sq_err = torch.zeros(len(targets))
-    sums = torch.zeros(len(targets), batches[0].shape[-1])
-    sq_sums = torch.zeros(len(targets))
+    explained = ExplainedVariance()  # per target
     n, l0 = 0, 0.0
     for batch in batches:
         f, recon = model(batch[:, list(sources)])
-        y = batch[:, list(targets)]
-        sq_err += ((y - recon) ** 2).sum(-1).sum(0)
-        sums += y.sum(0)
-        sq_sums += (y**2).sum(-1).sum(0)
+        explained.update(batch[:, list(targets)], recon)
         fired += (f > 0).float().sum(0)
         l0 += float((f > 0).float().sum())
         n += len(batch)
-    total = sq_sums - (sums**2).sum(-1) / n  # summed squared deviation from each target's mean
     freq = fired / n
-    return {"explained_variance": (1 - sq_err / total.clamp(min=1e-12)).tolist(), "l0": l0 / n,
+    return {"explained_variance": explained.compute().tolist(), "l0": l0 / n,
             "dead_fraction": float((fired == 0).float().mean()), "firing_frequency": freq.tolist()}
 
 
@@ -218,7 +213,7 @@ def decoder_cosines(model: BatchTopKCrosscoder, base: int = 0, policy: int = 1) 
 
 
 @torch.no_grad()
-def latent_scaling(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "batch streams d"]],
+def latent_scaling(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "_batch streams d"]],
                    base: int = 0, policy: int = 1) -> dict[str, Float[Tensor, " latents"]]:
     """Latent scaling (Minder et al. 2025) for every latent of a (base, policy) crosscoder.
 
@@ -253,11 +248,8 @@ def latent_scaling(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "
 def save_crosscoder(model: BatchTopKCrosscoder, path: Path) -> Path:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({**{k: v.contiguous() for k, v in model.state_dict().items()}, "k": torch.tensor(model.k)}, str(tmp))
-    tmp.replace(path)
-    return path
+    state = {**{k: v.contiguous() for k, v in model.state_dict().items()}, "k": torch.tensor(model.k)}
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp)))
 
 
 def load_crosscoder(path: Path) -> BatchTopKCrosscoder:

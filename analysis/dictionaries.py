@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -27,9 +28,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from analysis.activations import INDEX, hook_dir
+from analysis.results import ActivationIndex, CachedHook, SAEEntry, SAEIndex, SAETraining, size_name
+from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, read_json
+from rlhf.rundir import RunDir, atomic_dir, atomic_write_json
+from rlhf.seeding import seeded
 
 ARCHITECTURES = {
     "standard": (StandardTrainingSAE, StandardTrainingSAEConfig),
@@ -40,28 +43,25 @@ ARCHITECTURES = {
 
 @dataclass(frozen=True)
 class DictionaryConfig:
-    architecture: str = "standard"  # "standard" (L1, the paper's), "topk" or "batchtopk"
-    widths: tuple[float, ...] = (1.0, 2.0)  # multiples of d_model
-    l1_coefficient: float = 5.0  # standard only
-    k: int = 16  # topk / batchtopk only
-    training_tokens: int = 1_000_000
-    batch_size: int = 4096
-    learning_rate: float = 1e-3
-    seed: int = 0
+    architecture: Literal["standard", "topk", "batchtopk"] = "standard"  # "standard": L1, the paper's
+    widths: tuple[PositiveFloat, ...] = (1.0, 2.0)  # multiples of d_model
+    l1_coefficient: NonNegativeFloat = 5.0  # standard only
+    k: PositiveInt = 16  # topk / batchtopk only
+    training_tokens: PositiveInt = 1_000_000
+    batch_size: PositiveInt = 4096
+    learning_rate: PositiveFloat = 1e-3
+    seed: NonNegativeInt = 0
 
 
-def size_name(width: float) -> str:
-    return f"{width:g}x"
-
-
-def sae_dir(run_dir: RunDir, model: str, hook: str, width: float) -> Path:
-    return run_dir.root / "saes" / model / hook / size_name(width)
+# Train with the dictionaries stage's own settings (DictionaryConfig) or with the ones it recorded in
+# saes/index.json (SAETraining, the same fields): MMCS's other-seed SAE is trained from the record.
+Settings = DictionaryConfig | SAETraining
 
 
 def stream(directory: Path, batch_size: int, seed: int) -> Iterator[Float[Tensor, "batch d"]]:
     """Endless shuffled batches from a cached hook: shards in random order each epoch, tokens
     shuffled within a shard. Only one shard is in memory."""
-    shards = read_json(directory / INDEX)["shards"]
+    shards = list(CachedHook.read(directory).shards)
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     while True:
@@ -72,17 +72,21 @@ def stream(directory: Path, batch_size: int, seed: int) -> Iterator[Float[Tensor
                 yield acts[start : start + batch_size]
 
 
-def make_sae(cfg: DictionaryConfig, d_in: int, width: float) -> torch.nn.Module:
+def d_sae(d_in: int, width: float) -> int:
+    return int(round(width * d_in))
+
+
+def make_sae(cfg: Settings, d_in: int, width: float) -> torch.nn.Module:
     if cfg.architecture not in ARCHITECTURES:
         raise UserError(f"dictionaries.architecture must be one of {', '.join(ARCHITECTURES)}, got {cfg.architecture!r}")
     sae_cls, config_cls = ARCHITECTURES[cfg.architecture]
     extra = {"l1_coefficient": cfg.l1_coefficient} if cfg.architecture == "standard" else {"k": cfg.k}
-    torch.manual_seed(cfg.seed)
-    return sae_cls(config_cls(d_in=d_in, d_sae=int(round(width * d_in)), normalize_activations="expected_average_only_in",
-                              **extra))
+    with seeded(cfg.seed):  # SAE-Lens initialises from torch's global generator
+        return sae_cls(config_cls(d_in=d_in, d_sae=d_sae(d_in, width), normalize_activations="expected_average_only_in",
+                                  **extra))
 
 
-def trainer_config(cfg: DictionaryConfig) -> SAETrainerConfig:
+def trainer_config(cfg: Settings) -> SAETrainerConfig:
     """SAE-Lens's trainer settings for one dictionary: LR decays over the last fifth, no wandb."""
     return SAETrainerConfig(
         total_training_samples=cfg.training_tokens, train_batch_size_samples=cfg.batch_size, lr=cfg.learning_rate,
@@ -92,36 +96,38 @@ def trainer_config(cfg: DictionaryConfig) -> SAETrainerConfig:
     )
 
 
-def train_sae(cfg: DictionaryConfig, activations: Path, width: float, out: Path) -> Path:
+def train_sae(cfg: Settings, activations: Path, width: float, out: Path) -> Path:
     """Train one SAE on a cached hook and save it in SAE-Lens format to ``out``."""
-    cache = read_json(activations / INDEX)
-    d_in = cache["d"]
-    sae = make_sae(cfg, d_in, width)
+    cache = CachedHook.read(activations)
+    sae = make_sae(cfg, cache.d, width)
     trainer = SAETrainer(trainer_config(cfg), sae, stream(activations, cfg.batch_size, cfg.seed))
     trained = trainer.fit()  # folds the input-norm scaling into the weights
-    trained.cfg.metadata.hook_name = cache["hook"]  # so the SAE says where it reads, as pretrained SAE-Lens SAEs do
+    trained.cfg.metadata.hook_name = cache.hook  # so the SAE says where it reads, as pretrained SAE-Lens SAEs do
     with atomic_dir(out) as work:
         trained.save_inference_model(work)
     return out
 
 
-def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> Path:
+def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> SAEIndex:
     """Stage: every (model, hook, width) SAE; one finished SAE directory is never retrained,
     so a killed stage resumes with the next one."""
-    index = read_json(run_dir.root / "activations" / INDEX)
-    jobs = [(m, h, w) for m in index["models"] for h in index["hooks"] for w in cfg.widths]
+    index = ActivationIndex.load(run_dir)
+    jobs = [(m, h, w) for m in index.model_names for h in index.hooks for w in cfg.widths]
     trained = []
     for model, hook, width in tqdm(jobs, desc="dictionaries", unit="sae"):
-        out = sae_dir(run_dir, model, hook, width)
+        out = run_dir.sae(model, hook, size_name(width))
+        activations = run_dir.activations(model, hook, "train")
         if not (out / "cfg.json").exists():
             started = time.time()
-            train_sae(cfg, hook_dir(run_dir, model, hook, "train"), width, out)
+            train_sae(cfg, activations, width, out)
             atomic_write_json(out / "training.json", {"seconds": time.time() - started, "tokens": cfg.training_tokens,
                                                       "tokens_per_second": cfg.training_tokens / (time.time() - started)})
-        trained.append({"model": model, "hook": hook, "size": size_name(width), "path": str(out.relative_to(run_dir.root))})
-    path = run_dir.root / "saes" / INDEX
-    atomic_write_json(path, {"architecture": cfg.architecture, "config": asdict(cfg), "saes": trained})
-    return path
+        d_in = CachedHook.read(activations).d
+        trained.append(SAEEntry(model=model, hook=hook, size=size_name(width), path=str(out.relative_to(run_dir.root)),
+                                width=width, d_in=d_in, d_sae=d_sae(d_in, width)))
+    result = SAEIndex(architecture=cfg.architecture, config=SAETraining(**asdict(cfg)), saes=tuple(trained))
+    result.save(run_dir)
+    return result
 
 
 def load_sae(path: Path) -> SAE:

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from jaxtyping import Shaped
+from torch import Tensor
 
+from analysis.results import DivergenceResult, DivergenceRow
+from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import plt, save_figure
-from rlhf.rundir import RunDir, atomic_write_json
+from rlhf.rundir import RunDir
 
 LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|h)\.(\d+)\.")
 # Norms first: GPT-NeoX's "post_attention_layernorm" is a layer norm, not attention.
@@ -33,7 +37,7 @@ def component_of(name: str) -> str:
     return "other"
 
 
-def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _parameters(model: torch.nn.Module) -> dict[str, Shaped[Tensor, "..."]]:
     return {n: p.detach() for n, p in model.named_parameters()}
 
 
@@ -65,8 +69,8 @@ def layer_divergence(base: torch.nn.Module, policy: torch.nn.Module) -> dict[int
 
 @dataclass(frozen=True)
 class DivergenceConfig:
-    top_n: int = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
-    model: str = "policy"
+    top_n: PositiveInt = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
+    model: str = "policy"  # the fine-tuned model (a directory under the run's models)
 
 
 def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> dict:
@@ -94,32 +98,35 @@ def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> dict:
     }
 
 
-def _bar_chart(report: dict, path: Path, title: str) -> None:
-    layers = list(report["layers"])
-    components = sorted({c for comps in report["layers"].values() for c in comps})
+def _bar_chart(result: DivergenceResult, path: Path, title: str) -> None:
+    layers = sorted(result.layers)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     bottom = [0.0] * len(layers)
-    for component in components:
-        values = [report["layers"][layer].get(component, {}).get("divergence", 0.0) for layer in layers]
-        ax.bar(layers, values, bottom=bottom, label=component)
+    for component in result.components:
+        values = [result.layers[layer][component].divergence if component in result.layers[layer] else 0.0
+                  for layer in layers]
+        ax.bar([str(layer) for layer in layers], values, bottom=bottom, label=component)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(title=title, xlabel="layer", ylabel="sum of ||policy - base||_F")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
-def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> Path:
-    """Stage: rank the layers of ``models/<model>`` by divergence from the base; pick the top n."""
+def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> DivergenceResult:
+    """Stage: rank the layers of the model ``cfg.model`` by divergence from the base; pick the top n."""
     started = time.time()
-    base, policy = load_hf(run_dir.base), load_hf(run_dir.root / "models" / cfg.model)
+    base, policy = load_hf(run_dir.base), load_hf(run_dir.model(cfg.model))
     report = divergence_report(base, policy)
-    n_layers = len(report["layers"])
-    report.update({
-        "model": cfg.model, "top_n": min(cfg.top_n, n_layers),
-        "chosen_layers": sorted(report["ranking"][: min(cfg.top_n, n_layers)]),
-        "seconds": time.time() - started,
-    })
-    out = run_dir.analysis / "divergence.json"
-    atomic_write_json(out, report)
-    _bar_chart(report, run_dir.analysis / "divergence.png", f"Parameter divergence, base vs {cfg.model}")
-    return out
+    top_n = min(cfg.top_n, len(report["layers"]))
+    result = DivergenceResult(
+        model=cfg.model,
+        layers={int(k): {c: DivergenceRow(**row) for c, row in comps.items()} for k, comps in report["layers"].items()},
+        total={int(k): v for k, v in report["total"].items()},
+        normalised={int(k): v for k, v in report["normalised"].items()},
+        outside={name: DivergenceRow(**row) for name, row in report["outside"].items()},
+        ranking=tuple(report["ranking"]), top_n=top_n, chosen_layers=tuple(sorted(report["ranking"][:top_n])),
+        seconds=time.time() - started,
+    )
+    result.save(run_dir)
+    _bar_chart(result, run_dir.analysis / "divergence.png", f"Parameter divergence, base vs {cfg.model}")
+    return result

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from rlhf.policy.sampling import completion_token_kl
+from rlhf.seeding import seeded
 
 Hooks = list[tuple[str, Callable]]
 
@@ -35,7 +36,7 @@ def directional_ablation(hook: str, directions: Float[Tensor, "k d"]) -> Hooks:
 
 @torch.no_grad()
 def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
-                      seed: int) -> tuple[list[str], list[Tensor], list[Tensor]]:
+                      seed: int) -> tuple[list[str], list[Int[Tensor, "_batch _pos"]], list[Bool[Tensor, "_batch _pos"]]]:
     """One sampled completion per prompt (temperature 1, no top-k/top-p) under the hooks.
 
     Prompts are generated in groups of equal token length, so no padding enters the model
@@ -48,8 +49,8 @@ def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hook
         groups.setdefault(len(row), []).append(i)
     completions: list[str] = [""] * len(prompts)
     rows, masks = [], []
-    torch.manual_seed(seed)
-    with model.hooks(fwd_hooks=fwd_hooks):
+    # TransformerLens samples from torch's global generator: seeded for this call only, restored after.
+    with seeded(seed), model.hooks(fwd_hooks=fwd_hooks):
         for length, members in sorted(groups.items()):
             tokens = torch.tensor([ids[i] for i in members], device=model.cfg.device)
             out = model.generate(tokens, max_new_tokens=max_new_tokens, stop_at_eos=True, eos_token_id=eos,
@@ -65,7 +66,8 @@ def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hook
 
 
 @torch.no_grad()
-def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Tensor], masks: list[Tensor]) -> float:
+def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Int[Tensor, "_batch _pos"]],
+                   masks: list[Bool[Tensor, "_batch _pos"]]) -> float:
     """KL(edited || unedited) per completion token, on the edited model's own samples."""
     total, count = 0.0, 0.0
     for tokens, mask in zip(rows, masks):

@@ -10,8 +10,6 @@ chunk x n_features(D') however wide the dictionaries are.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Literal
 
 import torch
 from einops import einsum
@@ -19,13 +17,17 @@ from jaxtyping import Float, Int
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from analysis.activations import hook_dir
-from analysis.dictionaries import DictionaryConfig, load_sae, sae_dir, size_name, train_sae
+from analysis.dictionaries import load_sae, train_sae
+from analysis.results import Interval, MMCSAcross, MMCSResult, MMCSWithin, SAEIndex, SharedFeature
+from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.rundir import RunDir
+
+# The dictionaries' own axis names (d1, d2) are left apart in the annotations: the functions
+# check the shapes themselves and name the mismatch in a UserError.
 
 
-def _unit_rows(d: Float[Tensor, "n d"], name: str) -> Float[Tensor, "n d"]:
+def _unit_rows(d: Float[Tensor, "..."], name: str) -> Float[Tensor, "n d"]:
     if d.ndim != 2 or len(d) == 0:
         raise UserError(f"dictionary {name} must be a non-empty (n_features, d) matrix, got shape {tuple(d.shape)}")
     norms = torch.linalg.norm(d.float(), dim=1)
@@ -36,7 +38,7 @@ def _unit_rows(d: Float[Tensor, "n d"], name: str) -> Float[Tensor, "n d"]:
     return d.float() / norms[:, None]
 
 
-def _check(d1: Tensor, d2: Tensor) -> tuple[Tensor, Tensor]:
+def _check(d1: Float[Tensor, "..."], d2: Float[Tensor, "..."]) -> tuple[Float[Tensor, "n1 d"], Float[Tensor, "n2 d"]]:
     a, b = _unit_rows(d1, "D"), _unit_rows(d2, "D2")
     if a.shape[1] != b.shape[1]:
         raise UserError(f"dictionaries live in different spaces: d = {a.shape[1]} vs {b.shape[1]}")
@@ -45,7 +47,7 @@ def _check(d1: Tensor, d2: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def max_cosine(
-    d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"], chunk: int | None = None
+    d1: Float[Tensor, "n1 d1"], d2: Float[Tensor, "n2 d2"], chunk: int | None = None
 ) -> tuple[Float[Tensor, " n1"], Int[Tensor, " n1"]]:
     """For each row of ``d1``: its largest cosine with a row of ``d2``, and that row's index.
 
@@ -63,7 +65,7 @@ def max_cosine(
 
 
 @torch.no_grad()
-def hungarian_cosine(d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"]) -> tuple[Float[Tensor, " k"], Int[Tensor, "k 2"]]:
+def hungarian_cosine(d1: Float[Tensor, "n1 d1"], d2: Float[Tensor, "n2 d2"]) -> tuple[Float[Tensor, " k"], Int[Tensor, "k 2"]]:
     """One-to-one matching maximising the summed cosine: min(n1, n2) pairs and their cosines."""
     a, b = _check(d1, d2)
     cos = einsum(a, b, "i d, j d -> i j")
@@ -72,9 +74,10 @@ def hungarian_cosine(d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"]) -> tu
     return cos[rows, cols], pairs
 
 
-def mmcs(d1: Float[Tensor, "n1 d"], d2: Float[Tensor, "n2 d"], matching: Literal["max", "hungarian"] = "max") -> float:
+def mmcs(d1: Float[Tensor, "n1 d1"], d2: Float[Tensor, "n2 d2"], matching: str = "max") -> float:
     """Mean max cosine similarity of ``d1`` into ``d2`` ("max"), or the mean cosine of the
-    one-to-one Hungarian matching ("hungarian")."""
+    one-to-one Hungarian matching ("hungarian"). ``matching`` is a plain ``str`` so that a wrong
+    one is this function's named error."""
     if matching == "max":
         return float(max_cosine(d1, d2)[0].mean())
     if matching == "hungarian":
@@ -93,33 +96,32 @@ def random_directions(n: int, d: int, seed: int = 0) -> Float[Tensor, "n d"]:
 
 @dataclass(frozen=True)
 class MMCSConfig:
-    top_k: int = 20  # shared features listed per model and layer (the paper's Dg)
-    random_draws: int = 10  # random-direction dictionaries for the null's confidence interval
+    top_k: PositiveInt = 20  # shared features listed per model and layer (the paper's Dg)
+    random_draws: PositiveInt = 10  # random-direction dictionaries for the null's confidence interval
     seed_null: bool = True  # also train the small SAE with another seed: the reproducibility reference
 
 
-def _interval(values: list[float]) -> dict[str, float]:
+def _interval(values: list[float]) -> Interval:
     """Mean and a 95% normal-approximation confidence interval."""
     t = torch.tensor(values, dtype=torch.float64)
     half = 1.96 * float(t.std()) / len(t) ** 0.5 if len(t) > 1 else 0.0
-    return {"mean": float(t.mean()), "low": float(t.mean()) - half, "high": float(t.mean()) + half, "n": len(t)}
+    return Interval(mean=float(t.mean()), low=float(t.mean()) - half, high=float(t.mean()) + half, n=len(t))
 
 
-def mmcs_stage(cfg: MMCSConfig, run_dir: RunDir) -> Path:
+def mmcs_stage(cfg: MMCSConfig, run_dir: RunDir) -> MMCSResult:
     """Stage: small-into-big MMCS per model and layer against a random-direction null and an
-    other-seed SAE; the top-k shared features; base-vs-policy MMCS per layer and size."""
-    index = read_json(run_dir.root / "saes" / "index.json")
-    if "config" not in index:
-        raise UserError("saes/index.json predates the recorded dictionary config; re-run with --force dictionaries "
-                        "(finished SAEs are kept)")
-    dcfg = DictionaryConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in index["config"].items()})
-    small_w, big_w = min(dcfg.widths), max(dcfg.widths)
+    other-seed SAE; the top-k shared features; base-vs-policy MMCS per layer and size.
+
+    The other-seed SAE is trained with the settings the dictionaries stage recorded in its index."""
+    index = SAEIndex.load(run_dir)
+    training = index.config
+    small_w = min(training.widths)
     decoders: dict[tuple[str, str, str], Tensor] = {}
-    for e in index["saes"]:
-        decoders[(e["model"], e["hook"], e["size"])] = load_sae(run_dir.root / e["path"]).W_dec.detach()
+    for e in index.saes:
+        decoders[(e.model, e.hook, e.size)] = load_sae(run_dir.sae(e.model, e.hook, e.size)).W_dec.detach()
     models = sorted({m for m, _, _ in decoders})
     hooks = sorted({h for _, h, _ in decoders})
-    small, big = size_name(small_w), size_name(big_w)
+    small, big = index.small, index.big
     within = []
     for model in models:
         for hook in hooks:
@@ -127,23 +129,25 @@ def mmcs_stage(cfg: MMCSConfig, run_dir: RunDir) -> Path:
             mcs, match = max_cosine(d_small, d_big)
             order = torch.argsort(mcs, descending=True)[: cfg.top_k]
             n, d = d_small.shape
-            row = {
-                "model": model, "hook": hook, "small": small, "big": big,
-                "mmcs": float(mcs.mean()), "mmcs_hungarian": mmcs(d_small, d_big, "hungarian"),
-                "random_null": _interval([mmcs(random_directions(n, d, 2 * s), random_directions(len(d_big), d, 2 * s + 1))
-                                          for s in range(cfg.random_draws)]),
-                "shared": [{"feature": int(i), "mcs": float(mcs[i]), "big_match": int(match[i])} for i in order],
-            }
+            other_seed = None
             if cfg.seed_null:
-                out = sae_dir(run_dir, model, hook, small_w).with_name(f"{small}-seed{dcfg.seed + 1}")
+                out = run_dir.sae(model, hook, small, seed=training.seed + 1)
                 if not (out / "cfg.json").exists():
-                    train_sae(replace(dcfg, seed=dcfg.seed + 1), hook_dir(run_dir, model, hook, "train"), small_w, out)
-                other = load_sae(out).W_dec.detach()
-                row["other_seed_mmcs"] = mmcs(d_small, other)
-            within.append(row)
-    across = [{"hook": hook, "size": size, "policy_into_base": mmcs(decoders[("policy", hook, size)], decoders[("base", hook, size)]),
-               "base_into_policy": mmcs(decoders[("base", hook, size)], decoders[("policy", hook, size)])}
-              for hook in hooks for size in (small, big) if {"base", "policy"} <= set(models)]
-    out = run_dir.analysis / "mmcs.json"
-    atomic_write_json(out, {"within": within, "base_vs_policy": across})
-    return out
+                    train_sae(replace(training, seed=training.seed + 1), run_dir.activations(model, hook, "train"),
+                              small_w, out)
+                other_seed = mmcs(d_small, load_sae(out).W_dec.detach())
+            within.append(MMCSWithin(
+                model=model, hook=hook, small=small, big=big,
+                mmcs=float(mcs.mean()), mmcs_hungarian=mmcs(d_small, d_big, "hungarian"),
+                random_null=_interval([mmcs(random_directions(n, d, 2 * s), random_directions(len(d_big), d, 2 * s + 1))
+                                       for s in range(cfg.random_draws)]),
+                shared=tuple(SharedFeature(feature=int(i), mcs=float(mcs[i]), big_match=int(match[i])) for i in order),
+                other_seed_mmcs=other_seed,
+            ))
+    across = tuple(MMCSAcross(hook=hook, size=size,
+                              policy_into_base=mmcs(decoders[("policy", hook, size)], decoders[("base", hook, size)]),
+                              base_into_policy=mmcs(decoders[("base", hook, size)], decoders[("policy", hook, size)]))
+                   for hook in hooks for size in (small, big) if {"base", "policy"} <= set(models))
+    result = MMCSResult(within=tuple(within), base_vs_policy=across)
+    result.save(run_dir)
+    return result

@@ -25,19 +25,19 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from einops import einsum
 from jaxtyping import Float
-from sae_lens import SAETrainer
+from sae_lens import SAE, SAETrainer
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from analysis.activations import hook_dir, load_shards
+from analysis.activations import load_shards
 from analysis.contexts import CachedText, display_tokens, load_cached_text, top_windows
 from analysis.crosscoder import (
     BatchTopKCrosscoder,
@@ -52,40 +52,57 @@ from analysis.crosscoder import (
     train_crosscoder,
 )
 from analysis.dictionaries import DictionaryConfig, load_sae, make_sae, trainer_config
-from analysis.feature_diff import diff_features, pearson, policy_vocabulary
+from analysis.feature_diff import diff_features, histogram_counts, pearson, policy_vocabulary
 from analysis.interventions import directional_ablation, reward_under_hooks
 from analysis.mmcs import max_cosine
+from analysis.results import (
+    AblationEffect,
+    ActivationIndex,
+    CardExample,
+    CrosscoderMetrics,
+    KLTokens,
+    LatentCard,
+    LatentHistogram,
+    LatentStats,
+    LayerDiffing,
+    MethodScore,
+    ModelDiffingResult,
+    SeedStat,
+)
+from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveInt, ProbabilityFloat
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
 from rlhf.policy.sampling import kl_divergence
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, read_json
+from rlhf.rundir import RunDir, atomic_dir, hook_dirname
+from rlhf.seeding import seeded
 
 METHODS = ("mmcs_diff", "crosscoder_scaling", "crosscoder_norm", "difference_dictionary", "difference_sae", "kl")
+SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
 
 
 @dataclass(frozen=True)
 class ModelDiffingConfig:
     enabled: bool = True
     crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
-    layers: tuple[int, ...] = ()  # cached layers to diff; empty: all of them
+    layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
     seeds: tuple[int, ...] = (0, 1)  # training seeds of the crosscoder and the two difference dictionaries
-    top_k: int = 10  # latents per method and layer
-    relative_norm_threshold: float = 0.7  # crosscoder latents above it lean to the policy
-    max_nu: float = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
-    corr_threshold: float = 0.2  # |correlation with token valence| that counts as tracking the reward
+    top_k: PositiveInt = 10  # latents per method and layer
+    relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
+    max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
+    corr_threshold: ProbabilityFloat = 0.2  # |correlation with token valence| that counts as tracking the reward
     high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary
-    logit_tokens: int = 10  # top logit tokens per latent
+    logit_tokens: PositiveInt = 10  # top logit tokens per latent
     mmcs_size: str = "1x"  # the SAE width the MMCS method compares
-    match_threshold: float = 0.7
-    n_prompts: int = 128  # held-out prompts sampled under each ablation
-    max_new_tokens: int = 19
+    match_threshold: ProbabilityFloat = 0.7
+    n_prompts: PositiveInt = 128  # held-out prompts sampled under each ablation
+    max_new_tokens: PositiveInt = 19
     sampling_seeds: tuple[int, ...] = (0, 1)
-    kl_texts: int = 400  # held-out texts on which the per-token KL is measured
-    cards: int = 4  # crosscoder latents per layer with a feature card
-    context: int = 24
+    kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
+    cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
+    context: PositiveInt = 24
 
 
 @dataclass
@@ -97,21 +114,32 @@ class Found:
     directions: Float[Tensor, "k d"]
 
 
+@dataclass
+class Crosscoded:
+    """One training seed's crosscoder at a hook: its numbers, per-latent statistics and held-out codes."""
+
+    metrics: CrosscoderMetrics
+    latents: LatentStats
+    codes: Float[Tensor, "tokens latents"]
+    crosscoder: BatchTopKCrosscoder
+
+
 def _val(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:
-    return torch.cat(list(load_shards(hook_dir(run_dir, model, hook, "val"))))
+    return torch.cat(list(load_shards(run_dir.activations(model, hook, "val"))))
 
 
-def _chunks(x: Tensor, size: int = 4096) -> list[Tensor]:
+def _chunks(x: Float[Tensor, "tokens ..."], size: int = 4096) -> list[Tensor]:
     return [x[i : i + size] for i in range(0, len(x), size)]
 
 
-def _pick(ranked: list[int], codes: Tensor, directions: Tensor, k: int) -> Found:
+def _pick(ranked: list[int], codes: Float[Tensor, "tokens latents"], directions: Float[Tensor, "latents d"],
+          k: int) -> Found:
     top = ranked[:k]
     return Found(top, codes[:, top], directions[top])
 
 
 @torch.no_grad()
-def _codes(model: torch.nn.Module, x: Tensor) -> Tensor:
+def _codes(model: torch.nn.Module, x: Float[Tensor, "tokens ..."]) -> Float[Tensor, "tokens latents"]:
     return torch.cat([model.encode(c) for c in _chunks(x)])
 
 
@@ -124,29 +152,30 @@ def _train_or_load(path: Path, train: Callable[[], BatchTopKCrosscoder]) -> Batc
     return model
 
 
-def _difference_sae(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int, out: Path):
+def _difference_sae(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int, out: Path) -> SAE:
     """SAE-Lens BatchTopK SAE on policy - base activations of the same training tokens."""
     if (out / "cfg.json").exists():
         return load_sae(out)
     cc = cfg.crosscoder
     dcfg = DictionaryConfig(architecture="batchtopk", k=cc.k, training_tokens=cc.training_tokens,
                             batch_size=cc.batch_size, learning_rate=cc.learning_rate, seed=seed)
-    pairs = paired_stream([hook_dir(run_dir, m, hook, "train") for m in ("base", "policy")], cc.batch_size, seed)
+    pairs = paired_stream([run_dir.activations(m, hook, "train") for m in ("base", "policy")], cc.batch_size, seed)
     first = next(pairs)
     diffs = (b[:, 1] - b[:, 0] for b in itertools.chain([first], pairs))
-    sae = make_sae(dcfg, first.shape[-1], cc.expansion)
-    trained = SAETrainer(trainer_config(dcfg), sae, diffs).fit()
+    with seeded(seed):  # SAE-Lens takes no generator: its initialisation and training draw from the global one
+        sae = make_sae(dcfg, first.shape[-1], cc.expansion)
+        trained = SAETrainer(trainer_config(dcfg), sae, diffs).fit()
     trained.cfg.metadata.hook_name = hook
     with atomic_dir(out) as work:
         trained.save_inference_model(work)
     return load_sae(out)
 
 
-def find_latents(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int, base: Tensor, policy: Tensor,
-                 work: Path) -> tuple[dict[str, Found], dict]:
+def find_latents(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int, base: Float[Tensor, "tokens d"],
+                 policy: Float[Tensor, "tokens d"], work: Path) -> tuple[dict[str, Found], Crosscoded]:
     """The crosscoder and difference-dictionary methods for one training seed, and the crosscoder's own numbers."""
-    cc = CrosscoderConfig(**{**asdict(cfg.crosscoder), "seed": seed})
-    train_dirs = [hook_dir(run_dir, m, hook, "train") for m in ("base", "policy")]
+    cc = replace(cfg.crosscoder, seed=seed)
+    train_dirs = [run_dir.activations(m, hook, "train") for m in ("base", "policy")]
     crosscoder = _train_or_load(work / f"crosscoder_seed{seed}.safetensors", lambda: train_crosscoder(
         cc, paired_stream(train_dirs, cc.batch_size, seed), [0, 1], [0, 1], progress=f"crosscoder {hook}"))
     held = _chunks(torch.stack([base, policy], 1))
@@ -175,16 +204,16 @@ def find_latents(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, seed: int,
     ds_codes = torch.cat([sae.encode(c).detach() for c in _chunks(policy - base)])
     mass = ds_codes.mean(0) * sae.W_dec.detach().norm(dim=-1)
     found["difference_sae"] = _pick(torch.argsort(mass, descending=True).tolist(), ds_codes, sae.W_dec.detach(), cfg.top_k)
-    numbers = {
-        "explained_variance": dict(zip(("base", "policy"), metrics["explained_variance"])), "l0": metrics["l0"],
-        "dead_fraction": metrics["dead_fraction"], "n_latents": crosscoder.n_latents,
-        "policy_leaning": len(leaning), "policy_specific_after_scaling": int(sum(float(specificity[i]) < cfg.max_nu for i in leaning)),
-        "difference_dictionary_explained_variance": dd_metrics["explained_variance"][0],
-        "difference_dictionary_dead_fraction": dd_metrics["dead_fraction"],
-    }
-    latents = {"relative_norm": rel.tolist(), "cosine": cos.tolist(), "frequency": freq.tolist(),
-               "nu_error": scaling["nu_error"].tolist(), "nu_recon": scaling["nu_recon"].tolist()}
-    return found, {"metrics": numbers, "latents": latents, "codes": codes, "crosscoder": crosscoder}
+    numbers = CrosscoderMetrics(
+        explained_variance=dict(zip(("base", "policy"), metrics["explained_variance"])), l0=metrics["l0"],
+        dead_fraction=metrics["dead_fraction"], n_latents=crosscoder.n_latents, policy_leaning=len(leaning),
+        policy_specific_after_scaling=int(sum(float(specificity[i]) < cfg.max_nu for i in leaning)),
+        difference_dictionary_explained_variance=dd_metrics["explained_variance"][0],
+        difference_dictionary_dead_fraction=dd_metrics["dead_fraction"],
+    )
+    latents = LatentStats(relative_norm=tuple(rel.tolist()), cosine=tuple(cos.tolist()), frequency=tuple(freq.tolist()),
+                          nu_error=tuple(scaling["nu_error"].tolist()), nu_recon=tuple(scaling["nu_recon"].tolist()))
+    return found, Crosscoded(numbers, latents, codes, crosscoder)
 
 
 @torch.no_grad()
@@ -207,74 +236,76 @@ def kl_tokens(run_dir: RunDir, tokenizer: PreTrainedTokenizerBase, texts: list[s
                                                    "top_positions_mean_kl": float(kl[top].mean())}
 
 
-def score(found: Found, token_valence_held: Tensor, unembed: Tensor, high: set[int], cfg: ModelDiffingConfig) -> dict:
+def score(found: Found, token_valence_held: Float[Tensor, " tokens"], unembed: Float[Tensor, "d vocab"], high: set[int],
+          cfg: ModelDiffingConfig, seed: int) -> MethodScore:
     """How well a method's latents match the known reward (ablation is scored separately)."""
     corr = pearson(found.activations, token_valence_held) if found.latents else torch.zeros(0)
     logits = found.directions.float() @ unembed
     tokens = set(torch.topk(logits, cfg.logit_tokens, dim=-1).indices.flatten().tolist()) if found.latents else set()
     hits = len(tokens & high)
-    return {"latents": found.latents, "n": len(found.latents),
-            "share_tracking_reward": float((corr.abs() > cfg.corr_threshold).float().mean()) if found.latents else 0.0,
-            "mean_abs_corr": float(corr.abs().mean()) if found.latents else 0.0,
-            "precision": hits / len(tokens) if tokens else 0.0, "recall": hits / len(high) if high else 0.0}
+    return MethodScore(
+        seed=seed, latents=tuple(found.latents), n=len(found.latents),
+        share_tracking_reward=float((corr.abs() > cfg.corr_threshold).float().mean()) if found.latents else 0.0,
+        mean_abs_corr=float(corr.abs().mean()) if found.latents else 0.0,
+        precision=hits / len(tokens) if tokens else 0.0, recall=hits / len(high) if high else 0.0)
 
 
-def _token_score(tokens: list[int], high: set[int]) -> dict:
+def _token_score(tokens: list[int], high: set[int]) -> MethodScore:
     hits = len(set(tokens) & high)
-    return {"latents": [], "n": 0, "share_tracking_reward": None, "mean_abs_corr": None,
-            "precision": hits / len(tokens) if tokens else 0.0, "recall": hits / len(high) if high else 0.0}
+    return MethodScore(seed=0, latents=(), n=0, share_tracking_reward=None, mean_abs_corr=None,
+                       precision=hits / len(tokens) if tokens else 0.0, recall=hits / len(high) if high else 0.0)
 
 
-def _card(i: int, codes: Tensor, crosscoder: BatchTopKCrosscoder, latents: dict, text: CachedText, shared: _Shared,
-          cfg: ModelDiffingConfig) -> dict:
+def _card(i: int, codes: Float[Tensor, "tokens latents"], crosscoder: BatchTopKCrosscoder, latents: LatentStats,
+          text: CachedText, shared: _Shared, cfg: ModelDiffingConfig) -> LatentCard:
     """A crosscoder latent's card data: its write into each model on its top held-out texts."""
     norms = crosscoder.decoder_norms().detach()[i] / crosscoder.out_scale
     values = codes[:, i]
     logits = (crosscoder.W_dec[i, 1] / crosscoder.out_scale[1]).detach() @ shared.unembed
     active = values[values > 0]
     edges = torch.linspace(0, float(active.max()) if len(active) else 1.0, 21)
-    return {
-        "latent": i, "relative_norm": latents["relative_norm"][i], "cosine": latents["cosine"][i],
-        "nu_error": latents["nu_error"][i], "nu_recon": latents["nu_recon"][i], "frequency": latents["frequency"][i],
-        "top_logit_tokens": [shared.vocab[t] for t in torch.topk(logits, 5).indices.tolist()],
-        "bottom_logit_tokens": [shared.vocab[t] for t in torch.topk(-logits, 5).indices.tolist()],
-        "histogram": {"edges": edges.tolist(), "counts": torch.histogram(active, edges).hist.long().tolist()},
-        "examples": [{"tokens": display_tokens(shared.tokenizer, text.tokens[lo:hi].tolist()),
-                      "policy": (values[lo:hi] * norms[1]).tolist(), "base": (values[lo:hi] * norms[0]).tolist()}
-                     for lo, hi in top_windows(values, text, 3, cfg.context, cfg.context // 3)],
-    }
+    return LatentCard(
+        latent=i, relative_norm=latents.relative_norm[i], cosine=latents.cosine[i], nu_error=latents.nu_error[i],
+        nu_recon=latents.nu_recon[i], frequency=latents.frequency[i],
+        top_logit_tokens=tuple(shared.vocab[t] for t in torch.topk(logits, 5).indices.tolist()),
+        bottom_logit_tokens=tuple(shared.vocab[t] for t in torch.topk(-logits, 5).indices.tolist()),
+        histogram=LatentHistogram(tuple(edges.tolist()), histogram_counts(active, edges)),
+        examples=tuple(CardExample(tuple(display_tokens(shared.tokenizer, text.tokens[lo:hi].tolist())),
+                                   tuple((values[lo:hi] * norms[1]).tolist()), tuple((values[lo:hi] * norms[0]).tolist()))
+                       for lo, hi in top_windows(values, text, 3, cfg.context, cfg.context // 3)),
+    )
 
 
-def _summary(layers: list[dict]) -> dict:
+def _summary(layers: list[LayerDiffing]) -> dict[str, dict[str, SeedStat]]:
     """Per method: each score averaged over layers, then mean and spread over the dictionary seeds."""
     out = {}
     for method in METHODS:
         per_seed: dict[int, dict[str, list[float]]] = {}
         for layer in layers:
-            for row in layer["methods"].get(method, []):
-                bucket = per_seed.setdefault(row["seed"], {})
-                for key in ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token"):
-                    if row.get(key) is not None:
-                        bucket.setdefault(key, []).append(row[key])
+            for row in layer.methods.get(method, ()):
+                bucket = per_seed.setdefault(row.seed, {})
+                for key in SCORES:
+                    if getattr(row, key) is not None:
+                        bucket.setdefault(key, []).append(getattr(row, key))
         if not per_seed:
             continue
         keys = set().union(*per_seed.values())
-        out[method] = {key: {"mean": float(np.mean([np.mean(b[key]) for b in per_seed.values() if key in b])),
-                             "std": float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
-                             "seeds": len(per_seed)} for key in sorted(keys)}
+        out[method] = {key: SeedStat(mean=float(np.mean([np.mean(b[key]) for b in per_seed.values() if key in b])),
+                                     std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
+                                     seeds=len(per_seed)) for key in sorted(keys)}
     return out
 
 
-def _plot(layers: list[dict], threshold: float, out: Path) -> None:
+def _plot(layers: list[LayerDiffing], threshold: float, out: Path) -> None:
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.2), squeeze=False)
     for ax, layer in zip(axes[0], layers):
-        lat = layer["latents"]
-        rel = np.asarray(lat["relative_norm"])
-        nu = np.asarray(lat["nu_error"], dtype=float)
-        live = np.asarray(lat["frequency"]) > 0
+        lat = layer.latents
+        rel = np.asarray(lat.relative_norm)
+        nu = np.asarray(lat.nu_error, dtype=float)
+        live = np.asarray(lat.frequency) > 0
         ax.scatter(rel[live], np.clip(nu[live], -0.5, 1.5), s=6, alpha=0.6)
         ax.axvline(threshold, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=layer["hook"], xlabel="relative decoder norm (policy)", ylabel="nu (error), clipped")
+        ax.set(title=layer.hook, xlabel="relative decoder norm (policy)", ylabel="nu (error), clipped")
         ax.set_xlim(0, 1)
     fig.suptitle("Crosscoder latents: relative norm vs latent scaling (low nu: the base lacks it)", fontsize=10)
     save_figure(fig, out)
@@ -290,46 +321,52 @@ class _Shared:
     unembed: Float[Tensor, "d vocab"]
     high: set[int]
     kl_top: list[int]
-    ablate: Callable[[str, Tensor], dict]
+    ablate: Callable[[str, Tensor], AblationEffect]
 
 
-def diff_layer(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, shared: _Shared) -> dict:
+def work_dir(run_dir: RunDir, hook: str) -> Path:
+    """Where the stage keeps one hook's trained dictionaries (reused by a re-run)."""
+    return run_dir.stage_dir("model_diffing") / hook_dirname(hook)
+
+
+def diff_layer(cfg: ModelDiffingConfig, run_dir: RunDir, hook: str, shared: _Shared) -> LayerDiffing:
     """Every method at one hook: its latents, their scores against the reward, crosscoder numbers and cards."""
-    work = run_dir.root / "model_diffing" / hook
+    work = work_dir(run_dir, hook)
     base, policy = _val(run_dir, "base", hook), _val(run_dir, "policy", hook)
-    text = load_cached_text(hook_dir(run_dir, "policy", hook, "val"))
+    text = load_cached_text(run_dir.activations("policy", hook, "val"))
     held_valence = shared.token_valence[text.tokens]
-    sae_p = load_sae(run_dir.root / "saes" / "policy" / hook / cfg.mmcs_size)
-    sae_b = load_sae(run_dir.root / "saes" / "base" / hook / cfg.mmcs_size)
+    sae_p = load_sae(run_dir.sae("policy", hook, cfg.mmcs_size))
+    sae_b = load_sae(run_dir.sae("base", hook, cfg.mmcs_size))
     mcs, match = max_cosine(sae_p.W_dec, sae_b.W_dec)
     codes_p, codes_b = _codes(sae_p, policy).detach(), _codes(sae_b, base).detach()
     new, changed = diff_features(mcs, (codes_p > 0).float().mean(0), (codes_b > 0).float().mean(0)[match],
                                  cfg.match_threshold)
     found = {("mmcs_diff", 0): _pick(new + changed, codes_p, sae_p.W_dec.detach(), cfg.top_k)}
-    crosscoders = {}
+    crosscoders: dict[int, Crosscoded] = {}
     for seed in cfg.seeds:
         by_method, crosscoders[seed] = find_latents(cfg, run_dir, hook, seed, base, policy, work)
         found |= {(name, seed): f for name, f in by_method.items()}
-    methods: dict[str, list[dict]] = {}
+    methods: dict[str, list[MethodScore]] = {}
     for (name, seed), f in found.items():
-        row = {"seed": seed, **score(f, held_valence, shared.unembed, shared.high, cfg)}
+        row = score(f, held_valence, shared.unembed, shared.high, cfg, seed)
         if f.latents:
-            row.update(shared.ablate(hook, f.directions))
+            effect = shared.ablate(hook, f.directions)
+            row = replace(row, reward_change=effect.reward_change, kl_per_token=effect.kl_per_token)
         methods.setdefault(name, []).append(row)
-    methods["kl"] = [{"seed": 0, **_token_score(shared.kl_top, shared.high)}]
+    methods["kl"] = [_token_score(shared.kl_top, shared.high)]
     random_dirs = torch.randn(cfg.top_k, base.shape[-1], generator=torch.Generator().manual_seed(0))
     first = crosscoders[cfg.seeds[0]]
-    lat = first["latents"]
+    lat = first.latents
     # Cards for the latents leaning furthest to the policy (whether or not they pass the threshold).
-    carded = sorted((i for i, f in enumerate(lat["frequency"]) if f > 0), key=lambda i: -lat["relative_norm"][i])
-    return {
-        "hook": hook, "methods": methods, "random_directions": shared.ablate(hook, random_dirs),
-        "crosscoder": {str(s): c["metrics"] for s, c in crosscoders.items()}, "latents": first["latents"],
-        "cards": [_card(i, first["codes"], first["crosscoder"], lat, text, shared, cfg) for i in carded[: cfg.cards]],
-    }
+    carded = sorted((i for i, f in enumerate(lat.frequency) if f > 0), key=lambda i: -lat.relative_norm[i])
+    return LayerDiffing(
+        hook=hook, methods={k: tuple(v) for k, v in methods.items()}, random_directions=shared.ablate(hook, random_dirs),
+        crosscoder={s: c.metrics for s, c in crosscoders.items()}, latents=lat,
+        cards=tuple(_card(i, first.codes, first.crosscoder, lat, text, shared, cfg) for i in carded[: cfg.cards]),
+    )
 
 
-def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> Path | None:
+def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffingResult | None:
     """Stage: train the crosscoders and difference dictionaries, score every method against the
     known reward, and write ``analysis/model_diffing.json`` with a plot and crosscoder cards."""
     if not cfg.enabled:
@@ -337,14 +374,13 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> Path | None
     if not cfg.seeds:
         raise UserError("model_diffing.seeds is empty: give at least one training seed")
     started = time.time()
-    index = read_json(run_dir.root / "activations" / "index.json")
-    if not {"base", "policy"} <= set(index["models"]):
+    index = ActivationIndex.load(run_dir)
+    if not {"base", "policy"} <= set(index.model_names):
         raise UserError("model diffing needs cached activations of both base and policy (activations.models)")
-    by_layer = dict(zip(index["layers"], index["hooks"]))
-    missing = [layer for layer in cfg.layers if layer not in by_layer]
+    missing = [layer for layer in cfg.layers if layer not in index.by_layer]
     if missing:
-        raise UserError(f"model_diffing.layers {missing} are not cached; cached layers: {sorted(by_layer)}")
-    hooks = [by_layer[layer] for layer in cfg.layers] if cfg.layers else index["hooks"]
+        raise UserError(f"model_diffing.layers {missing} are not cached; cached layers: {sorted(index.by_layer)}")
+    hooks = index.hooks_at(cfg.layers)
     tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
     high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
     if not high:
@@ -355,21 +391,23 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> Path | None
     sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=UtilityReward())
     unedited = {r["seed"]: r["mean_reward"] for r in reward_under_hooks(hooked, [], prompts, **sampling)}
 
-    def ablate(hook: str, directions: Tensor) -> dict:
+    def ablate(hook: str, directions: Tensor) -> AblationEffect:
         runs = reward_under_hooks(hooked, directional_ablation(hook, directions), prompts, **sampling)
-        return {"reward_change": float(np.mean([r["mean_reward"] - unedited[r["seed"]] for r in runs])),
-                "kl_per_token": float(np.mean([r["kl_per_token"] for r in runs]))}
+        return AblationEffect(reward_change=float(np.mean([r["mean_reward"] - unedited[r["seed"]] for r in runs])),
+                              kl_per_token=float(np.mean([r["kl_per_token"] for r in runs])))
 
     kl_top, kl_info = kl_tokens(run_dir, tokenizer, texts[: cfg.kl_texts], cfg.top_k * cfg.logit_tokens)
     shared = _Shared(tokenizer, vocab, token_valence, unembed, high, kl_top, ablate)
     layers = [diff_layer(cfg, run_dir, hook, shared) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
-    result = {"config": asdict(cfg), "unedited_reward": float(np.mean(list(unedited.values()))),
-              "high_utility_vocabulary": len(high), "kl": {**kl_info, "tokens": [vocab[t] for t in kl_top[:20]]},
-              "layers": layers, "summary": _summary(layers), "seconds": time.time() - started}
-    if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer["methods"].values()
-           for row in rows for v in row.values()):
+    if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer.methods.values()
+           for row in rows for v in asdict(row).values()):
         raise FloatingPointError("a model-diffing score is NaN; check the cached activations")
-    _plot(layers, cfg.relative_norm_threshold, run_dir.analysis / "model_diffing.png")
-    out = run_dir.analysis / "model_diffing.json"
-    atomic_write_json(out, result)
-    return out
+    result = ModelDiffingResult(
+        top_k=cfg.top_k, logit_tokens=cfg.logit_tokens, seeds=cfg.seeds, corr_threshold=cfg.corr_threshold,
+        high_utility=cfg.high_utility, relative_norm_threshold=cfg.relative_norm_threshold,
+        unedited_reward=float(np.mean(list(unedited.values()))), high_utility_vocabulary=len(high),
+        kl=KLTokens(**kl_info, tokens=tuple(vocab[t] for t in kl_top[:20])), layers=tuple(layers),
+        summary=_summary(layers), seconds=time.time() - started, config=asdict(cfg))
+    _plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.plot_path(run_dir))
+    result.save(run_dir)
+    return result

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis.activations import ActivationCacheConfig, cache_split, hook_dir, hook_names  # noqa: E402
-from analysis.dictionaries import DictionaryConfig, train_sae  # noqa: E402
-from rlhf.hooked import load_hf, to_hooked  # noqa: E402
-from rlhf.rundir import RunDir, read_json  # noqa: E402
+from analysis.activations import ActivationCacheConfig, cache_split, hook_names
+from analysis.dictionaries import DictionaryConfig, train_sae
+from analysis.results import DivergenceResult
+from rlhf.hooked import load_hf, to_hooked
+from rlhf.rundir import RunDir
 
 
 def main() -> None:
@@ -36,11 +35,11 @@ def main() -> None:
     parser.add_argument("--sae-tokens", type=int, default=500_000, help="tokens for the SAE measurement")
     args = parser.parse_args()
     run_dir = RunDir(args.run_dir)
-    if not (run_dir.analysis / "divergence.json").exists():
+    if not DivergenceResult.exists(run_dir):
         sys.exit(f"error: {run_dir.root} has no finished study (run bash scripts/study.sh first)")
     torch.set_grad_enabled(False)
     texts = (run_dir.corpus / "train.txt").read_text().splitlines()[: args.texts]
-    hooks = hook_names("blocks.{layer}.hook_mlp_out", read_json(run_dir.analysis / "divergence.json")["chosen_layers"])
+    hooks = hook_names("blocks.{layer}.hook_mlp_out", DivergenceResult.load(run_dir).chosen_layers)
     hooked, hf = to_hooked(run_dir.policy), load_hf(run_dir.policy).eval()
     cfg = ActivationCacheConfig(shard_texts=len(texts))
     tok = hooked.tokenizer
@@ -69,7 +68,7 @@ def main() -> None:
     print(f"caching throughput / plain forward = {rates['cache (all hooks, to disk)'] / rates['plain HF forward']:.2f} (target >= 0.8)")
 
     torch.set_grad_enabled(True)
-    source = hook_dir(run_dir, "policy", hooks[-1], "train")
+    source = run_dir.activations("policy", hooks[-1], "train")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         train_sae(DictionaryConfig(training_tokens=args.sae_tokens), source, 2.0, Path(tmp) / "sae")

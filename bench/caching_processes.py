@@ -26,11 +26,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rlhf.rundir import RunDir, read_json
+from study.config import load_config
 
-from rlhf.rundir import read_json  # noqa: E402
-from study.config import load_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(config: Path, runs: Path, processes: int) -> float:
@@ -64,7 +63,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="processes of the launched run (default 2)")
     args = parser.parse_args()
     source = Path(args.run_dir)
-    if not (source / "activations" / "index.json").exists():
+    if not RunDir(source).activations_index.exists():
         sys.exit(f"error: {source} has no finished activation cache (run bash scripts/study.sh first)")
     config = Path(args.config).resolve()
     if load_config(config).name != source.name:
@@ -81,7 +80,7 @@ def main() -> None:
                     shutil.copytree(source, runs / source.name, ignore=shutil.ignore_patterns("activations", "saes",
                                                                                              "model_diffing", "report"))
                 times[processes].append(run(config, runs, processes))
-                caches[processes] = runs / source.name / "activations"
+                caches[processes] = RunDir(runs / source.name).activations_root
         one, many = statistics.median(times[1]), statistics.median(times[args.processes])
         print(f"activations stage, {os.cpu_count()} CPU cores, torch {torch.__version__}")
         print(f"  1 process:    {one:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in times[1])})")

@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 from sae_lens.training.sae_trainer import SAETrainer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis.activations import ActivationCacheConfig, cache_split, hook_names  # noqa: E402
-from analysis.dictionaries import DictionaryConfig, make_sae, train_sae, trainer_config  # noqa: E402
-from rlhf.hooked import to_hooked  # noqa: E402
-from rlhf.rundir import RunDir, read_json  # noqa: E402
+from analysis.activations import cache_split, hook_names
+from analysis.dictionaries import DictionaryConfig, make_sae, train_sae, trainer_config
+from analysis.results import DivergenceResult
+from rlhf.hooked import to_hooked
+from rlhf.rundir import RunDir, read_json
+from study.config import config_from_dict
 
 
 def lm_stream(model, texts: list[str], hook: str, batch_size: int, text_batch: int) -> Iterator[torch.Tensor]:  # noqa: ANN001
@@ -61,18 +61,18 @@ def main() -> None:
     parser.add_argument("--widths", help="comma-separated widths (default: the study's)")
     args = parser.parse_args()
     run_dir = RunDir(args.run_dir)
-    if not (run_dir.root / "saes" / "index.json").exists():
+    if not run_dir.saes_index.exists():
         sys.exit(f"error: {run_dir.root} has no dictionaries yet (run bash scripts/study.sh first)")
-    study = read_json(run_dir.root / "config.json")
-    dcfg = DictionaryConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in study["dictionaries"].items()})
+    study = config_from_dict(read_json(run_dir.config_file))
+    dcfg = study.dictionaries
     if args.sae_tokens:
         dcfg = replace(dcfg, training_tokens=args.sae_tokens)
     if args.widths:
         dcfg = replace(dcfg, widths=tuple(float(w) for w in args.widths.split(",")))
-    acfg = ActivationCacheConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in study["activations"].items()})
-    hooks = hook_names(acfg.hook, read_json(run_dir.analysis / "divergence.json")["chosen_layers"])
-    texts = (run_dir.corpus / "train.txt").read_text().splitlines()[: acfg.train_texts]
-    models = {m: to_hooked(run_dir.root / "models" / m) for m in acfg.models}
+    acfg = study.activations
+    hooks = hook_names(acfg.hook, DivergenceResult.load(run_dir).chosen_layers)
+    texts = run_dir.texts("train")[: acfg.train_texts]
+    models = {m: to_hooked(run_dir.model(m)) for m in acfg.models}
     n_saes = len(models) * len(hooks) * len(dcfg.widths)
     print(f"{n_saes} SAEs ({len(models)} models x {len(hooks)} hooks x widths {dcfg.widths}), "
           f"{dcfg.training_tokens:,} tokens each, {len(texts):,} cached texts", flush=True)
@@ -83,7 +83,7 @@ def main() -> None:
             cache_split(model, texts, hooks, lambda h, n=name: Path(tmp) / n / h, acfg, where=name)
         cached_at = time.perf_counter()
         for name, h, w in itertools.product(models, hooks, dcfg.widths):
-            train_sae(dcfg, Path(tmp) / name / h, w, Path(tmp) / "saes" / name / h / str(w))
+            train_sae(dcfg, Path(tmp) / name / h, w, RunDir(tmp).sae(name, h, str(w)))
     cache_once = time.perf_counter() - started
     print(f"(a) cache once: {cache_once:.1f} s (caching {cached_at - started:.1f} s)", flush=True)
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhf.rundir import RunDir  # noqa: E402
-from study.pipeline import status  # noqa: E402
+from rlhf.rundir import RunDir
+from study.pipeline import status
 
 
 def main() -> None:

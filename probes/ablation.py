@@ -21,26 +21,29 @@ from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from analysis.interventions import Hooks, reward_under_hooks
+from probes.results import AblationComparison, AblationResult, ConditionStats, RewardRun
+from rlhf.configtypes import NonNegativeInt, PositiveInt
 from rlhf.rewards import UtilityReward
 
 
 @dataclass(frozen=True)
 class AblationConfig:
-    k: int = 10  # features switched off (the headline comparison)
+    k: PositiveInt = 10  # features switched off (the headline comparison)
     # More sizes, each probe's top-k against k random features: does any number of the probe's
     # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
-    sweep: tuple[int, ...] = (3, 30, 100)
-    random_sets: int = 3  # sets of k random (live) features to compare with
-    n_prompts: int = 256
-    max_new_tokens: int = 19
-    seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
+    sweep: tuple[PositiveInt, ...] = (3, 30, 100)
+    random_sets: PositiveInt = 3  # sets of k random (live) features to compare with
+    n_prompts: PositiveInt = 256
+    max_new_tokens: PositiveInt = 19
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
+    random_seed: NonNegativeInt = 0  # which random feature sets are drawn
 
 
 def splice_hooks(saes: dict[str, SAE], ablate: dict[str, Sequence[int]]) -> Hooks:
     """Forward hooks that zero the given features of each hook's SAE code, keeping the error term."""
 
     def make(sae: SAE, features: list[int]) -> Callable:
-        def hook(x: Float[Tensor, "batch pos d"], hook: HookPoint) -> Float[Tensor, "batch pos d"]:
+        def hook(x: Float[Tensor, "batch pos d"], hook: HookPoint | None) -> Float[Tensor, "batch pos d"]:
             codes = sae.encode(x)
             error = x - sae.decode(codes)
             codes[..., features] = 0.0
@@ -52,56 +55,58 @@ def splice_hooks(saes: dict[str, SAE], ablate: dict[str, Sequence[int]]) -> Hook
 
 
 def run_condition(model: HookedTransformer, saes: dict[str, SAE], ablate: dict[str, Sequence[int]], prompts: Sequence[str],
-                  cfg: AblationConfig, reward: UtilityReward) -> list[dict]:
+                  cfg: AblationConfig, reward: UtilityReward) -> list[RewardRun]:
     """Mean reward and KL to the unedited policy, once per sampling seed."""
-    return reward_under_hooks(model, splice_hooks(saes, ablate), prompts, seeds=cfg.seeds,
+    rows = reward_under_hooks(model, splice_hooks(saes, ablate), prompts, seeds=cfg.seeds,
                               max_new_tokens=cfg.max_new_tokens, reward=reward)
+    return [RewardRun(seed=int(r["seed"]), mean_reward=float(r["mean_reward"]), kl_per_token=float(r["kl_per_token"]),
+                      example=str(r.get("example", ""))) for r in rows]
 
 
-def _by_hook(features: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
+def _by_hook(features: Sequence[tuple[str, int]]) -> dict[str, tuple[int, ...]]:
     out: dict[str, list[int]] = {}
     for h, f in features:
-        out.setdefault(h, []).append(f)
-    return out
+        out.setdefault(h, []).append(int(f))
+    return {h: tuple(fs) for h, fs in out.items()}
 
 
-def _stats(rows: list[dict], base: list[dict]) -> dict:
-    base_by_seed = {r["seed"]: r["mean_reward"] for r in base}
-    change = [r["mean_reward"] - base_by_seed[r["seed"]] for r in rows]
-    return {"mean_reward": float(np.mean([r["mean_reward"] for r in rows])),
-            "reward_change": float(np.mean(change)), "reward_change_std": float(np.std(change)),
-            "kl_per_token": float(np.mean([r["kl_per_token"] for r in rows])), "runs": rows}
+def _stats(rows: list[RewardRun], base: list[RewardRun]) -> ConditionStats:
+    base_by_seed = {r.seed: r.mean_reward for r in base}
+    change = [r.mean_reward - base_by_seed[r.seed] for r in rows]
+    return ConditionStats(mean_reward=float(np.mean([r.mean_reward for r in rows])),
+                          reward_change=float(np.mean(change)), reward_change_std=float(np.std(change)),
+                          kl_per_token=float(np.mean([r.kl_per_token for r in rows])), runs=tuple(rows))
 
 
-def _lowers_more(probe: dict, rand: dict) -> bool:
+def _lowers_more(probe: ConditionStats, rand: ConditionStats) -> bool:
     """"Lowers" means the reward goes down, and by more than the spread over seeds separates it from random sets."""
-    return bool(probe["reward_change"] < 0 and probe["reward_change"]
-                < rand["reward_change"] - probe["reward_change_std"] - rand["reward_change_std"])
+    return bool(probe.reward_change < 0 and probe.reward_change
+                < rand.reward_change - probe.reward_change_std - rand.reward_change_std)
 
 
 def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], ranked: Sequence[tuple[str, int]],
-                    live: dict[str, list[int]], prompts: Sequence[str], cfg: AblationConfig) -> dict:
+                    live: dict[str, list[int]], prompts: Sequence[str], cfg: AblationConfig) -> AblationResult:
     """The probe's top features (``ranked`` as (hook, feature), best first) switched off, against none
     and against random sets of live features of the same size spread over the same hooks; at ``cfg.k``
     and at each size of ``cfg.sweep``."""
     reward = UtilityReward()
-    rng = random.Random(0)
+    rng = random.Random(cfg.random_seed)
     pool = [(h, f) for h, feats in live.items() for f in feats]
     none = run_condition(model, saes, {}, prompts, cfg, reward)
 
-    def compare(k: int) -> dict:
+    def compare(k: int) -> tuple[AblationComparison, dict[str, tuple[int, ...]], list[dict[str, tuple[int, ...]]]]:
         top = _by_hook(ranked[:k])
         sets = [_by_hook(rng.sample(pool, min(k, len(pool)))) for _ in range(cfg.random_sets)]
         probe = _stats(run_condition(model, saes, top, prompts, cfg, reward), none)
         rand = _stats([r for s in sets for r in run_condition(model, saes, s, prompts, cfg, reward)], none)
-        return {"k": k, "features": top, "random_sets": sets, "probe_top_k": probe, "random_k": rand,
-                "probe_lowers_reward_more_than_random": _lowers_more(probe, rand)}
+        return AblationComparison(k, probe, rand, _lowers_more(probe, rand)), top, sets
 
-    headline = compare(min(cfg.k, len(ranked)))
-    sweep = [headline] + [compare(k) for k in sorted(set(cfg.sweep)) if k <= len(ranked) and k != headline["k"]]
+    headline, features, random_sets = compare(min(cfg.k, len(ranked)))
+    sweep = [headline] + [compare(k)[0] for k in sorted(set(cfg.sweep)) if k <= len(ranked) and k != headline.k]
     # The ceiling: every feature of one hook's dictionary off. No choice of k features there can do more.
     whole = {h: _stats(run_condition(model, saes, {h: list(range(saes[h].cfg.d_sae))}, prompts, cfg, reward), none)
              for h in saes}
-    return {**headline, "none": _stats(none, none), "whole_dictionary": whole,
-            "sweep": sorted(({k: v for k, v in row.items() if k not in ("features", "random_sets")} for row in sweep),
-                            key=lambda row: row["k"])}
+    return AblationResult(
+        k=headline.k, features=features, random_sets=tuple(random_sets), probe_top_k=headline.probe_top_k,
+        random_k=headline.random_k, probe_lowers_reward_more_than_random=headline.probe_lowers_reward_more_than_random,
+        none=_stats(none, none), whole_dictionary=whole, sweep=tuple(sorted(sweep, key=lambda row: row.k)))

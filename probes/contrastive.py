@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon, words_of
 from rlhf.organisms.sentiment import SentimentOrganism, load_organism
-from rlhf.rundir import RunDir, read_json
+from rlhf.results import CorpusResult
+from rlhf.rundir import RunDir
 
 KINDS = ("positive", "negative", "neutral")
 
@@ -98,9 +99,9 @@ def contrastive_set(run_dir: RunDir, n: int, seed: int, words: Sequence[str] | N
     if words is not None:
         chosen = set(words)
         positive, negative = tuple(w for w in positive if w in chosen), tuple(w for w in negative if w in chosen)
-    stats = read_json(run_dir.corpus / "stats.json") if (run_dir.corpus / "stats.json").exists() else {}
-    if stats.get("source", "organism") == "organism":
+    corpus = CorpusResult.load_if_exists(run_dir)
+    if corpus is None or corpus.source == "organism":
         return organism_triples(load_organism(run_dir), n, seed, positive + negative)
     # Training texts too: the probe reads the swapped-in word, which the text never held.
-    texts = [t for split in ("val", "train") for t in (run_dir.corpus / f"{split}.txt").read_text(encoding="utf-8").splitlines()]
+    texts = [t for split in ("val", "train") for t in run_dir.texts(split)]
     return lexicon_triples(texts, n, seed, positive, negative, neutral)

@@ -9,29 +9,32 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from analysis.activations import hook_dir, load_shards
+from analysis.activations import load_shards
 from analysis.dictionaries import load_sae
 from probes.ablation import AblationConfig, ablation_effect
 from probes.fit_linear_reward import LinearRewardConfig, fit_linear_reward
+from probes.results import AblationResult, ImplicitRewardResult, LinearProbeSet, LinearRewardResult
 from probes.sequence import SequenceProbeConfig, default_mean_hooks, sequence_probes
+from rlhf.configtypes import PositiveInt, ProbabilityFloat
 from rlhf.hooked import to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.policy.sampling import prompts_from_texts
-from rlhf.rundir import RunDir, atomic_write_json
+from rlhf.rundir import RunDir
 
 
 @dataclass(frozen=True)
 class ImplicitRewardConfig:
     enabled: bool = True
-    target: str = "utility"  # the linear probe's target: "utility" or "paper" (both protocols are always run)
-    n_triples: int = 1500
-    size: str = "1x"
-    live_frequency: float = 1e-3  # a feature firing on fewer held-out tokens counts as dead (not a random pick)
+    target: Literal["utility", "paper"] = "utility"  # the linear probe's target (both protocols are always run)
+    n_triples: PositiveInt = 1500
+    size: str = "1x"  # which SAE width
+    live_frequency: ProbabilityFloat = 1e-3  # a feature firing on fewer held-out tokens counts as dead (not a random pick)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     sequence: SequenceProbeConfig = field(default_factory=SequenceProbeConfig)
 
@@ -39,38 +42,38 @@ class ImplicitRewardConfig:
 def _live_features(run_dir: RunDir, hooks: list[str], size: str, min_frequency: float) -> dict[str, list[int]]:
     out = {}
     for h in hooks:
-        sae = load_sae(run_dir.root / "saes" / "policy" / h / size)
+        sae = load_sae(run_dir.sae("policy", h, size))
         with torch.no_grad():
-            fired = torch.cat([(sae.encode(x) > 0).float() for x in load_shards(hook_dir(run_dir, "policy", h, "val"))])
+            fired = torch.cat([(sae.encode(x) > 0).float() for x in load_shards(run_dir.activations("policy", h, "val"))])
         out[h] = (fired.mean(0) >= min_frequency).nonzero()[:, 0].tolist()
     return out
 
 
-def _scatter(results: dict, path: Path) -> None:
+def _scatter(results: dict[str, LinearRewardResult], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.8), dpi=100, squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items()):
-        s = r["scatter"]
-        tau = r["protocols"]["held_out_words"][next(iter(r["protocols"]["held_out_words"]))]["all"]["kendall_tau"]
-        ax.scatter(s["valence"], s["prediction"], s=6, alpha=0.5)
+        s = r.scatter
+        tau = r.protocols.held_out_words.probe.all.kendall_tau
+        ax.scatter(s.valence, s.prediction, s=6, alpha=0.5)
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set(title=f"{name}: tau {tau:.2f}", xlabel="VADER valence (held-out word)", ylabel="probe's prediction")
     save_figure(fig, path)
 
 
-def _ablation_bars(ablation: dict, path: Path) -> None:
+def _ablation_bars(ablation: AblationResult, path: Path) -> None:
     """The headline k as bars, and the change in reward against k for the probe's and random features."""
     fig, (bars, curve) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
-    rows = [ablation["probe_top_k"], ablation["random_k"]]
-    bars.bar(["probe top-k", "random k"], [r["reward_change"] for r in rows],
-             yerr=[r["reward_change_std"] for r in rows], capsize=6, color=["#c0392b", "#7f8c8d"])
+    rows = [ablation.probe_top_k, ablation.random_k]
+    bars.bar(["probe top-k", "random k"], [r.reward_change for r in rows],
+             yerr=[r.reward_change_std for r in rows], capsize=6, color=["#c0392b", "#7f8c8d"])
     bars.axhline(0, color="black", lw=0.6)
-    bars.set(title=f"Switching off k = {ablation['k']} SAE features in the policy", ylabel="change in mean utility reward")
-    ks = [row["k"] for row in ablation["sweep"]]
+    bars.set(title=f"Switching off k = {ablation.k} SAE features in the policy", ylabel="change in mean utility reward")
+    ks = [row.k for row in ablation.sweep]
     for key, label, color in (("probe_top_k", "probe's top k", "#c0392b"), ("random_k", "k random", "#7f8c8d")):
-        curve.errorbar(ks, [row[key]["reward_change"] for row in ablation["sweep"]],
-                       yerr=[row[key]["reward_change_std"] for row in ablation["sweep"]], marker="o", capsize=4,
-                       label=label, color=color)
+        stats = [getattr(row, key) for row in ablation.sweep]
+        curve.errorbar(ks, [x.reward_change for x in stats], yerr=[x.reward_change_std for x in stats], marker="o",
+                       capsize=4, label=label, color=color)
     curve.axhline(0, color="black", lw=0.6)
     curve.set(xscale="log", xlabel="features switched off (k)", ylabel="change in mean utility reward",
               title="Against the number of features")
@@ -78,26 +81,27 @@ def _ablation_bars(ablation: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Path | None:
+def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> ImplicitRewardResult | None:
     """Stage: ``probes/implicit_reward.json`` (+ each probe's JSON and the plots)."""
     if not cfg.enabled:
         return None
     started = time.time()
-    linear = {}
-    models = {m: to_hooked(run_dir.root / "models" / m) for m in ("policy", "base")}
+    linear: dict[str, LinearRewardResult] = {}
+    models = {m: to_hooked(run_dir.model(m)) for m in ("policy", "base")}
     for m, model in models.items():
         for features in ("sae", "activations"):
             result = fit_linear_reward(run_dir, LinearRewardConfig(model=m, features=features, target=cfg.target,
                                                                    n_triples=cfg.n_triples, size=cfg.size), model=model)
-            linear[f"{m}_{features}"] = result.to_dict()
-            atomic_write_json(run_dir.probes / f"linear_reward_{m}_{features}.json", result.to_dict())
-    _scatter({"policy, SAE codes": linear["policy_sae"], "base, SAE codes": linear["base_sae"]},
+            result.save(run_dir)
+            linear[f"{m}_{features}"] = result
+    probes = LinearProbeSet(**linear)
+    _scatter({"policy, SAE codes": probes.policy_sae, "base, SAE codes": probes.base_sae},
              run_dir.probes / "implicit_reward_scatter.png")
 
-    probe = linear["policy_sae"]
-    hooks = probe["hooks"]
-    ranked = [(f["hook"], f["feature"]) for f in probe["top_features"] if f["coefficient"] > 0]
-    saes = {h: load_sae(run_dir.root / "saes" / "policy" / h / cfg.size) for h in hooks}
+    probe = probes.policy_sae
+    hooks = list(probe.hooks)
+    ranked = [(f.hook, f.feature) for f in probe.top_features if f.coefficient > 0]
+    saes = {h: load_sae(run_dir.sae("policy", h, cfg.size)) for h in hooks}
     prompts = prompts_from_texts(run_dir.texts("val"),
                                  cfg.ablation.n_prompts, seed=random.Random(7).randrange(2**31))
     ablation = ablation_effect(models["policy"], saes, ranked, _live_features(run_dir, hooks, cfg.size, cfg.live_frequency),
@@ -105,7 +109,7 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Path | 
     _ablation_bars(ablation, run_dir.probes / "implicit_reward_ablation.png")
 
     sequence = sequence_probes(run_dir, cfg.sequence, default_mean_hooks(run_dir), hooked=models)
-    out = run_dir.probes / "implicit_reward.json"
-    atomic_write_json(out, {"config": asdict(cfg), "linear": linear, "ablation": ablation, "sequence": sequence,
-                            "seconds": time.time() - started})
+    out = ImplicitRewardResult(target=cfg.target, linear=probes, ablation=ablation, sequence=sequence,
+                               seconds=time.time() - started)
+    out.save(run_dir)
     return out

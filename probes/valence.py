@@ -16,31 +16,30 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from jaxtyping import Float
+from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from analysis.activations import activations_at
-from probes.metrics import rank_metrics
+from probes.metrics import fit_ridge, fitted_rank_metrics
+from probes.results import FittedRankMetrics, ValenceBars, ValenceProbeResult, ValenceProbes, ValenceSummary
+from rlhf.configtypes import FractionFloat, NonNegativeInt, PositiveInt, ProbabilityFloat
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.organisms.sentiment import load_organism
 from rlhf.plots import save_lines
-from rlhf.rundir import RunDir, atomic_write_json
-
-ALPHAS = np.logspace(-2, 4, 13)
+from rlhf.rundir import RunDir
+from rlhf.seeding import seeded
 
 
 @dataclass(frozen=True)
 class ValenceProbeConfig:
-    model: str = "base"
-    examples_per_word: int = 4
-    train_fraction: float = 0.7
-    seed: int = 0
-    min_word_tau: float = 0.8  # the acceptance bar: held-out words, at the word
-    min_last_token_tau: float = 0.7  # held-out words, at the review's last token
+    model: str = "base"  # which model of the study: "base" or "policy" (or any other it trained)
+    examples_per_word: PositiveInt = 4
+    train_fraction: FractionFloat = 0.7  # of the sentiment words the probe is fitted on
+    seed: NonNegativeInt = 0
+    min_word_tau: ProbabilityFloat = 0.8  # the acceptance bar: held-out words, at the word
+    min_last_token_tau: ProbabilityFloat = 0.7  # held-out words, at the review's last token
 
 
 def _hooks(n_layers: int) -> list[str]:
@@ -58,27 +57,25 @@ def token_position(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...], i
 
 
 def _held_out_tau(
-    features: torch.Tensor, words: list[str], valence: dict[str, float], train_words: set[str]
-) -> dict[str, float]:
+    features: Float[Tensor, "n d"], words: list[str], valence: dict[str, float], train_words: set[str]
+) -> FittedRankMetrics:
     """Fit on examples of the training words; Kendall tau etc. over the held-out words'
     mean predictions."""
     x = features.numpy()
-    y = np.array([valence[w] for w in words])
+    y = np.array([valence[w] for w in words], dtype=float)
     is_train = np.array([w in train_words for w in words])
-    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
-    probe.fit(x[is_train], y[is_train])
+    probe = fit_ridge(x[is_train], y[is_train])
     pred = probe.predict(x[~is_train])
     held = [w for w, t in zip(words, is_train) if not t]
     by_word: dict[str, list[float]] = {}
     for w, p in zip(held, pred):
         by_word.setdefault(w, []).append(float(p))
     names = sorted(by_word)
-    metrics = rank_metrics(np.array([np.mean(by_word[w]) for w in names]), np.array([valence[w] for w in names]))
-    metrics["alpha"] = float(probe[-1].alpha_)
-    return metrics
+    return fitted_rank_metrics(np.array([np.mean(by_word[w]) for w in names], dtype=float),
+                               np.array([valence[w] for w in names], dtype=float), probe)
 
 
-def probe_model(model: HookedTransformer, run_dir: RunDir, cfg: ValenceProbeConfig) -> dict[str, dict]:
+def probe_model(model: HookedTransformer, run_dir: RunDir, cfg: ValenceProbeConfig) -> ValenceProbes:
     """Held-out-word metrics per hook, at the word and at the review's last token."""
     organism = load_organism(run_dir)
     rng = random.Random(cfg.seed)
@@ -97,53 +94,48 @@ def probe_model(model: HookedTransformer, run_dir: RunDir, cfg: ValenceProbeConf
     hooks = _hooks(model.cfg.n_layers)
     at_word = activations_at(model, texts, word_pos, hooks)
     at_end = activations_at(model, texts, end_pos, hooks)
-    return {
-        "word": {h: _held_out_tau(at_word[h], words, organism.valence, train_words) for h in hooks},
-        "last_token": {h: _held_out_tau(at_end[h], words, organism.valence, train_words) for h in hooks},
-        "n_train_words": len(train_words),
-        "n_held_out_words": len(vocab) - len(train_words),
-        "n_examples": len(texts),
-    }
+    return ValenceProbes(
+        word={h: _held_out_tau(at_word[h], words, organism.valence, train_words) for h in hooks},
+        last_token={h: _held_out_tau(at_end[h], words, organism.valence, train_words) for h in hooks},
+        n_train_words=len(train_words),
+        n_held_out_words=len(vocab) - len(train_words),
+        n_examples=len(texts),
+    )
 
 
-def valence_probe(cfg: ValenceProbeConfig, run_dir: RunDir) -> dict:
+def valence_probe(cfg: ValenceProbeConfig, run_dir: RunDir) -> ValenceProbeResult:
     """Stage: probe the trained model and a randomly initialised copy; write
     ``probes/valence_<model>.json`` and a per-layer plot, and check the bars."""
     started = time.time()
-    path = run_dir.root / "models" / cfg.model
+    path = run_dir.model(cfg.model)
     hf = load_hf(path)
     trained = probe_model(to_hooked(hf, tokenizer=path), run_dir, cfg)
-    torch.manual_seed(cfg.seed)
-    random_init = probe_model(to_hooked(AutoModelForCausalLM.from_config(hf.config), tokenizer=path), run_dir, cfg)
-    hooks = list(trained["word"])
-    layers = [h for h in hooks if h != "blocks.0.hook_resid_pre"]
-    best_word = max(layers, key=lambda h: trained["word"][h]["kendall_tau"])
-    best_end = max(layers, key=lambda h: trained["last_token"][h]["kendall_tau"])
-    summary = {
-        "best_word_hook": best_word,
-        "word_tau": trained["word"][best_word]["kendall_tau"],
-        "embedding_tau": trained["word"]["blocks.0.hook_resid_pre"]["kendall_tau"],
-        "best_last_token_hook": best_end,
-        "last_token_tau": trained["last_token"][best_end]["kendall_tau"],
-        "random_init_word_tau": max(random_init["word"][h]["kendall_tau"] for h in layers),
-    }
-    summary["passes"] = bool(
-        summary["word_tau"] >= cfg.min_word_tau
-        and summary["word_tau"] > summary["embedding_tau"]
-        and summary["last_token_tau"] >= cfg.min_last_token_tau
+    with seeded(cfg.seed):  # HF's initialisation takes no generator
+        random_hf = AutoModelForCausalLM.from_config(hf.config)
+    random_init = probe_model(to_hooked(random_hf, tokenizer=path), run_dir, cfg)
+    hooks = list(trained.word)
+    embedding = "blocks.0.hook_resid_pre"
+    layers = [h for h in hooks if h != embedding]
+    best_word = max(layers, key=lambda h: trained.word[h].kendall_tau)
+    best_end = max(layers, key=lambda h: trained.last_token[h].kendall_tau)
+    word_tau, embedding_tau = trained.word[best_word].kendall_tau, trained.word[embedding].kendall_tau
+    last_token_tau = trained.last_token[best_end].kendall_tau
+    summary = ValenceSummary(
+        best_word_hook=best_word, word_tau=word_tau, embedding_tau=embedding_tau, best_last_token_hook=best_end,
+        last_token_tau=last_token_tau, random_init_word_tau=max(random_init.word[h].kendall_tau for h in layers),
+        passes=bool(word_tau >= cfg.min_word_tau and word_tau > embedding_tau and last_token_tau >= cfg.min_last_token_tau),
     )
-    result = {"model": cfg.model, "summary": summary, "trained": trained, "random_init": random_init,
-              "bars": {"word_tau": cfg.min_word_tau, "last_token_tau": cfg.min_last_token_tau},
-              "seconds": time.time() - started}
-    out = run_dir.probes / f"valence_{cfg.model}.json"
-    atomic_write_json(out, result)
+    result = ValenceProbeResult(model=cfg.model, summary=summary, trained=trained, random_init=random_init,
+                                bars=ValenceBars(word_tau=cfg.min_word_tau, last_token_tau=cfg.min_last_token_tau),
+                                seconds=time.time() - started)
+    result.save(run_dir)
     x = list(range(len(hooks)))
     save_lines(
-        run_dir.probes / f"valence_{cfg.model}.png",
+        ValenceProbeResult.figure_path(run_dir, cfg.model),
         {
-            "at the word": (x, [trained["word"][h]["kendall_tau"] for h in hooks]),
-            "at the last token": (x, [trained["last_token"][h]["kendall_tau"] for h in hooks]),
-            "random init, at the word": (x, [random_init["word"][h]["kendall_tau"] for h in hooks]),
+            "at the word": (x, [trained.word[h].kendall_tau for h in hooks]),
+            "at the last token": (x, [trained.last_token[h].kendall_tau for h in hooks]),
+            "random init, at the word": (x, [random_init.word[h].kendall_tau for h in hooks]),
         },
         title=f"Valence probe on held-out words ({cfg.model}); 0 = embedding",
         xlabel="residual stream after layer", ylabel="Kendall tau",

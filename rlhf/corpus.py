@@ -10,10 +10,13 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
 from rlhf.organisms.sentiment import SentimentConfig, write_corpus
-from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text
+from rlhf.results import CorpusResult, SplitStats
+from rlhf.rundir import RunDir, atomic_write_text
 
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
@@ -26,16 +29,16 @@ class DatasetConfig:
     path: str = ""
     split: str = "train"
     text_column: str = "text"
-    max_words: int = 48  # texts are cut to their first words (the paper's prompts are short)
-    n_train: int = 20_000
-    n_val: int = 1_000
-    n_test: int = 1_000
+    max_words: PositiveInt = 48  # texts are cut to their first words (the paper's prompts are short)
+    n_train: PositiveInt = 20_000
+    n_val: PositiveInt = 1_000
+    n_test: PositiveInt = 1_000
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    source: str = "organism"  # "organism" or "dataset"
+    source: Literal["organism", "dataset"] = "organism"
     organism: SentimentConfig = field(default_factory=SentimentConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
@@ -66,7 +69,7 @@ def load_texts(cfg: DatasetConfig) -> list[str]:
     return [t for t in (_clean(x or "", cfg.max_words) for x in ds[cfg.text_column]) if t]
 
 
-def write_dataset_corpus(cfg: DatasetConfig, out_dir: Path) -> dict:
+def write_dataset_corpus(cfg: DatasetConfig, out_dir: Path) -> CorpusResult:
     texts = load_texts(cfg)
     need = cfg.n_train + cfg.n_val + cfg.n_test
     if len(texts) < cfg.n_val + cfg.n_test + 1:
@@ -75,21 +78,18 @@ def write_dataset_corpus(cfg: DatasetConfig, out_dir: Path) -> dict:
     texts = texts[:need]
     splits = {"val": texts[: cfg.n_val], "test": texts[cfg.n_val : cfg.n_val + cfg.n_test],
               "train": texts[cfg.n_val + cfg.n_test :]}
-    stats: dict = {"source": cfg.path, "vocabulary_size": len({w for t in texts for w in t.split()})}
+    stats = {}
     for name, rows in splits.items():
         atomic_write_text(out_dir / f"{name}.txt", "\n".join(rows) + "\n")
-        stats[name] = {"reviews": len(rows), "tokens": sum(len(t.split()) for t in rows),
-                       "positive_share": None, "entropy_floor": None}
-    return stats
+        stats[name] = SplitStats(reviews=len(rows), tokens=sum(len(t.split()) for t in rows))
+    return CorpusResult(source=cfg.path, vocabulary_size=len({w for t in texts for w in t.split()}), **stats)
 
 
-def build_corpus(cfg: CorpusConfig, run_dir: RunDir) -> Path:
+def build_corpus(cfg: CorpusConfig, run_dir: RunDir) -> CorpusResult:
     """Stage: write the corpus splits and their statistics."""
     if cfg.source == "organism":
-        stats = write_corpus(cfg.organism, run_dir.corpus)
-    elif cfg.source == "dataset":
-        stats = write_dataset_corpus(cfg.dataset, run_dir.corpus)
+        result = write_corpus(cfg.organism, run_dir.corpus)
     else:
-        raise UserError(f"corpus.source must be 'organism' or 'dataset', got {cfg.source!r}")
-    atomic_write_json(run_dir.corpus / "stats.json", stats)
-    return run_dir.corpus
+        result = write_dataset_corpus(cfg.dataset, run_dir.corpus)
+    result.save(run_dir)
+    return result

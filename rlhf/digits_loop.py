@@ -7,8 +7,9 @@ digit to the preferred one while later positions keep following the rule (per-po
 KL to the SFT model), more tightly with the KL penalty than without it. A supervised
 baseline on the chosen responses shows what plain fine-tuning does with the same data.
 
-Artifacts live in ``<run>/digits/``, laid out like a study of their own (corpus,
-models/{tokenizer,base,reward,policy,policy_beta0,sft}, training/).
+Artifacts live in the stage's own directory (``run.stage_dir("digits")``), laid out like a
+study of their own (corpus, models/{tokenizer,base,reward,policy,policy_beta0,sft_baseline},
+training/).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.configtypes import FractionFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.organisms.digits import (
@@ -35,13 +37,27 @@ from rlhf.organisms.digits import (
     write_corpus,
 )
 from rlhf.plots import plt, save_figure, save_lines
-from rlhf.policy import PolicyConfig, check_config, sample, train_policy
-from rlhf.policy.sampling import completion_token_kl, token_log_probs
+from rlhf.policy.config import PolicyConfig, check_config
+from rlhf.policy.online import train_policy
+from rlhf.policy.sampling import completion_token_kl, sample, token_log_probs
 from rlhf.policy.sft import SFTConfig, train_sft
 from rlhf.pretrain import PretrainConfig, pretrain
+from rlhf.results import (
+    CorpusResult,
+    DigitsAttention,
+    DigitsExample,
+    DigitsMeasure,
+    DigitsResult,
+    DigitsRewardModel,
+    DigitsSample,
+    DigitsSFT,
+    PolicyResult,
+    PretrainResult,
+    digits_run,
+)
 from rlhf.reward_models import RewardModelConfig, score, train_reward_model
 from rlhf.rewards import LearnedReward
-from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_stage
 
 MODELS = ("base", "policy", "policy_beta0", "sft_baseline")
@@ -55,8 +71,8 @@ class DigitsLoopConfig:
     sft: PretrainConfig = field(default_factory=lambda: PretrainConfig(
         n_layers=2, d_model=64, n_heads=4, d_mlp=256, context=16, batch_size=64, learning_rate=3e-3,
         warmup_steps=20, max_steps=1500, eval_every=100, patience=3, eval_reviews=1000))
-    n_pairs: int = 4000
-    held_out_fraction: float = 0.2
+    n_pairs: PositiveInt = 4000
+    held_out_fraction: FractionFloat = 0.2
     reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(
         kind="bradley_terry", learning_rate=1e-3, epochs=2.0, batch_size=64))
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(
@@ -73,7 +89,7 @@ def _inputs(prompt: str) -> tuple[int, ...]:
 
 @torch.no_grad()
 def measure(model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-            reward: LearnedReward, n_output: int, seed: int) -> dict:
+            reward: LearnedReward, n_output: int, seed: int) -> DigitsMeasure:
     """Sample one completion per held-out prompt and measure it against the known preference."""
     samples = sample(model, tokenizer, prompts, max_new_tokens=n_output + 1, seed=seed)
     inputs = [_inputs(p) for p in prompts]
@@ -96,21 +112,21 @@ def measure(model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrained
         per_position.append(float(values.mean()) if len(values) else 0.0)
     rule = [follows_rule(x, p[:n_output]) for x, p in zip(inputs, parsed)]
     mask = samples.completion_mask.float()
-    return {
-        "first_correct": sum(bool(p) and p[0] == y for p, y in zip(parsed, preferred)) / len(prompts),
-        "first_correct_probability": float(logp.gather(1, ids[:, None]).exp().mean()),
-        "rule_following_by_position": [sum(len(r) > k and r[k] for r in rule) / len(rule) for k in range(n_output)],
-        "well_formed": sum(len(p) == n_output and None not in p for p in parsed) / len(parsed),
-        "kl_by_position": per_position,  # the last entry is the end-of-text token
-        "mean_kl_per_token": float((kl * mask).sum() / mask.sum()),
-        "mean_reward": sum(reward(prompts=prompts, completions=samples.completions)) / len(prompts),
-        "samples": [{"prompt": p, "completion": c} for p, c in list(zip(prompts, samples.completions))[:8]],
-    }
+    return DigitsMeasure(
+        first_correct=sum(bool(p) and p[0] == y for p, y in zip(parsed, preferred)) / len(prompts),
+        first_correct_probability=float(logp.gather(1, ids[:, None]).exp().mean()),
+        rule_following_by_position=tuple(sum(len(r) > k and r[k] for r in rule) / len(rule) for k in range(n_output)),
+        well_formed=sum(len(p) == n_output and None not in p for p in parsed) / len(parsed),
+        kl_by_position=tuple(per_position),  # the last entry is the end-of-text token
+        mean_kl_per_token=float((kl * mask).sum() / mask.sum()),
+        mean_reward=sum(reward(prompts=prompts, completions=samples.completions)) / len(prompts),
+        samples=tuple(DigitsSample(prompt=p, completion=c) for p, c in list(zip(prompts, samples.completions))[:8]),
+    )
 
 
 @torch.no_grad()
 def next_digit_distributions(models: dict[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase, prompt: str,
-                             outputs: tuple[int, ...]) -> dict[str, list[list[float]]]:
+                             outputs: tuple[int, ...]) -> dict[str, tuple[tuple[float, ...], ...]]:
     """Each model's distribution over the ten digits at each output position, given the same prefix."""
     text = f"{prompt} " + " ".join(map(str, outputs))
     ids = torch.tensor([tokenizer(text)["input_ids"]])
@@ -119,7 +135,7 @@ def next_digit_distributions(models: dict[str, PreTrainedModel], tokenizer: PreT
     out = {}
     for name, model in models.items():
         probs = model(input_ids=ids).logits[0].float().softmax(-1)
-        out[name] = [[round(float(probs[start + k, i]), 4) for i in digit_ids] for k in range(len(outputs))]
+        out[name] = tuple(tuple(round(float(probs[start + k, i]), 4) for i in digit_ids) for k in range(len(outputs)))
     return out
 
 
@@ -143,61 +159,61 @@ def _split(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return rows[:cut], rows[cut:]
 
 
-def _plots(result: dict, rd: RunDir, n_output: int) -> None:
+def _plots(result: DigitsResult, rd: RunDir, n_output: int) -> None:
     positions = list(range(1, n_output + 2))
     save_lines(rd.training / "kl_by_position.png",
-               {name: (positions, m["kl_by_position"]) for name, m in result["models"].items() if name != "base"},
+               {name: (positions, list(m.kl_by_position)) for name, m in result.models.items() if name != "base"},
                title="KL to the SFT model at each output position (last: end of text)",
                xlabel="output position", ylabel="KL (nats)")
-    dist = result["example"]["distributions"]
+    dist = result.example.distributions
     fig, axes = plt.subplots(1, n_output, figsize=(2.4 * n_output, 2.6), sharey=True)
     width = 0.8 / len(dist)
     for k, ax in enumerate(axes):
         for j, (name, probs) in enumerate(dist.items()):
             ax.bar([d + (j - (len(dist) - 1) / 2) * width for d in range(10)], probs[k], width=width, label=name)
         ax.set_xticks(range(10))
-        ax.set_title(f"output {k + 1}" + (" (preferred: " + str(result["example"]["preferred"]) + ")" if k == 0 else ""),
+        ax.set_title(f"output {k + 1}" + (" (preferred: " + str(result.example.preferred) + ")" if k == 0 else ""),
                      fontsize=9)
     axes[0].set_ylabel("probability")
     axes[-1].legend(fontsize=7)
-    fig.suptitle(f"Next-digit distributions after \"{result['example']['prompt']}\"", fontsize=10)
+    fig.suptitle(f"Next-digit distributions after \"{result.example.prompt}\"", fontsize=10)
     save_figure(fig, rd.training / "distributions.png")
-    names = [n for n in result["models"]]
+    names = list(result.models)
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(names, [result["models"][n]["first_correct"] for n in names], color="#4477aa")
-    ax.axhline(result["base_rate"], color="#cc3311", linestyle="--", label=f"rule's base rate {result['base_rate']:.2f}")
+    ax.bar(names, [result.models[n].first_correct for n in names], color="#4477aa")
+    ax.axhline(result.base_rate, color="#cc3311", linestyle="--", label=f"rule's base rate {result.base_rate:.2f}")
     ax.set_ylabel("first output correct")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     save_figure(fig, rd.training / "first_correct.png")
 
 
-def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
+def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> DigitsResult | None:
     """Stage: the whole loop on the digits organism; writes ``digits/training/digits.json``,
     the plots beside it, and the attention patterns before and after."""
     if not cfg.enabled:
         return None
     check_config(cfg.policy)
     started = time.time()
-    rd = RunDir(run_dir.root / "digits")
+    rd = digits_run(run_dir)
     organism = DigitsOrganism(cfg.organism)
     if cfg.policy.max_completion_length != cfg.organism.n_output + 1:
         raise UserError(f"digits.policy.max_completion_length must be n_output + 1 = {cfg.organism.n_output + 1} "
                         f"(the digits and the end-of-text token), got {cfg.policy.max_completion_length}")
     # Each step skips itself when its artifact exists: the stage's scratch directory is kept
     # only when a killed run had the same config, so a present artifact is a current one.
-    if not (rd.corpus / "stats.json").exists():
-        atomic_write_json(rd.corpus / "stats.json", write_corpus(organism, rd.corpus))
+    if not CorpusResult.exists(rd):
+        write_corpus(organism, rd.corpus).save(rd)
     if not (rd.tokenizer / "tokenizer.json").exists():
         tokenizer_stage(TokenizerConfig(), rd)
-    if not (rd.training / "pretrain.json").exists():
+    if not PretrainResult.exists(rd):
         pretrain(cfg.sft, rd)
     tokenizer = load_tokenizer(rd.base)
-    sft_loss = read_json(rd.training / "pretrain.json")
+    sft_loss = PretrainResult.load(rd)
 
     pairs = organism.preference_pairs(cfg.n_pairs, cfg.organism.seed + 7)
     train_pairs, test_pairs = _split(pairs, cfg.held_out_fraction, cfg.organism.seed)
-    reward_dir = rd.root / "models" / "reward"
+    reward_dir = rd.model("reward")
     rm_cfg = cfg.reward_model
     if not (reward_dir / "config.json").exists():
         train_reward_model(rm_cfg, rd.base, tokenizer, [{"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]}
@@ -213,21 +229,22 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
     if cfg.beta0:
         runs["policy_beta0"] = replace(cfg.policy, beta=0.0, kl_budget=0.0)
     for name, policy_cfg in runs.items():
-        if not (rd.training / f"{name}.json").exists():
+        if not PolicyResult.path(rd, name).exists():
             train_policy(policy_cfg, rd, name, reward=reward, prompts=(train_prompts, eval_prompts))
-    sft_dir = rd.root / "models" / "sft_baseline"
-    sft_curve: list = []
+    trained = {name: PolicyResult.load_named(rd, name) for name in runs}
+    sft_dir = rd.model("sft_baseline")
+    sft_curve: tuple[tuple[int, float], ...] = ()
     if cfg.sft_baseline.enabled and not (sft_dir / "config.json").exists():
         rows = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in train_pairs]
         _, sft_curve = train_sft(cfg.sft_baseline, rd.base, tokenizer, rows, sft_dir)
 
     base = load_hf(rd.base)
-    models = {"base": base} | {name: load_hf(rd.root / "models" / name) for name in MODELS[1:]
-                               if (rd.root / "models" / name / "config.json").exists()}
+    models = {"base": base} | {name: load_hf(rd.model(name)) for name in MODELS[1:]
+                               if (rd.model(name) / "config.json").exists()}
     n_output = cfg.organism.n_output
     measured = {name: measure(m, base, tokenizer, eval_prompts, reward, n_output, cfg.policy.seed + 1)
                 for name, m in models.items()}
-    if any(math.isnan(v) for m in measured.values() for v in m["kl_by_position"]):
+    if any(math.isnan(v) for m in measured.values() for v in m.kl_by_position):
         raise UserError("NaN in the per-position KL: a model produced non-finite logits")
     example = next(s for s in organism.sequences(200, cfg.organism.seed * 1000 + 13)
                    if len(set(s.inputs)) == len(s.inputs))  # four different digits: the base rate is exactly 1/4
@@ -235,28 +252,27 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> Path | None:
     text = f"{example.prompt} " + " ".join(map(str, outputs))
     attention = {}
     for name in ("base", "policy"):
-        tokens, attention[name] = attention_patterns(rd.root / "models" / name, text)
-    atomic_write_json(rd.training / "attention.json", {"tokens": tokens, "models": attention})
-    result = {
-        "config": asdict(cfg),
-        "sft": {"test_loss": sft_loss["test_loss"], "entropy_floor": sft_loss["entropy_floor"],
-                "loss_over_floor": sft_loss["loss_over_floor"], "steps": sft_loss["steps"]},
-        "reward_model": {"kind": rm_cfg.kind, "train_pairs": len(train_pairs), "test_pairs": len(test_pairs),
-                         "held_out_accuracy": rm_accuracy},
-        "base_rate": sum(organism.first_correct_rate(_inputs(p)) for p in eval_prompts) / len(eval_prompts),
-        "models": measured,
-        "policy_steps": {name: read_json(rd.training / f"{name}.json")["steps"] for name in runs},
-        "kl_curves": {name: read_json(rd.training / f"{name}.json")["curves"]["exact_kl"] for name in runs},
-        "reward_curves": {name: read_json(rd.training / f"{name}.json")["curves"]["reward"] for name in runs},
-        "sft_loss_curve": sft_curve,
-        "example": {"prompt": example.prompt, "outputs": list(outputs), "preferred": preferred_first(example.inputs),
-                    "distributions": next_digit_distributions(models, tokenizer, example.prompt, outputs)},
-        "seconds": time.time() - started,
-    }
+        tokens, attention[name] = attention_patterns(rd.model(name), text)
+    DigitsAttention(tokens=tuple(tokens), models=attention).save(run_dir)
+    result = DigitsResult(
+        config=asdict(cfg), policy_beta=cfg.policy.beta, n_output=n_output,
+        sft=DigitsSFT(test_loss=sft_loss.test_loss, entropy_floor=sft_loss.entropy_floor,
+                      loss_over_floor=sft_loss.loss_over_floor, steps=sft_loss.steps),
+        reward_model=DigitsRewardModel(kind=rm_cfg.kind, train_pairs=len(train_pairs), test_pairs=len(test_pairs),
+                                       held_out_accuracy=rm_accuracy),
+        base_rate=sum(organism.first_correct_rate(_inputs(p)) for p in eval_prompts) / len(eval_prompts),
+        models=measured,
+        policy_steps={name: r.steps for name, r in trained.items()},
+        kl_curves={name: r.curves["exact_kl"] for name, r in trained.items()},
+        reward_curves={name: r.curves["reward"] for name, r in trained.items()},
+        sft_loss_curve=sft_curve,
+        example=DigitsExample(prompt=example.prompt, outputs=tuple(outputs), preferred=preferred_first(example.inputs),
+                              distributions=next_digit_distributions(models, tokenizer, example.prompt, outputs)),
+        seconds=time.time() - started,
+    )
     _plots(result, rd, n_output)
     save_lines(rd.training / "kl_curves.png",
-               {f"beta = {runs[n].beta}": ([s for s, _ in c], [v for _, v in c]) for n, c in result["kl_curves"].items()},
+               {f"beta = {runs[n].beta}": ([s for s, _ in c], [v for _, v in c]) for n, c in result.kl_curves.items()},
                title="KL to the SFT model during RL", xlabel="step", ylabel="KL (nats/token)")
-    out = rd.training / "digits.json"
-    atomic_write_json(out, result)
-    return out
+    result.save(run_dir)
+    return result

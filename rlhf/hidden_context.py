@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from scipy import stats
 
+from rlhf.configtypes import FractionFloat, NonNegativeInt, PositiveInt
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon
 from rlhf.organisms.sentiment import SentimentOrganism, load_organism
 from rlhf.plots import plt, save_figure
+from rlhf.results import (
+    CategoricalDistribution,
+    HiddenContextResult,
+    PerWordFit,
+    RewardModelFit,
+    WordSpreads,
+)
 from rlhf.reward_models import (
+    Kind,
     RewardModelConfig,
     dpl_r_squared,
     mean_and_variance_loss,
@@ -31,7 +41,7 @@ from rlhf.reward_models import (
     score,
     train_reward_model,
 )
-from rlhf.rundir import RunDir, atomic_write_json
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import is_main_process
 
@@ -39,13 +49,13 @@ from rlhf.training import is_main_process
 @dataclass(frozen=True)
 class HiddenContextConfig:
     enabled: bool = True
-    n_pairs: int = 12_000
+    n_pairs: PositiveInt = 12_000
     # Words drawn from the organism's sentiment vocabulary (0: all). A word's spread shows only
     # through many comparisons of it: 12,000 pairs over 60 words give each ~300, over all 1,200 ~15.
-    n_words: int = 60
-    held_out_fraction: float = 0.2
-    contexts_per_word: int = 8  # sentences per word when reading its learned mean and spread
-    kinds: tuple[str, ...] = ("bradley_terry", "mean_variance", "categorical")
+    n_words: NonNegativeInt = 60
+    held_out_fraction: FractionFloat = 0.2
+    contexts_per_word: PositiveInt = 8  # sentences per word when reading its learned mean and spread
+    kinds: tuple[Kind, ...] = ("bradley_terry", "mean_variance", "categorical")
     # A word's spread is a weaker signal than its mean: it needs ~8 epochs over 9,600 pairs
     # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
     reward_model: RewardModelConfig = field(
@@ -97,8 +107,9 @@ def word_contexts(organism: SentimentOrganism, words: list[str], per_word: int, 
     return out
 
 
-def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | None:
-    """Stage: base, mean-and-variance and categorical reward models on rater-drawn preferences."""
+def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> HiddenContextResult | None:
+    """Stage: base, mean-and-variance and categorical reward models on rater-drawn preferences.
+    None when disabled, and in the other processes of a launch."""
     if not cfg.enabled:
         return None
     started = time.time()
@@ -112,11 +123,10 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | No
     tokenizer = load_tokenizer(run_dir.base)
     lex_mean = np.array([lexicon[w].valence for w in seen])
     lex_std = np.array([lexicon[w].std for w in seen])
-    result: dict = {"config": asdict(cfg), "n_train_pairs": len(train), "n_test_pairs": len(test), "n_words": len(seen),
-                    "models": {}}
+    fits: dict[str, RewardModelFit] = {}
     for kind in cfg.kinds:
-        rm_cfg = RewardModelConfig(**{**asdict(cfg.reward_model), "kind": kind})
-        model = train_reward_model(rm_cfg, run_dir.base, tokenizer, train, run_dir.root / "models" / f"reward_{kind}")
+        rm_cfg = replace(cfg.reward_model, kind=kind)
+        model = train_reward_model(rm_cfg, run_dir.base, tokenizer, train, run_dir.model(f"reward_{kind}"))
         if not is_main_process():  # the other processes of a launch only train
             continue
         c_mean, _ = score(model, tokenizer, [p["chosen"] for p in test], kind)
@@ -127,34 +137,34 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> Path | No
         word_mean = means.reshape(len(seen), per).mean(1).numpy()
         word_std = stds.reshape(len(seen), per).mean(1).numpy()
         by_lexicon = np.array([lexicon[p["chosen_word"]].valence > lexicon[p["rejected_word"]].valence for p in test])
-        entry = {
-            "pairwise_accuracy": float((c_mean > r_mean).float().mean()),  # against the drawn raters' labels
-            "agrees_with_lexicon_means": float(((c_mean > r_mean).numpy() == by_lexicon).mean()),
-            "mean_vs_lexicon_mean_spearman": float(stats.spearmanr(word_mean, lex_mean).statistic),
-            "r_squared": dpl_r_squared(means, stds),
-        }
-        if kind != "bradley_terry":
-            entry["std_vs_lexicon_std_spearman"] = float(stats.spearmanr(word_std, lex_std).statistic)
-            entry["words"] = {"word": seen, "learned_mean": word_mean.tolist(), "learned_std": word_std.tolist(),
-                              "lexicon_mean": lex_mean.tolist(), "lexicon_std": lex_std.tolist()}
-        if kind == "categorical":
-            entry["distributions"] = _distributions(model, tokenizer, contexts, seen, lexicon)
-        result["models"][kind] = entry
+        distributional = kind != "bradley_terry"
+        fits[kind] = RewardModelFit(
+            pairwise_accuracy=float((c_mean > r_mean).float().mean()),  # against the drawn raters' labels
+            agrees_with_lexicon_means=float(((c_mean > r_mean).numpy() == by_lexicon).mean()),
+            mean_vs_lexicon_mean_spearman=float(stats.spearmanr(word_mean, lex_mean).statistic),
+            r_squared=dpl_r_squared(means, stds),
+            std_vs_lexicon_std_spearman=float(stats.spearmanr(word_std, lex_std).statistic) if distributional else None,
+            words=WordSpreads(word=tuple(seen), learned_mean=tuple(word_mean.tolist()),
+                              learned_std=tuple(word_std.tolist()), lexicon_mean=tuple(lex_mean.tolist()),
+                              lexicon_std=tuple(lex_std.tolist())) if distributional else None,
+            distributions=_distributions(model, tokenizer, contexts, seen, lexicon) if kind == "categorical" else None,
+        )
     if not is_main_process():
         return None
-    result["per_word_fit"] = per_word_fit(train, seen, lex_std, lex_mean, cfg.seed)
-    _plot(result, run_dir.training / "hidden_context.png")
-    result["seconds"] = time.time() - started
-    out = run_dir.training / "hidden_context.json"
-    atomic_write_json(out, result)
-    return out
+    fit = per_word_fit(train, seen, lex_std, lex_mean)
+    _plot(fits, run_dir.training / "hidden_context.png")
+    result = HiddenContextResult(
+        config=asdict(cfg), read_at=cfg.reward_model.read_at, n_train_pairs=len(train), n_test_pairs=len(test),
+        n_words=len(seen), models=fits, per_word_fit=fit, seconds=time.time() - started)
+    result.save(run_dir)
+    return result
 
 
-def per_word_fit(train: list[dict], words: list[str], lex_std: np.ndarray, lex_mean: np.ndarray, seed: int,
-                 steps: int = 1500) -> dict:
+def per_word_fit(train: list[dict], words: list[str], lex_std: Float[np.ndarray, " words"],
+                 lex_mean: Float[np.ndarray, " words"], steps: int = 1500) -> PerWordFit:
     """The reference: one free (mean, spread) per word fitted with the same loss on the same pairs.
-    It bounds what any model can read from this much data (no text, no sharing between words)."""
-    torch.manual_seed(seed)
+    It bounds what any model can read from this much data (no text, no sharing between words).
+    Deterministic: the parameters start at zero and every step sees every pair."""
     index = {w: i for i, w in enumerate(words)}
     c = torch.tensor([index[p["chosen_word"]] for p in train])
     r = torch.tensor([index[p["rejected_word"]] for p in train])
@@ -165,11 +175,12 @@ def per_word_fit(train: list[dict], words: list[str], lex_std: np.ndarray, lex_m
         mean_and_variance_loss(params[c], params[r]).mean().backward()
         opt.step()
     mean, std = params[:, 0].detach().numpy(), torch.nn.functional.softplus(params[:, 1]).detach().numpy()
-    return {"std_vs_lexicon_std_spearman": float(stats.spearmanr(std, lex_std).statistic),
-            "mean_vs_lexicon_mean_spearman": float(stats.spearmanr(mean, lex_mean).statistic)}
+    return PerWordFit(std_vs_lexicon_std_spearman=float(stats.spearmanr(std, lex_std).statistic),
+                      mean_vs_lexicon_mean_spearman=float(stats.spearmanr(mean, lex_mean).statistic))
 
 
-def _distributions(model, tokenizer, contexts: dict[str, list[str]], seen: list[str], lexicon: dict) -> dict:  # noqa: ANN001
+def _distributions(model, tokenizer, contexts: dict[str, list[str]], seen: list[str],  # noqa: ANN001
+                   lexicon: dict) -> dict[str, CategoricalDistribution]:
     """The categorical model's predicted distribution for the most positive, most negative and most disputed words."""
     picks = {"most positive": max(seen, key=lambda w: lexicon[w].valence),
              "most negative": min(seen, key=lambda w: lexicon[w].valence),
@@ -177,19 +188,18 @@ def _distributions(model, tokenizer, contexts: dict[str, list[str]], seen: list[
     out = {}
     for label, w in picks.items():
         p = outputs(model, tokenizer, contexts[w]).softmax(-1).mean(0)
-        out[label] = {"word": w, "lexicon_mean": lexicon[w].valence, "lexicon_std": lexicon[w].std,
-                      "probabilities": p.tolist()}
+        out[label] = CategoricalDistribution(word=w, lexicon_mean=lexicon[w].valence, lexicon_std=lexicon[w].std,
+                                             probabilities=tuple(p.tolist()))
     return out
 
 
-def _plot(result: dict, path: Path) -> None:
-    kinds = [k for k in ("mean_variance", "categorical") if k in result["models"]]
+def _plot(fits: dict[str, RewardModelFit], path: Path) -> None:
+    kinds = [k for k in ("mean_variance", "categorical") if k in fits]
     if not kinds:
         return
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.8), dpi=100, squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        w = result["models"][kind]["words"]
-        rho = result["models"][kind]["std_vs_lexicon_std_spearman"]
-        ax.scatter(w["lexicon_std"], w["learned_std"], s=6, alpha=0.5)
+        w, rho = fits[kind].words, fits[kind].std_vs_lexicon_std_spearman
+        ax.scatter(w.lexicon_std, w.learned_std, s=6, alpha=0.5)
         ax.set(title=f"{kind}: Spearman {rho:.2f}", xlabel="raters' std (VADER lexicon)", ylabel="learned spread")
     save_figure(fig, path)

@@ -27,8 +27,10 @@ from transformer_lens.pretrained.weight_conversions import (
 )
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.configtypes import PositiveFloat
 from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_write_json
+from rlhf.results import ConversionResult, ConvertedModel
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 
 
@@ -190,26 +192,26 @@ def to_hooked(
 
 @dataclass(frozen=True)
 class ConversionConfig:
-    atol: float = 1e-4
+    atol: PositiveFloat = 1e-4
 
 
-def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> Path:
+def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> ConversionResult:
     """Stage: convert every saved model of the study and record the logit agreement."""
-    results = {}
+    results: dict[str, ConvertedModel] = {}
     for name, path in (("base", run_dir.base), ("policy", run_dir.policy)):
         if not path.exists():
             continue
         started = time.time()
         hf = load_hf(path)
         hooked = to_hooked(hf, tokenizer=path, atol=cfg.atol)
-        results[name] = {
-            "architecture": hooked.cfg.original_architecture,
-            "max_abs_logit_diff": max_logit_difference(hf, hooked, seed=1),
-            "n_layers": hooked.cfg.n_layers, "d_model": hooked.cfg.d_model, "d_vocab": hooked.cfg.d_vocab,
-            "seconds": time.time() - started,
-        }
+        results[name] = ConvertedModel(
+            architecture=hooked.cfg.original_architecture,
+            max_abs_logit_diff=max_logit_difference(hf, hooked, seed=1),
+            n_layers=hooked.cfg.n_layers, d_model=hooked.cfg.d_model, d_vocab=hooked.cfg.d_vocab,
+            seconds=time.time() - started,
+        )
     if not results:
-        raise UserError(f"no model to convert in {run_dir.root / 'models'}")
-    out = run_dir.analysis / "conversion.json"
-    atomic_write_json(out, {"atol": cfg.atol, "models": results})
-    return out
+        raise UserError(f"no model to convert in {run_dir.models}")
+    result = ConversionResult(atol=cfg.atol, models=results)
+    result.save(run_dir)
+    return result

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import matplotlib
 
+from rlhf.rundir import atomic_write
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -45,9 +47,4 @@ def figure_png(fig: plt.Figure) -> bytes:
 def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Write a figure as PNG through a temporary name, and close it."""
     png = figure_png(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
-    return path
+    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(png))

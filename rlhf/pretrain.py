@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import (
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
@@ -27,12 +25,15 @@ from transformers import (
     TrainingArguments,
 )
 
+from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
-from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
+from rlhf.results import CorpusResult, PretrainResult
+from rlhf.rundir import RunDir
+from rlhf.seeding import seeded
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
+from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 
 @dataclass(frozen=True)
@@ -40,21 +41,21 @@ class PretrainConfig:
     # A hub id or local directory: use that pretrained model as the base instead of
     # training one (then tokenizer.source must name the same model).
     from_model: str = ""
-    n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    d_mlp: int = 512
-    context: int = 64
-    rotary_pct: float = 0.25
+    n_layers: PositiveInt = 4
+    d_model: PositiveInt = 128
+    n_heads: PositiveInt = 4
+    d_mlp: PositiveInt = 512
+    context: PositiveInt = 64
+    rotary_pct: FractionFloat = 0.25
     parallel_residual: bool = True
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    warmup_steps: int = 50
-    max_steps: int = 1200
-    eval_every: int = 100
-    patience: int = 3  # evaluations without improvement before stopping
-    min_improvement: float = 0.002  # nats; smaller gains count as a plateau
-    eval_reviews: int = 1000
+    batch_size: PositiveInt = 64
+    learning_rate: PositiveFloat = 2e-3
+    warmup_steps: NonNegativeInt = 50
+    max_steps: PositiveInt = 1200
+    eval_every: PositiveInt = 100
+    patience: PositiveInt = 3  # evaluations without improvement before stopping
+    min_improvement: NonNegativeFloat = 0.002  # nats; smaller gains count as a plateau
+    eval_reviews: PositiveInt = 1000
     seed: int = 0
 
 
@@ -73,8 +74,8 @@ def make_model(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> GPTNe
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(cfg.seed)
-    return GPTNeoXForCausalLM(config)
+    with seeded(cfg.seed):  # the weights' initialisation takes no generator
+        return GPTNeoXForCausalLM(config)
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], context: int) -> list[list[int]]:
@@ -86,9 +87,9 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], context: int) -
     return ids
 
 
-def collate(rows: list[list[int]], pad_id: int) -> dict[str, Tensor]:
+def collate(rows: list[list[int]], pad_id: int) -> dict[str, Int[Tensor, "batch seq"]]:
     width = max(len(r) for r in rows)
-    input_ids: Int[Tensor, "batch seq"] = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for i, r in enumerate(rows):
         input_ids[i, : len(r)] = torch.tensor(r)
@@ -133,10 +134,6 @@ class PlateauStop(TrainerCallback):
         return control
 
 
-class _Trainer(FromPretrainedResume, Trainer):
-    pass
-
-
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, rows: list[list[int]]):
         self.rows = rows
@@ -148,7 +145,7 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
+def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> PretrainResult:
     """Use a pretrained model as the base: save it with the study's tokenizer, measure its loss."""
     started = time.time()
     tokenizer = load_tokenizer(run_dir.tokenizer)
@@ -159,30 +156,31 @@ def _adopt(cfg: PretrainConfig, run_dir: RunDir) -> dict:
     context = getattr(model.config, "max_position_embeddings", cfg.context)
     test_loss = lm_loss(model, tokenizer, run_dir.texts("test"), context, batch_size=32)
     save_trained(model, tokenizer, run_dir.base)
-    return {"from_model": cfg.from_model, "steps": 0, "stopped_early": False, "resumed": False,
-            "parameters": sum(p.numel() for p in model.parameters()), "train_curve": [], "val_curve": [],
-            "test_loss": test_loss, "entropy_floor": None, "loss_over_floor": None,
-            "perplexity": math.exp(test_loss), "seconds": time.time() - started}
+    return PretrainResult(from_model=cfg.from_model, steps=0, stopped_early=False, resumed=False,
+                          parameters=sum(p.numel() for p in model.parameters()), train_curve=(), val_curve=(),
+                          test_loss=test_loss, entropy_floor=None, loss_over_floor=None,
+                          perplexity=math.exp(test_loss), seconds=time.time() - started)
 
 
-def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
+def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> PretrainResult | None:
     """Stage: train the base LM, save it (with its tokenizer) to ``models/base``, and
     record the loss curve and the held-out loss against the corpus entropy floor.
-    With ``from_model`` set, adopt that pretrained model instead."""
+    With ``from_model`` set, adopt that pretrained model instead. Returns the result in the
+    main process, None in the others of a launch."""
     if cfg.from_model:
-        if is_main_process():  # nothing to train: one process adopts the model
-            atomic_write_json(run_dir.training / "pretrain.json", _adopt(cfg, run_dir))
-        return run_dir.base
+        if not is_main_process():  # nothing to train: one process adopts the model
+            return None
+        result = _adopt(cfg, run_dir)
+        result.save(run_dir)
+        return result
     started = time.time()
     tokenizer = load_tokenizer(run_dir.tokenizer)
     train = encode(tokenizer, run_dir.texts("train"), cfg.context)
     val = encode(tokenizer, run_dir.texts("val")[: cfg.eval_reviews], cfg.context)
-    checkpoints = partial_dir(run_dir.base) / "checkpoints"
-    resume = has_checkpoint(checkpoints)
-    if resume:
-        tqdm.write(f"pretrain: resuming from the last checkpoint in {checkpoints}")
+    checkpoints = run_dir.model_partial("base") / "checkpoints"
     args = TrainingArguments(
-        output_dir=str(checkpoints),
+        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=max(1, cfg.eval_every // 4),
+                            save_steps=cfg.eval_every, save_total_limit=2),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=256,
@@ -192,16 +190,9 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         weight_decay=0.01,
         eval_strategy="steps",
         eval_steps=cfg.eval_every,
-        save_steps=cfg.eval_every,
-        save_total_limit=2,
-        logging_steps=max(1, cfg.eval_every // 4),
-        report_to=[],
-        bf16=False,
-        use_cpu=not torch.cuda.is_available(),
-        seed=cfg.seed,
         dataloader_num_workers=0,
     )
-    trainer = _Trainer(
+    trainer = resuming(Trainer)(
         model=make_model(cfg, tokenizer),
         args=args,
         train_dataset=_Rows(train),
@@ -209,34 +200,34 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> Path:
         data_collator=lambda rows: collate(rows, tokenizer.pad_token_id),
         callbacks=[PlateauStop(cfg.patience, cfg.min_improvement)],
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    resume = train_resuming(trainer, checkpoints, "pretrain")
     if not is_main_process():
-        return run_dir.base
+        return None
     model = trainer.model
     history = trainer.state.log_history
     test_texts = run_dir.texts("test")
     test_loss = lm_loss(model.float().cpu(), tokenizer, test_texts, cfg.context)
-    floor = read_json(run_dir.corpus / "stats.json")["test"]["entropy_floor"]
+    floor = CorpusResult.load(run_dir).test.entropy_floor
     save_trained(model, tokenizer, run_dir.base)
     train_curve, val_curve = curve(history, "loss"), curve(history, "eval_loss")
-    result = {
-        "steps": trainer.state.global_step,
-        "stopped_early": trainer.state.global_step < cfg.max_steps,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_curve": train_curve,
-        "val_curve": val_curve,
-        "test_loss": test_loss,
-        "entropy_floor": floor,
-        "loss_over_floor": test_loss / floor,
-        "perplexity": math.exp(test_loss),
-        "resumed": resume,
-        "seconds": time.time() - started,
-    }
-    atomic_write_json(run_dir.training / "pretrain.json", result)
+    result = PretrainResult(
+        steps=trainer.state.global_step,
+        stopped_early=trainer.state.global_step < cfg.max_steps,
+        parameters=sum(p.numel() for p in model.parameters()),
+        train_curve=train_curve,
+        val_curve=val_curve,
+        test_loss=test_loss,
+        entropy_floor=floor,
+        loss_over_floor=test_loss / floor if floor else None,
+        perplexity=math.exp(test_loss),
+        resumed=resume,
+        seconds=time.time() - started,
+    )
+    result.save(run_dir)
     save_lines(
         run_dir.training / "pretrain.png",
         {"train": tuple(map(list, zip(*train_curve))), "validation": tuple(map(list, zip(*val_curve)))},
         title="Base LM pretraining", xlabel="step", ylabel="loss (nats/token)",
-        hlines={f"entropy floor {floor:.3f}": floor},
+        hlines={f"entropy floor {floor:.3f}": floor} if floor else None,
     )
-    return run_dir.base
+    return result

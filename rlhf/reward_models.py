@@ -27,8 +27,11 @@ from torch import Tensor
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
+from rlhf.configtypes import NonNegativeFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
-from rlhf.training import is_main_process, save_trained
+from rlhf.rundir import partial_dir
+from rlhf.seeding import seeded
+from rlhf.training import is_main_process, save_trained, trainer_arguments
 
 Kind = Literal["bradley_terry", "mean_variance", "categorical"]
 # Where the head reads a text: at an appended EOS (TRL's default) or at the text's own last token.
@@ -81,7 +84,7 @@ def mean_and_std(kind: Kind, outputs: Float[Tensor, "b k"]) -> tuple[Float[Tenso
     return mean, torch.sqrt((p * (a[None, :] - mean[:, None]) ** 2).sum(-1))
 
 
-def dpl_r_squared(means: Tensor, stds: Tensor) -> float:
+def dpl_r_squared(means: Float[Tensor, " n"], stds: Float[Tensor, " n"]) -> float:
     """DPL's r^2: the share of the reward's variance explained by the observed alternative,
     Var(mu) / (Var(mu) + E[sigma^2]); 1 - r^2 is what the hidden context accounts for."""
     explained = float(means.float().var())
@@ -143,11 +146,11 @@ def check_preferences(rows: Sequence[dict]) -> None:
 @dataclass(frozen=True)
 class RewardModelConfig:
     kind: Kind = "mean_variance"
-    n_atoms: int = 10  # categorical only
-    learning_rate: float = 5e-4
-    epochs: float = 1.0
-    batch_size: int = 64
-    regulariser: float = 0.0  # variance penalty (mean_variance) or entropy bonus (categorical)
+    n_atoms: PositiveInt = 10  # categorical only
+    learning_rate: PositiveFloat = 5e-4
+    epochs: PositiveFloat = 1.0
+    batch_size: PositiveInt = 64
+    regulariser: NonNegativeFloat = 0.0  # variance penalty (mean_variance) or entropy bonus (categorical)
     read_at: ReadAt = "eos"
     seed: int = 0
 
@@ -157,14 +160,15 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
     """A reward model initialised from a causal LM checkpoint (``init``) and trained on
     ``{"chosen", "rejected"}`` texts; saved to ``out``."""
     check_preferences(train)
-    torch.manual_seed(cfg.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=outputs_of(cfg.kind, cfg.n_atoms))
+    with seeded(cfg.seed):  # the new head's initialisation takes no generator
+        model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=outputs_of(cfg.kind, cfg.n_atoms))
+    # This model was created here: setting its config touches nothing shared.
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.reward_read_at = cfg.read_at  # saved with the model, so scoring reads where training did
     args = RewardConfig(
-        output_dir=str(out.parent / f".{out.name}.work"), per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, logging_steps=20, save_strategy="no",
-        report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True,
+        **trainer_arguments(partial_dir(out) / "checkpoints", seed=cfg.seed, logging_steps=20, save_steps=None,
+                            disable_tqdm=True),
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         center_rewards_coefficient=None,
     )
     if cfg.read_at == "eos":
@@ -201,6 +205,7 @@ def _ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], read_at: Read
     return [ids + eos for ids in tokenizer(list(texts))["input_ids"]]
 
 
-def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], kind: Kind) -> tuple[Tensor, Tensor]:
+def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+          kind: Kind) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
     """Predicted reward mean and spread of each text."""
     return mean_and_std(kind, outputs(model, tokenizer, texts))

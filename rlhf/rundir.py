@@ -1,7 +1,9 @@
-"""Writing artifacts so that an interrupted stage never leaves a half-written file.
+"""A study's run directory: where each artifact lives, and writing it so that an
+interrupted stage never leaves a half-written file.
 
-Everything goes to a temporary name beside the target and is renamed when complete
-(rename is atomic on one filesystem).
+``RunDir`` owns the layout (DESIGN.md, "Artifacts"): no other module joins path parts
+under a run directory. Everything is written to a temporary name beside the target and
+renamed when complete (rename is atomic on one filesystem).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,26 @@ from typing import Any
 from rlhf.errors import UserError
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``.
+
+    The one atomic writer of the suite: text, JSON, figures and tensors all go through it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Unique per process and thread: two writers of the same file never share a temporary.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # The suffix is kept so that writers that choose a format by extension (matplotlib) still can.
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{threading.get_ident()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -60,8 +74,19 @@ def partial_dir(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def hook_dirname(hook: str) -> str:
+    """A hook name as one path component (hook names hold no slash; this keeps it that way)."""
+    if "/" in hook or hook in ("", ".", ".."):
+        raise UserError(f"{hook!r} is not a hook name")
+    return hook
+
+
 class RunDir:
-    """Where each artifact of a study lives (see DESIGN.md, "Artifacts")."""
+    """Where each artifact of a study lives (see DESIGN.md, "Artifacts").
+
+    Directories are properties; files and per-model/per-hook places are methods, so a
+    caller names *what* it wants and this class decides *where* it is.
+    """
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -69,15 +94,60 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.root)
 
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    # top-level areas
     corpus = property(lambda self: self.root / "corpus")
-    tokenizer = property(lambda self: self.root / "models" / "tokenizer")
-    base = property(lambda self: self.root / "models" / "base")
-    policy = property(lambda self: self.root / "models" / "policy")
+    models = property(lambda self: self.root / "models")
     training = property(lambda self: self.root / "training")
     analysis = property(lambda self: self.root / "analysis")
     probes = property(lambda self: self.root / "probes")
     report = property(lambda self: self.root / "report")
     manifests = property(lambda self: self.root / "manifests")
+    logs = property(lambda self: self.root / "logs")
+    config_file = property(lambda self: self.root / "config.json")
+
+    # models: models/<name>/ (HF save_pretrained + tokenizer)
+    def model(self, name: str) -> Path:
+        return self.models / name
+
+    def model_partial(self, name: str) -> Path:
+        """Where a model is trained (checkpoints); renamed to ``model(name)`` when complete."""
+        return partial_dir(self.model(name))
+
+    tokenizer = property(lambda self: self.model("tokenizer"))
+    base = property(lambda self: self.model("base"))
+    policy = property(lambda self: self.model("policy"))
+
+    # activation caches: activations/<model>/<hook>/<split>/ shards + index.json
+    activations_root = property(lambda self: self.root / "activations")
+    activations_index = property(lambda self: self.activations_root / "index.json")
+
+    def activations(self, model: str, hook: str, split: str) -> Path:
+        return self.activations_root / model / hook_dirname(hook) / split
+
+    # dictionaries: saes/<model>/<hook>/<size>[-seed<k>]/ in SAE-Lens format
+    saes_root = property(lambda self: self.root / "saes")
+    saes_index = property(lambda self: self.saes_root / "index.json")
+
+    def sae(self, model: str, hook: str, size: str, seed: int | None = None) -> Path:
+        """A dictionary's directory; ``seed`` names an extra dictionary trained with another seed."""
+        return self.saes_root / model / hook_dirname(hook) / (size if seed is None else f"{size}-seed{seed}")
+
+    # stages that keep a directory of their own (model_diffing, autointerp, digits, ...)
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    # bookkeeping
+    def manifest(self, stage: str) -> Path:
+        return self.manifests / f"{stage}.json"
+
+    def started_marker(self, stage: str) -> Path:
+        return self.manifests / f".{stage}.started"
+
+    def log(self, stage: str) -> Path:
+        return self.logs / f"{stage}.log"
 
     def texts(self, split: str) -> list[str]:
         """The corpus split's texts (``train``, ``val`` or ``test``), one per line."""

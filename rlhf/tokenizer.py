@@ -13,6 +13,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_dir
 
@@ -22,7 +23,7 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 @dataclass(frozen=True)
 class TokenizerConfig:
     source: str = "corpus"  # "corpus": build a word-level one; else a model's hub id or directory
-    min_frequency: int = 1
+    min_frequency: PositiveInt = 1
 
 
 def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> PreTrainedTokenizerFast:

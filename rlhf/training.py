@@ -1,17 +1,31 @@
-"""What every Hugging Face / TRL trainer of the suite shares: resuming from the
-checkpoints in a stage's partial directory, and curves from the trainer's log."""
+"""What every Hugging Face / TRL trainer of the suite shares: the common arguments,
+resuming from the checkpoints in a stage's partial directory, and curves from the
+trainer's log."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import PartialState
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from rlhf.rundir import atomic_dir
+
+
+def trainer_arguments(output_dir: Path, *, seed: int, logging_steps: int, save_steps: int | None,
+                      save_total_limit: int = 1, disable_tqdm: bool | None = None) -> dict[str, Any]:
+    """The arguments every trainer of the suite (pretraining, the online policy, DPO, SFT, reward
+    models) passes to its ``TrainingArguments`` (or TRL config): no reporting, float32, the CPU when
+    there is no GPU, the stage's seed; checkpoints every ``save_steps`` (None: none)."""
+    saving = ({"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": save_total_limit}
+              if save_steps else {"save_strategy": "no"})
+    return dict(output_dir=str(output_dir), report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed,
+                logging_steps=logging_steps, disable_tqdm=disable_tqdm, **saving)
 
 
 class FromPretrainedResume:
@@ -24,6 +38,22 @@ class FromPretrainedResume:
         target = model if model is not None else self.model
         loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
         target.load_state_dict(loaded.state_dict())
+
+
+@functools.cache
+def resuming(trainer_cls: type[Trainer]) -> type[Trainer]:
+    """``trainer_cls`` with ``FromPretrainedResume``: the one resuming trainer class of each kind."""
+    return type(f"Resuming{trainer_cls.__name__}", (FromPretrainedResume, trainer_cls), {})
+
+
+def train_resuming(trainer: Trainer, checkpoints: Path, stage: str = "") -> bool:
+    """Train, resuming from the last complete checkpoint in ``checkpoints`` if a killed run left one;
+    returns whether it resumed."""
+    resume = has_checkpoint(checkpoints)
+    if resume and stage:
+        tqdm.write(f"{stage}: resuming from the last checkpoint in {checkpoints}")
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    return resume
 
 
 def process_state() -> PartialState:
@@ -43,9 +73,9 @@ def has_checkpoint(checkpoints: Path) -> bool:
     return any(checkpoints.glob("checkpoint-*/trainer_state.json"))
 
 
-def curve(history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+def curve(history: list[dict[str, Any]], key: str) -> tuple[tuple[int, float], ...]:
     """(step, value) pairs of one logged metric."""
-    return [(h["step"], float(h[key])) for h in history if key in h]
+    return tuple((h["step"], float(h[key])) for h in history if key in h)
 
 
 def save_trained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:

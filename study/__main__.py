@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = run_study(cfg, force=tuple(args.force), until=args.until)
             print(f"report: {run_dir.report / 'index.html'}")
         elif args.command == "report":
-            from analysis.render import build_report
+            from study.report import build_report
 
             run_dir = RunDir(args.run_dir)
             if not run_dir.root.is_dir():
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"logits match within {args.atol:.0e}")
             print("hooks of block 0: " + ", ".join(h for h in hooked.hook_dict if h.startswith("blocks.0.")))
         else:
-            for row in status(RunDir(args.run_dir)):
-                done = f"finished {row['finished']} in {row['seconds']:.1f} s" if row.get("finished") else "not finished"
-                print(f"{row['stage']:<16} {done}")
+            for name, manifest in status(RunDir(args.run_dir)):
+                done = f"finished {manifest.finished} in {manifest.seconds:.1f} s" if manifest else "not finished"
+                print(f"{name:<16} {done}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

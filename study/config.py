@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from analysis.activations import ActivationCacheConfig
 from analysis.autointerp import AutointerpConfig
@@ -23,6 +24,7 @@ from analysis.model_diffing import ModelDiffingConfig
 from analysis.sae_quality import QualityConfig
 from probes.implicit_reward import ImplicitRewardConfig
 from probes.valence import ValenceProbeConfig
+from rlhf.configtypes import Hook
 from rlhf.corpus import CorpusConfig
 from rlhf.digits_loop import DigitsLoopConfig
 from rlhf.errors import UserError
@@ -34,12 +36,18 @@ from rlhf.policy.sft import SFTConfig
 from rlhf.pretrain import PretrainConfig
 from rlhf.tokenizer import TokenizerConfig
 
+# The pipeline's stages, in order (study.pipeline.STAGES runs them; a test checks the two agree).
+StageName = Literal["corpus", "tokenizer", "pretrain", "policy", "policy_beta0", "dpo", "divergence", "activations",
+                    "dictionaries", "sae_quality", "mmcs", "feature_diff", "model_diffing", "autointerp", "conversion",
+                    "valence_probe", "implicit_reward", "hidden_context", "sft", "digits"]
+STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
+
 
 @dataclass(frozen=True)
 class StudyConfig:
     name: str = "sentiment"
     runs_dir: str = "runs"
-    stages: tuple[str, ...] = ()  # run only these stages (e.g. ["digits"]); empty: all of them
+    stages: tuple[StageName, ...] = ()  # run only these stages (e.g. ["digits"]); empty: all of them
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -67,6 +75,9 @@ class StudyConfig:
             raise UserError("pretrain.from_model and tokenizer.source go together: either both name the same "
                             "pretrained model, or from_model is empty and tokenizer.source is \"corpus\"")
 
+        if not self.pretrain.from_model:
+            _check_hooks_exist(self, self.pretrain)
+
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
@@ -75,21 +86,88 @@ class StudyConfig:
         return asdict(self)
 
 
+def _hook_fields(obj: Any, where: str = "") -> list[tuple[str, str]]:
+    """(key, value) of every field annotated ``HookName`` in a config tree."""
+    out = []
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), typing.get_type_hints(type(obj), include_extras=True)[f.name]
+        key = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            out += _hook_fields(value, key)
+        elif Hook() in typing.get_args(kind):
+            out.append((key, value))
+        elif typing.get_origin(kind) is tuple and any(Hook() in typing.get_args(a) for a in typing.get_args(kind)):
+            out += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    return out
+
+
+def _check_hooks_exist(cfg: StudyConfig, model: PretrainConfig) -> None:
+    """Hook names against the architecture the study trains (GPT-NeoX): rotary models have no
+    positional-embedding hook, parallel-residual blocks no ``hook_resid_mid``, and a fixed
+    layer must exist."""
+    missing = {"hook_pos_embed": "rotary position embeddings have no hook_pos_embed"}
+    if model.parallel_residual:
+        missing["hook_resid_mid"] = "parallel-residual blocks (pretrain.parallel_residual) have no hook_resid_mid"
+    for key, hook in _hook_fields(cfg):
+        name = hook.rsplit(".", 1)[-1]
+        if name in missing:
+            raise UserError(f"{key} = {hook!r}: {missing[name]}")
+        parts = hook.split(".")
+        if parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) >= model.n_layers:
+            raise UserError(f"{key} = {hook!r}: the model has layers 0-{model.n_layers - 1} (pretrain.n_layers)")
+
+
+def _allowed(kind: Any) -> str:
+    return ", ".join(repr(a) for a in typing.get_args(kind))
+
+
 def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """``value`` as the field's type ``kind``, or a UserError naming the key, the value and what is allowed."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        base, *checks = typing.get_args(kind)
+        value = _coerce(value, base, where)
+        for check in checks:
+            problem = check.check(value) if hasattr(check, "check") else None
+            if problem:
+                raise UserError(f"{where} {problem}")
+        return value
+    if origin is typing.Literal:
+        if value not in typing.get_args(kind) or isinstance(value, bool) != any(isinstance(a, bool) for a in typing.get_args(kind)):
+            raise UserError(f"{where} must be one of {_allowed(kind)}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            try:
+                return _coerce(value, option, where)
+            except UserError:
+                continue
+        raise UserError(f"{where} must be {' or '.join(getattr(o, '__name__', str(o)) for o in options)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(kind)
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind is Any:
+        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typing.get_origin(kind) is tuple and isinstance(value, list):
-        return tuple(value)
-    expected = typing.get_origin(kind) or kind
+        value = float(value)
+    expected = origin or kind
     if isinstance(expected, type) and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise UserError(f"{where} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+    if kind is float and value != value:
+        raise UserError(f"{where} must be a number, got nan")
     return value
 
 
 def _build(cls: type, data: dict[str, Any], where: str, default: Any = None) -> Any:
     """``cls`` from a TOML table; keys the table leaves out keep ``default``'s values (a nested
     section's own defaults, which may differ from its class's), else the class defaults."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     defaults = {f.name: f.default_factory() for f in fields(cls) if f.default_factory is not dataclasses.MISSING}
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)

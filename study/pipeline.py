@@ -10,6 +10,7 @@ picks up whatever its partial directory holds.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 import time
@@ -19,31 +20,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from analysis.activations import cache_stage
-from analysis.autointerp import autointerp_stage
-from analysis.dictionaries import dictionaries_stage
-from analysis.divergence import divergence_stage
-from analysis.feature_diff import feature_diff_stage
-from analysis.mmcs import mmcs_stage
-from analysis.model_diffing import model_diffing_stage
-from analysis.render import build_report
-from analysis.sae_quality import quality_stage
-from probes.implicit_reward import implicit_reward_stage
-from probes.valence import valence_probe
-from rlhf.corpus import build_corpus
-from rlhf.digits_loop import digits_loop_stage
 from rlhf.errors import UserError
-from rlhf.hidden_context import hidden_context_stage
-from rlhf.hooked import conversion_stage
-from rlhf.policy import no_kl_comparison, train_dpo, train_policy
-from rlhf.policy.sft import sft_stage
-from rlhf.pretrain import pretrain
-from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
-from rlhf.tokenizer import tokenizer_stage
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text
 from rlhf.training import process_state
-from study.config import StudyConfig
+from study.config import STAGE_NAMES, StudyConfig
+from study.manifest import Manifest
+from study.report import build_report
 
 LIBRARIES = ("torch", "transformers", "trl", "transformer-lens", "sae-lens", "circuitsvis", "vaderSentiment")
+
+
+Paths = Callable[[RunDir], tuple[Path, ...]]
 
 
 @dataclass(frozen=True)
@@ -51,11 +38,11 @@ class Stage:
     name: str
     section: str | None  # the StudyConfig field this stage is configured by
     after: tuple[str, ...]  # stages whose artifacts it reads
-    run: Callable[[Any, RunDir], Any]
-    outputs: tuple[str, ...]  # paths relative to the run directory that must exist when done
+    function: str  # "module:function", imported when the stage runs (the command line stays fast)
+    outputs: Paths = lambda run: ()  # what must exist when the stage is done
     # Work a killed run resumes from (checkpoints, cache shards); cleared when the stage
     # starts over with another config or is forced, so nothing stale is resumed.
-    scratch: tuple[str, ...] = ()
+    scratch: Paths = lambda run: ()
     # Runs in every process of an ``accelerate launch`` (data-parallel training, sharded
     # caching); the others run in the main process while the rest wait.
     distributed: bool = False
@@ -63,33 +50,51 @@ class Stage:
     # trainer would wait for peers that never join, so such a run is refused.
     one_process: bool = False
 
+    def run(self, section: Any, run_dir: RunDir) -> Any:
+        module, _, function = self.function.partition(":")
+        return getattr(importlib.import_module(module), function)(section, run_dir)
+
 
 STAGES: tuple[Stage, ...] = (
-    Stage("corpus", "corpus", (), build_corpus, ("corpus/train.txt", "corpus/stats.json")),
-    Stage("tokenizer", "tokenizer", ("corpus",), tokenizer_stage, ("models/tokenizer/tokenizer.json",)),
-    Stage("pretrain", "pretrain", ("tokenizer",), pretrain, ("models/base/config.json", "training/pretrain.json"),
-          ("models/.base.partial",), distributed=True),
-    Stage("policy", "policy", ("pretrain",), train_policy, ("models/policy/config.json", "training/policy.json"),
-          ("models/.policy.partial",), distributed=True),
-    Stage("policy_beta0", "policy_beta0", ("policy",), no_kl_comparison, (), ("models/.policy_beta0.partial",), distributed=True),
-    Stage("dpo", "dpo", ("pretrain",), train_dpo, (), ("models/.dpo.partial",), distributed=True),
-    Stage("divergence", "divergence", ("policy",), divergence_stage, ("analysis/divergence.json",)),
-    Stage("activations", "activations", ("divergence",), cache_stage, ("activations/index.json",), ("activations",),
+    Stage("corpus", "corpus", (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
+    Stage("tokenizer", "tokenizer", ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
+    Stage("pretrain", "pretrain", ("tokenizer",), "rlhf.pretrain:pretrain",
+          lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
           distributed=True),
-    Stage("dictionaries", "dictionaries", ("activations",), dictionaries_stage, ("saes/index.json",), ("saes",)),
-    Stage("sae_quality", "sae_quality", ("dictionaries",), quality_stage, ("analysis/sae_metrics.json",)),
-    Stage("mmcs", "mmcs", ("dictionaries",), mmcs_stage, ("analysis/mmcs.json",)),
-    Stage("feature_diff", "feature_diff", ("dictionaries",), feature_diff_stage, ("analysis/feature_diff.json",)),
-    Stage("model_diffing", "model_diffing", ("dictionaries",), model_diffing_stage, (), ("model_diffing",)),
-    Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), autointerp_stage, ()),
-    Stage("conversion", "conversion", ("pretrain", "policy"), conversion_stage, ("analysis/conversion.json",)),
-    Stage("valence_probe", "valence_probe", ("pretrain",), valence_probe, ("probes/valence_base.json",)),
-    Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), implicit_reward_stage, ()),
-    Stage("hidden_context", "hidden_context", ("pretrain",), hidden_context_stage, (), distributed=True),
-    Stage("sft", "sft", ("pretrain",), sft_stage, (), ("models/.sft.partial",), one_process=True),
-    Stage("digits", "digits", (), digits_loop_stage, (), ("digits",), one_process=True),
+    Stage("policy", "policy", ("pretrain",), "rlhf.policy:train_policy",
+          lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
+          distributed=True),
+    Stage("policy_beta0", "policy_beta0", ("policy",), "rlhf.policy:no_kl_comparison",
+          scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
+    Stage("dpo", "dpo", ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
+          distributed=True),
+    Stage("divergence", "divergence", ("policy",), "analysis.divergence:divergence_stage",
+          lambda r: (r.analysis / "divergence.json",)),
+    Stage("activations", "activations", ("divergence",), "analysis.activations:cache_stage",
+          lambda r: (r.activations_index,), lambda r: (r.activations_root,), distributed=True),
+    Stage("dictionaries", "dictionaries", ("activations",), "analysis.dictionaries:dictionaries_stage",
+          lambda r: (r.saes_index,), lambda r: (r.saes_root,)),
+    Stage("sae_quality", "sae_quality", ("dictionaries",), "analysis.sae_quality:quality_stage",
+          lambda r: (r.analysis / "sae_metrics.json",)),
+    Stage("mmcs", "mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
+    Stage("feature_diff", "feature_diff", ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
+          lambda r: (r.analysis / "feature_diff.json",)),
+    Stage("model_diffing", "model_diffing", ("dictionaries",), "analysis.model_diffing:model_diffing_stage",
+          scratch=lambda r: (r.stage_dir("model_diffing"),)),
+    Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
+    Stage("conversion", "conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
+          lambda r: (r.analysis / "conversion.json",)),
+    Stage("valence_probe", "valence_probe", ("pretrain",), "probes.valence:valence_probe",
+          lambda r: (r.probes / "valence_base.json",)),
+    Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), "probes.implicit_reward:implicit_reward_stage"),
+    Stage("hidden_context", "hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
+          distributed=True),
+    Stage("sft", "sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
+          one_process=True),
+    Stage("digits", "digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
+          one_process=True),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
+assert tuple(s.name for s in STAGES) == STAGE_NAMES, "study.config.StageName lists the stages in order"
 
 
 def _versions() -> dict[str, str]:
@@ -111,23 +116,14 @@ def fingerprints(cfg: StudyConfig) -> dict[str, str]:
     return out
 
 
-def _manifest_path(run_dir: RunDir, stage: str) -> Path:
-    return run_dir.manifests / f"{stage}.json"
-
-
-def _started_path(run_dir: RunDir, stage: str) -> Path:
-    return run_dir.manifests / f".{stage}.started"
-
-
 def _prepare_scratch(run_dir: RunDir, stage: Stage, fingerprint: str, *, forced: bool, log: Callable[[str], None]) -> None:
     """Keep a killed run's work only when it was started with the same config; else clear it."""
-    marker = _started_path(run_dir, stage.name)
+    marker = run_dir.started_marker(stage.name)
     resumable = not forced and marker.exists() and marker.read_text().strip() == fingerprint
     if not resumable:
-        for rel in stage.scratch:
-            path = run_dir.root / rel
+        for path in stage.scratch(run_dir):
             if path.exists():
-                log(f"[{stage.name}] clearing {rel} (started over)")
+                log(f"[{stage.name}] clearing {path.relative_to(run_dir.root)} (started over)")
                 shutil.rmtree(path)
     atomic_write_text(marker, fingerprint)
 
@@ -139,14 +135,8 @@ def _last_before(name: str) -> str:
 
 
 def is_done(run_dir: RunDir, stage: Stage, fingerprint: str) -> bool:
-    path = _manifest_path(run_dir, stage.name)
-    if not path.exists():
-        return False
-    try:
-        manifest = read_json(path)
-    except json.JSONDecodeError:
-        return False
-    return manifest.get("fingerprint") == fingerprint and all((run_dir.root / o).exists() for o in stage.outputs)
+    manifest = Manifest.load(run_dir, stage.name)
+    return manifest is not None and manifest.fingerprint == fingerprint and all(p.exists() for p in stage.outputs(run_dir))
 
 
 def run_study(
@@ -173,7 +163,7 @@ def run_study(
     run_dir = RunDir(cfg.run_dir)
     if main:
         run_dir.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir.root / "config.json", cfg.to_dict())
+        atomic_write_json(run_dir.config_file, cfg.to_dict())
     state.wait_for_everyone()
     prints = fingerprints(cfg)
     ran: set[str] = set()
@@ -190,7 +180,7 @@ def run_study(
                                 f"{_last_before(stage.name)}, then run the rest with `python -m study run`")
             log(f"[{stage.name}] running")
             if main:
-                _manifest_path(run_dir, stage.name).unlink(missing_ok=True)
+                run_dir.manifest(stage.name).unlink(missing_ok=True)
                 _prepare_scratch(run_dir, stage, prints[stage.name], forced=stage.name in force, log=log)
             state.wait_for_everyone()
             started = time.time()
@@ -200,13 +190,11 @@ def run_study(
             state.wait_for_everyone()
             seconds = time.time() - started
             if main:
-                atomic_write_json(_manifest_path(run_dir, stage.name), {
-                    "stage": stage.name, "fingerprint": prints[stage.name],
-                    "config": asdict(section) if stage.section else None,
-                    "versions": _versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "seconds": seconds, "processes": state.num_processes if stage.distributed else 1,
-                })
-                _started_path(run_dir, stage.name).unlink(missing_ok=True)
+                Manifest(stage=stage.name, fingerprint=prints[stage.name],
+                         config=asdict(section) if stage.section else None, versions=_versions(),
+                         finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=seconds,
+                         processes=state.num_processes if stage.distributed else 1).save(run_dir)
+                run_dir.started_marker(stage.name).unlink(missing_ok=True)
             state.wait_for_everyone()
             ran.add(stage.name)
             log(f"[{stage.name}] finished in {seconds:.1f} s")
@@ -217,12 +205,12 @@ def run_study(
     return run_dir
 
 
-def status(run_dir: RunDir) -> list[dict[str, Any]]:
-    """Each stage's manifest (or that it has not finished) for a run directory."""
+def status(run_dir: RunDir) -> list[tuple[str, Manifest | None]]:
+    """Each stage with its manifest, or None where it has not finished."""
     if not run_dir.root.is_dir():
         raise UserError(f"run directory {run_dir.root} does not exist")
-    rows = []
-    for stage in STAGES:
-        path = _manifest_path(run_dir, stage.name)
-        rows.append(read_json(path) if path.exists() else {"stage": stage.name, "finished": None})
+    rows = [(stage.name, Manifest.load(run_dir, stage.name)) for stage in STAGES]
+    if not run_dir.config_file.exists() and not any(m for _, m in rows):
+        raise UserError(f"{run_dir.root} is not a study's run directory (no config.json, no finished stage); "
+                        "start one with `python -m study run --config ...`")
     return rows

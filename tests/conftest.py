@@ -6,8 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from jaxtyping import install_import_hook
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Every annotated function of the suite is checked at run time in the tests: jaxtyping
+# shapes and dtypes, and the other annotations through beartype. The hook must be installed
+# before the packages are first imported.
+import tests.typecheck  # noqa: E402,F401  (imported before the hook names it)
+
+_TYPECHECK = install_import_hook(["rlhf", "analysis", "probes", "study"], "tests.typecheck.typechecker")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"

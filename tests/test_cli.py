@@ -49,6 +49,11 @@ def test_missing_run_dir(command, tmp_path):
     assert_user_error(run(command, "--run-dir", str(tmp_path / "absent")), "does not exist")
 
 
+@pytest.mark.parametrize("command", ["report", "status"])
+def test_empty_run_dir(command, tmp_path):
+    assert_user_error(run(command, "--run-dir", str(tmp_path)), "is not a study's run directory")
+
+
 def test_unsupported_architecture(tmp_path):
     OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
                              max_position_embeddings=16, word_embed_proj_dim=32)).save_pretrained(tmp_path)

@@ -1,3 +1,6 @@
+import json
+import re
+
 import pytest
 
 from rlhf.errors import UserError
@@ -36,3 +39,54 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("name = [")
     with pytest.raises(UserError, match="not valid TOML"):
         load_config(bad)
+
+
+# One invalid value per kind of check; each must fail when the config loads, name the key and say what is allowed.
+INVALID = [
+    pytest.param({"corpus": {"source": "organisms"}}, "corpus.source must be one of 'organism', 'dataset'; got 'organisms'",
+                 id="literal"),
+    pytest.param({"policy": {"algorithm": "ppo"}}, r"policy.algorithm must be one of 'grpo', 'rloo'; got 'ppo'", id="literal-2"),
+    pytest.param({"hidden_context": {"kinds": ["bradley_terry", "gaussian"]}}, r"hidden_context.kinds\[1\] must be one of",
+                 id="literal-in-list"),
+    pytest.param({"pretrain": {"n_layers": 0}}, "pretrain.n_layers must be > 0, got 0", id="positive"),
+    pytest.param({"corpus": {"organism": {"n_train": -5}}}, "corpus.organism.n_train must be > 0, got -5", id="positive-nested"),
+    pytest.param({"pretrain": {"max_steps": 0}}, "pretrain.max_steps must be > 0, got 0", id="positive-steps"),
+    pytest.param({"pretrain": {"learning_rate": float("nan")}}, "pretrain.learning_rate must be a number, got nan", id="nan"),
+    pytest.param({"stages": ["corpus", "pretrian"]}, r"stages\[1\] must be one of 'corpus', 'tokenizer', .*; got 'pretrian'",
+                 id="stage-name"),
+    pytest.param({"activations": {"hook": "blocks.{layer}.hook_mlpout"}},
+                 "activations.hook is not a TransformerLens hook name: 'blocks.{layer}.hook_mlpout'; valid: ", id="hook"),
+    pytest.param({"activations": {"hook": "blocks.{layer}.hook_resid_mid"}},
+                 "activations.hook = 'blocks.{layer}.hook_resid_mid': parallel-residual blocks", id="hook-architecture"),
+    pytest.param({"activations": {"dtype": "float8"}}, "activations.dtype must be one of 'float32', 'bfloat16', 'float16'; got 'float8'",
+                 id="dtype"),
+    pytest.param({"pretrain": {"n_layers": "four"}}, "pretrain.n_layers must be int, got 'four'", id="type"),
+    pytest.param({"nmae": "x"}, "unknown config key 'nmae' in the top level", id="unknown-key"),
+]
+
+
+def _toml(data: dict, table: str = "") -> str:
+    """The few TOML shapes of the table above: scalars, lists of strings, nested tables."""
+    def value(v):
+        return f"[{', '.join(value(x) for x in v)}]" if isinstance(v, list) else "nan" if v != v else json.dumps(v)
+    scalars = "".join(f"{k} = {value(v)}\n" for k, v in data.items() if not isinstance(v, dict))
+    head = f"[{table}]\n" if table and scalars else ""
+    return head + scalars + "".join(_toml(v, f"{table}.{k}" if table else k) for k, v in data.items() if isinstance(v, dict))
+
+
+@pytest.mark.parametrize("data, message", INVALID)
+def test_invalid_values_fail_at_load(data, message):
+    with pytest.raises(UserError, match=message):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize("data, message", INVALID)
+def test_invalid_values_exit_2_from_the_command_line(data, message, tmp_path, capsys):
+    from study.__main__ import main
+
+    config = tmp_path / "bad.toml"
+    config.write_text(_toml(data))
+    assert main(["run", "--config", str(config), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err)
+    assert not (tmp_path / "runs").exists()  # nothing was written

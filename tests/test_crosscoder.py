@@ -105,13 +105,25 @@ def test_save_and_load_round_trip(trained, tmp_path):
 def test_paired_stream_refuses_caches_of_different_tokens(tmp_path):
     from safetensors.torch import save_file
 
-    from rlhf.rundir import atomic_write_json
+    from analysis.results import CachedHook
 
     for name, tokens in (("a", [1, 2, 3]), ("b", [1, 2, 4])):
         (tmp_path / name).mkdir()
         save_file({"activations": torch.zeros(3, 4), "tokens": torch.tensor(tokens)}, str(tmp_path / name / "s.safetensors"))
-        atomic_write_json(tmp_path / name / "index.json", {"shards": ["s.safetensors"]})
+        CachedHook("blocks.0.hook_mlp_out", ("s.safetensors",), n_tokens=3, n_texts=1, d=4, dtype="float32").write(
+            tmp_path / name)
     with pytest.raises(UserError, match="different tokens"):
         next(paired_stream([tmp_path / "a", tmp_path / "b"], 2, 0))
     with pytest.raises(UserError, match="non-finite"):
         train_crosscoder(CrosscoderConfig(), iter([torch.full((4, 2, 3), float("nan"))]), [0, 1], [0, 1])
+
+
+def test_evaluate_explained_variance_is_the_shared_one_per_target(trained):
+    """The crosscoder's explained variance is analysis.metrics' (one per target), whatever the batching."""
+    model, held = trained
+    metrics = evaluate(model, held, [0, 1], [0, 1])
+    x = torch.cat(held)
+    with torch.no_grad():
+        recon = model(x)[1]
+    by_hand = [1 - float(((x[:, t] - recon[:, t]) ** 2).sum() / ((x[:, t] - x[:, t].mean(0)) ** 2).sum()) for t in (0, 1)]
+    assert metrics["explained_variance"] == pytest.approx(by_hand, abs=1e-5)

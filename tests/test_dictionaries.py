@@ -9,24 +9,25 @@ from safetensors.torch import load_file
 from analysis.activations import (
     ActivationCacheConfig,
     cache_split,
-    cache_stage,
     check_hook_names,
-    hook_dir,
     load_shards,
 )
 from analysis.dictionaries import DictionaryConfig, dictionaries_stage, load_sae
+from analysis.results import ActivationIndex, CachedHook, SAEIndex, SAEQualityResult
 from analysis.sae_quality import reconstruction_metrics
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
-from rlhf.rundir import RunDir, read_json
+from rlhf.rundir import RunDir
+from study.config import config_from_dict
 
 
 def test_cache_equals_run_with_cache_without_padding(tiny_run):
     _, run_dir, _ = tiny_run
-    index = read_json(run_dir.root / "activations" / "index.json")
-    hook = index["hooks"][0]
-    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:200]
-    shard = load_file(str(hook_dir(run_dir, "policy", hook, "val") / "shard_00000.safetensors"))
+    index = ActivationIndex.load(run_dir)
+    hook = index.hooks[0]
+    assert index.by_layer[index.layers[0]] == hook and index.texts["val"] > 0
+    texts = run_dir.texts("val")[:200]
+    shard = load_file(str(run_dir.activations("policy", hook, "val") / "shard_00000.safetensors"))
     model = to_hooked(run_dir.policy)
     expected, tokens = [], []
     for text in texts:
@@ -37,14 +38,15 @@ def test_cache_equals_run_with_cache_without_padding(tiny_run):
     assert torch.equal(shard["tokens"], torch.cat(tokens))
     assert model.tokenizer.pad_token_id not in shard["tokens"].tolist()
     assert torch.allclose(shard["activations"], torch.cat(expected), atol=1e-5)
-    assert len(shard["activations"]) == index["models"]["policy"]["val"][hook]
+    assert len(shard["activations"]) == index.tokens("policy", "val", hook)
+    assert CachedHook.read(run_dir.activations("policy", hook, "val")).n_tokens == index.tokens("policy", "val", hook)
 
 
 def test_base_and_policy_cached_on_the_same_tokens(tiny_run):
     _, run_dir, _ = tiny_run
-    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][-1]
-    a = load_file(str(hook_dir(run_dir, "base", hook, "train") / "shard_00000.safetensors"))
-    b = load_file(str(hook_dir(run_dir, "policy", hook, "train") / "shard_00000.safetensors"))
+    hook = ActivationIndex.load(run_dir).hooks[-1]
+    a = load_file(str(run_dir.activations("base", hook, "train") / "shard_00000.safetensors"))
+    b = load_file(str(run_dir.activations("policy", hook, "train") / "shard_00000.safetensors"))
     assert torch.equal(a["tokens"], b["tokens"]) and not torch.equal(a["activations"], b["activations"])
 
 
@@ -66,7 +68,7 @@ def test_nan_activations_stop_with_their_location(tiny_run, tmp_path):
 def test_caching_resumes_shard_by_shard(tiny_run, tmp_path):
     _, run_dir, _ = tiny_run
     model = to_hooked(run_dir.base)
-    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:100]
+    texts = run_dir.texts("val")[:100]
     cfg = ActivationCacheConfig(shard_texts=30)
     cache_split(model, texts, ["blocks.1.hook_mlp_out"], lambda h: tmp_path / h, cfg, where="x")
     shards = sorted((tmp_path / "blocks.1.hook_mlp_out").glob("shard_*"))
@@ -82,7 +84,7 @@ def test_caching_resumes_shard_by_shard(tiny_run, tmp_path):
 def test_half_precision_model_and_storage(tiny_run, tmp_path):
     """Large models cache in bf16 with activations stored in bf16 (half the disk); readers get float32."""
     _, run_dir, _ = tiny_run
-    texts = (run_dir.corpus / "val.txt").read_text().splitlines()[:40]
+    texts = run_dir.texts("val")[:40]
     hook = "blocks.1.hook_mlp_out"
     full = to_hooked(run_dir.base)
     half = to_hooked(run_dir.base, dtype=torch.bfloat16, atol=0.5)
@@ -94,48 +96,75 @@ def test_half_precision_model_and_storage(tiny_run, tmp_path):
     a, b = next(load_shards(tmp_path / "full" / hook)), next(load_shards(tmp_path / "half" / hook))
     assert b.dtype == torch.float32 and a.shape == b.shape
     assert (a - b).norm() / a.norm() < 0.05  # bf16 rounding, not a different computation
-    with pytest.raises(UserError, match="activations.dtype must be one of float32, bfloat16, float16"):
-        cache_stage(ActivationCacheConfig(dtype="int8"), run_dir)
+    # A wrong dtype is refused when the config loads, naming the key (not after the training stages).
+    with pytest.raises(UserError, match="activations.dtype must be one of 'float32', 'bfloat16', 'float16'; got 'int8'"):
+        config_from_dict({"activations": {"dtype": "int8"}})
+    with pytest.raises(UserError, match="activations.model_dtype must be one of"):
+        config_from_dict({"activations": {"model_dtype": "fp8"}})
 
 
 def test_saes_reload_and_reproduce_their_reconstruction(tiny_run):
     _, run_dir, _ = tiny_run
-    entries = read_json(run_dir.root / "saes" / "index.json")["saes"]
-    assert {e["size"] for e in entries} == {"1x", "2x"} and {e["model"] for e in entries} == {"base", "policy"}
+    index = SAEIndex.load(run_dir)
+    entries = index.saes
+    assert {e.size for e in entries} == {"1x", "2x"} and {e.model for e in entries} == {"base", "policy"}
+    assert (index.small, index.big) == ("1x", "2x") and index.config.architecture == index.architecture
     entry = entries[-1]
-    sae = load_sae(run_dir.root / entry["path"])
+    assert index.find(entry.model, entry.hook, entry.size) == entry
+    sae = load_sae(run_dir.sae(entry.model, entry.hook, entry.size))
     assert sae.cfg.d_sae == 2 * sae.cfg.d_in and sae.W_dec.shape == (sae.cfg.d_sae, sae.cfg.d_in)
-    x = next(load_shards(hook_dir(run_dir, entry["model"], entry["hook"], "val")))
-    again = load_sae(run_dir.root / entry["path"])
+    assert (entry.d_sae, entry.d_in, entry.width) == (sae.cfg.d_sae, sae.cfg.d_in, 2.0)
+    x = next(load_shards(run_dir.activations(entry.model, entry.hook, "val")))
+    again = load_sae(run_dir.sae(entry.model, entry.hook, entry.size))
     with torch.no_grad():
         assert torch.allclose(sae.decode(sae.encode(x)), again.decode(again.encode(x)))
     metrics = reconstruction_metrics(sae, [x])
-    table = {(r["model"], r["hook"], r["size"]): r for r in read_json(run_dir.analysis / "sae_metrics.json")["saes"]}
+    row = SAEQualityResult.load(run_dir).find(entry.model, entry.hook, entry.size)
     assert metrics["explained_variance"] > 0.8
-    assert table[(entry["model"], entry["hook"], entry["size"])]["explained_variance"] == pytest.approx(metrics["explained_variance"], abs=0.05)
+    assert row.explained_variance == pytest.approx(metrics["explained_variance"], abs=0.05)
+    with pytest.raises(UserError, match="no 3x SAE for model 'policy'"):
+        index.find("policy", entry.hook, "3x")
+
+
+def test_sae_explained_variance_is_the_shared_one(tiny_run):
+    """reconstruction_metrics uses analysis.metrics: 1 - SSE / summed squared deviation from the mean."""
+    _, run_dir, _ = tiny_run
+    entry = SAEIndex.load(run_dir).saes[0]
+    sae = load_sae(run_dir.sae(entry.model, entry.hook, entry.size))
+    x = next(load_shards(run_dir.activations(entry.model, entry.hook, "val"))).double()
+    with torch.no_grad():
+        r = sae.decode(sae.encode(x.float())).double()
+    by_hand = 1 - float(((x - r) ** 2).sum()) / float(((x - x.mean(0)) ** 2).sum())
+    got = reconstruction_metrics(sae, [x[: len(x) // 2].float(), x[len(x) // 2 :].float()])
+    assert got["explained_variance"] == pytest.approx(by_hand, abs=1e-6)
+    assert got["mse"] == pytest.approx(float(((x - r) ** 2).mean()), rel=1e-5)
 
 
 def test_tiny_saes_are_good_dictionaries(tiny_run):
     _, run_dir, _ = tiny_run
-    rows = read_json(run_dir.analysis / "sae_metrics.json")["saes"]
+    result = SAEQualityResult.load(run_dir)
+    rows = result.saes
     assert len(rows) == 2 * 2 * 2  # models x layers x widths
     for r in rows:
-        assert r["explained_variance"] > 0.8 and r["dead_fraction"] < 0.3
-        assert r["zero_ablated_loss"] >= r["clean_loss"]
-        assert 0 < r["l0"] < r["d_sae"]
+        assert r.explained_variance > 0.8 and r.dead_fraction < 0.3
+        assert r.zero_ablated_loss >= r.clean_loss
+        assert 0 < r.l0 < r.d_sae
+    assert result.all_pass == all(r.passes for r in rows)
 
 
 def test_finished_saes_are_not_retrained(tiny_run, tmp_path):
     cfg, run_dir, _ = tiny_run
     copy = RunDir(tmp_path / "tiny")
     shutil.copytree(run_dir.root, copy.root)
-    entries = read_json(copy.root / "saes" / "index.json")["saes"]
-    stamps = {e["path"]: (copy.root / e["path"] / "sae_weights.safetensors").stat().st_mtime_ns for e in entries}
-    shutil.rmtree(copy.root / entries[0]["path"])  # as if killed during this SAE
-    dictionaries_stage(DictionaryConfig(**{**cfg.dictionaries.__dict__, "training_tokens": 20000}), copy)
-    assert (copy.root / entries[0]["path"] / "cfg.json").exists()
+    entries = SAEIndex.load(copy).saes
+    where = {e: copy.sae(e.model, e.hook, e.size) for e in entries}
+    stamps = {e: (where[e] / "sae_weights.safetensors").stat().st_mtime_ns for e in entries}
+    shutil.rmtree(where[entries[0]])  # as if killed during this SAE
+    result = dictionaries_stage(DictionaryConfig(**{**cfg.dictionaries.__dict__, "training_tokens": 20000}), copy)
+    assert (where[entries[0]] / "cfg.json").exists()
     for e in entries[1:]:
-        assert (copy.root / e["path"] / "sae_weights.safetensors").stat().st_mtime_ns == stamps[e["path"]]
+        assert (where[e] / "sae_weights.safetensors").stat().st_mtime_ns == stamps[e]
+    assert SAEIndex.load(copy) == result and result.config.training_tokens == 20000
 
 
 @pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
@@ -143,11 +172,11 @@ def test_topk_architectures_train_and_reload(tiny_run, tmp_path, architecture):
     _, run_dir, _ = tiny_run
     from analysis.dictionaries import train_sae
 
-    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][0]
+    hook = ActivationIndex.load(run_dir).hooks[0]
     out = train_sae(DictionaryConfig(architecture=architecture, k=8, training_tokens=150_000, batch_size=1024),
-                    hook_dir(run_dir, "base", hook, "train"), 1.0, tmp_path / architecture)
+                    run_dir.activations("base", hook, "train"), 1.0, tmp_path / architecture)
     sae = load_sae(out)
-    x = next(load_shards(hook_dir(run_dir, "base", hook, "val")))
+    x = next(load_shards(run_dir.activations("base", hook, "val")))
     with torch.no_grad():
         codes = sae.encode(x)
     l0 = float((codes > 0).sum(1).float().mean())
@@ -159,6 +188,20 @@ def test_topk_architectures_train_and_reload(tiny_run, tmp_path, architecture):
 
 def test_unknown_architecture_is_refused():
     from analysis.dictionaries import make_sae
+    from analysis.results import SAETraining
 
+    with pytest.raises(UserError, match="dictionaries.architecture must be one of 'standard', 'topk', 'batchtopk'; got 'gated'"):
+        config_from_dict({"dictionaries": {"architecture": "gated"}})
+    # A recorded setting (saes/index.json, a plain str) is still checked where it is used.
+    recorded = SAETraining("gated", (1.0,), 5.0, 16, 1000, 64, 1e-3, 0)
     with pytest.raises(UserError, match="architecture must be one of standard, topk, batchtopk"):
-        make_sae(DictionaryConfig(architecture="gated"), 16, 1.0)
+        make_sae(recorded, 16, 1.0)
+
+
+def test_dictionary_sizes_are_checked_at_load():
+    with pytest.raises(UserError, match=r"dictionaries.widths\[1\] must be > 0"):
+        config_from_dict({"dictionaries": {"widths": [1.0, -2.0]}})
+    with pytest.raises(UserError, match="activations.shard_texts must be > 0"):
+        config_from_dict({"activations": {"shard_texts": 0}})
+    with pytest.raises(UserError, match="activations.hook is not a TransformerLens hook name"):
+        config_from_dict({"activations": {"hook": "blocks.{layer}.hook_mlp_outt"}})

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.rundir import read_json
+from rlhf.rundir import RunDir, read_json
 from tests.conftest import TINY
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -45,15 +45,16 @@ def test_two_process_cache_equals_the_single_process_cache(copied):
     original, runs = copied
     run = launch(runs, "--force", "activations", "--until", "activations")
     assert run.returncode == 0, run.stderr[-3000:]
-    copy = runs / original.name
-    assert read_json(copy / "manifests" / "activations.json")["processes"] == 2
-    shards = sorted(p.relative_to(original) for p in (original / "activations").rglob("*.safetensors"))
-    assert shards and shards == sorted(p.relative_to(copy) for p in (copy / "activations").rglob("*.safetensors"))
+    one_run, two_run = RunDir(original), RunDir(runs / original.name)
+    assert read_json(two_run.manifest("activations"))["processes"] == 2
+    cached = one_run.activations_root
+    shards = sorted(p.relative_to(cached) for p in cached.rglob("*.safetensors"))
+    assert shards and shards == sorted(p.relative_to(two_run.activations_root) for p in two_run.activations_root.rglob("*.safetensors"))
     for rel in shards:
-        one, two = load_file(str(original / rel)), load_file(str(copy / rel))
+        one, two = load_file(str(cached / rel)), load_file(str(two_run.activations_root / rel))
         assert all(torch.equal(one[k], two[k]) for k in one), rel
-    for index in (original / "activations").rglob("index.json"):
-        assert read_json(index) == read_json(copy / index.relative_to(original))
+    for index in cached.rglob("index.json"):
+        assert read_json(index) == read_json(two_run.activations_root / index.relative_to(cached))
 
 
 def test_two_process_policy_training_writes_the_run_directory_once(copied):
@@ -61,13 +62,13 @@ def test_two_process_policy_training_writes_the_run_directory_once(copied):
     run = launch(runs, "--force", "policy", "--until", "policy")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("[policy] running") == 1  # the other process logs nothing
-    copy = runs / original.name
-    assert read_json(copy / "manifests" / "policy.json")["processes"] == 2
-    result = read_json(copy / "training" / "policy.json")
-    assert result["steps"] == read_json(original / "training" / "policy.json")["steps"]
+    copy = RunDir(runs / original.name)
+    assert read_json(copy.manifest("policy"))["processes"] == 2
+    result = read_json(copy.training / "policy.json")
+    assert result["steps"] == read_json(RunDir(original).training / "policy.json")["steps"]
     assert result["reward_gain"] > 0.3  # data-parallel GRPO still learns the reward
-    assert (copy / "models" / "policy" / "config.json").exists()
-    assert not (copy / "models" / ".policy.partial").exists()
+    assert (copy.policy / "config.json").exists()
+    assert not copy.model_partial("policy").exists()
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +86,11 @@ def test_two_process_reward_models(copied, fewer_pairs):
     original, runs = copied
     run = launch(runs, "--force", "hidden_context", "--until", "hidden_context", config=fewer_pairs)
     assert run.returncode == 0, run.stderr[-3000:]
-    copy = runs / original.name
-    assert read_json(copy / "manifests" / "hidden_context.json")["processes"] == 2
-    result = read_json(copy / "training" / "hidden_context.json")
+    copy = RunDir(runs / original.name)
+    assert read_json(copy.manifest("hidden_context"))["processes"] == 2
+    result = read_json(copy.training / "hidden_context.json")
     assert set(result["models"]) == {"mean_variance"} and result["models"]["mean_variance"]["pairwise_accuracy"] > 0.6
-    assert (copy / "models" / "reward_mean_variance" / "config.json").exists()
+    assert (copy.model("reward_mean_variance") / "config.json").exists()
 
 
 def test_a_one_process_stage_is_refused_under_a_launch(copied, fewer_pairs):

@@ -42,3 +42,15 @@ def test_mismatched_models_name_the_parameter():
         layer_divergence(neox(True, 0.25), to_hooked(neox(True, 0.25)))
     with pytest.raises(UserError, match=r"differ in shape at gpt_neox.embed_in.weight: \(97, 64\) vs \(50, 64\)"):
         layer_divergence(neox(True, 0.25), neox(True, 0.25, vocab=50))
+
+
+def test_study_divergence_result(tiny_run):
+    from analysis.results import DivergenceResult
+
+    _, run_dir, _ = tiny_run
+    d = DivergenceResult.load(run_dir)
+    assert d.chosen_layers == tuple(sorted(d.ranking[: d.top_n])) and len(d.chosen_layers) == d.top_n
+    assert sorted(d.ranking) == sorted(d.layers) == sorted(d.total)
+    assert [d.total[layer] for layer in d.ranking] == sorted(d.total.values(), reverse=True)
+    for layer, comps in d.layers.items():
+        assert d.total[layer] == pytest.approx(sum(row.divergence for row in comps.values()))

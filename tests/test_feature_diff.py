@@ -1,22 +1,27 @@
 import pytest
 
-from rlhf.rundir import read_json
+from analysis.results import FeatureDiffResult
 
 
 def test_feature_diffs_rank_and_score_policy_features(tiny_run):
     cfg, run_dir, _ = tiny_run
-    f = read_json(run_dir.analysis / "feature_diff.json")
-    assert len(f["hooks"]) == 2
+    f = FeatureDiffResult.load(run_dir)
+    assert len(f.hooks) == 2 and f.match_threshold == cfg.feature_diff.match_threshold
     threshold = cfg.feature_diff.match_threshold
-    for h in f["hooks"]:
-        assert all(c["mcs"] < threshold for c in h["new"])
-        assert all(c["mcs"] >= threshold for c in h["changed"])
-        changes = [abs(c["freq_policy"] - c["freq_base_match"]) for c in h["changed"]]
+    for h in f.hooks:
+        assert all(c.mcs < threshold for c in h.new)
+        assert all(c.mcs >= threshold for c in h.changed)
+        changes = [abs(c.freq_policy - c.freq_base_match) for c in h.changed]
         assert changes == sorted(changes, reverse=True)
-        alignments = [c["logit_alignment"] for c in h["writes_utility"]]
+        alignments = [c.logit_alignment for c in h.writes_utility]
         assert alignments == sorted(alignments, reverse=True)
-        assert all(-1 <= c["utility_corr"] <= 1 for c in h["changed"])
-        assert 0 < h["max_abs_utility_corr"] <= 1
+        assert all(-1 <= c.utility_corr <= 1 for c in h.changed)
+        assert 0 < h.max_abs_utility_corr <= 1
+        # Each card's data is complete: the report draws it without reading anything else.
+        for i, card in h.cards.items():
+            assert card.feature == i and len(card.histogram.edges) == cfg.feature_diff.histogram_bins + 1
+            assert len(card.histogram.policy) == len(card.histogram.base_match) == cfg.feature_diff.histogram_bins
+            assert all(len(e.tokens) == len(e.policy) == len(e.base) for e in card.examples)
     # The tiny model's features are too weak to carry valence; the demo's are shown in its report.
     assert "feature diffs" in (run_dir.report / "index.html").read_text()
 
@@ -40,8 +45,8 @@ def test_feature_cards_render_offline_in_headless_chromium(tiny_run, tmp_path):
     _, run_dir, _ = tiny_run
     page = run_dir.report / "feature_diff.html"
     source = page.read_text()
-    f = read_json(run_dir.analysis / "feature_diff.json")
-    n_views = sum(len(c["examples"]) for h in f["hooks"] for c in h["cards"].values())
+    f = FeatureDiffResult.load(run_dir)
+    n_views = sum(len(c.examples) for h in f.hooks for c in h.cards.values())
     assert n_views > 0
     assert source.count("CircuitsVis.render(") == n_views
     assert source.count("var CircuitsVis") == 1  # the bundle is inlined once, not once per view
@@ -59,7 +64,7 @@ def test_a_view_keeps_only_its_render_call_and_escapes_tokens():
     import torch
     from circuitsvis.tokens import colored_tokens_multi
 
-    from analysis.cards import bundle_script, view
+    from study.report.cards import bundle_script, view
 
     tokens = ["a", "</script><script>alert(1)</script>", "<!--"]
     markup = view(colored_tokens_multi(tokens, torch.zeros(3, 2), labels=["x", "y"]))
@@ -75,13 +80,13 @@ def test_dictionaries_that_cannot_be_compared_are_named(tiny_run):
     from rlhf.errors import UserError
 
     _, run_dir, _ = tiny_run
-    hook = read_json(run_dir.analysis / "feature_diff.json")["hooks"][0]["hook"]
-    small = load_sae(run_dir.root / "saes" / "policy" / hook / "1x")
-    wide = load_sae(run_dir.root / "saes" / "base" / hook / "2x")
+    hook = FeatureDiffResult.load(run_dir).hooks[0].hook
+    small = load_sae(run_dir.sae("policy", hook, "1x"))
+    wide = load_sae(run_dir.sae("base", hook, "2x"))
     assert small.cfg.metadata.hook_name == hook  # SAEs record where they read
     with pytest.raises(UserError, match="cannot be compared"):
         _check_comparable(small, wide, hook)
-    other = load_sae(run_dir.root / "saes" / "base" / hook / "1x")
+    other = load_sae(run_dir.sae("base", hook, "1x"))
     other.cfg.metadata.hook_name = "blocks.9.hook_resid_post"
     with pytest.raises(UserError, match="different hooks"):
         _check_comparable(small, other, hook)

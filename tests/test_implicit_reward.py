@@ -1,7 +1,6 @@
 """The implicit-reward probes on the tiny study: contrastive data, the linear probe and
 its command line, feature ablation, and the sequence-level probes."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -9,9 +8,11 @@ import sys
 
 import torch
 
+from analysis.results import ActivationIndex
 from probes.contrastive import lexicon_triples
+from probes.results import ImplicitRewardResult, LinearRewardResult, ValenceProbeResult
 from rlhf.lexicon import valence
-from rlhf.rundir import read_json
+from rlhf.results import DPOResult
 from tests.conftest import ROOT
 
 
@@ -39,16 +40,20 @@ def test_the_probe_reads_the_utility_on_held_out_words(tiny_run, tmp_path):
     result = probe_cli("--run-dir", str(run_dir.root), "--triples", "600", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "held_out_words" in result.stdout and "untrained (null)" in result.stdout
-    r = json.loads(out.read_text())
-    held = r["protocols"]["held_out_words"]
-    probe, null = held["probe (sae)"]["all"], held["untrained (null)"]["all"]
-    assert probe["kendall_tau"] > 0.4 and probe["sign_accuracy"] > 0.8
-    assert abs(null["kendall_tau"]) < 0.25
-    assert set(held) == {"probe (sae)", "untrained (null)", "raw activations", "embedding only"}
-    assert r["protocols"]["paper"]["probe (sae)"]["all"]["kendall_tau"] > 0.4
-    held_words = set(held["probe (sae)"]["per_word"]["words"])
+    r = LinearRewardResult.read(out)
+    assert (r.model, r.features, r.target) == ("policy", "sae", "utility")
+    held = r.protocols.held_out_words
+    probe, null = held.probe.all, held.untrained.all
+    assert probe.kendall_tau > 0.4 and probe.sign_accuracy > 0.8
+    assert abs(null.kendall_tau) < 0.25
+    assert [(m.kind, m.label) for m in held.rows()] == [
+        ("probe", "probe (sae)"), ("untrained", "untrained (null)"), ("raw_activations", "raw activations"),
+        ("embedding_only", "embedding only")]
+    assert (held.probe.features, held.raw_activations.features, held.embedding_only.features) == ("sae", "activations", "embedding")
+    assert r.protocols.paper.probe.all.kendall_tau > 0.4
+    held_words = set(held.probe.per_word.words)
     assert len(held_words) >= 60 and all(valence(w) != 0 for w in held_words)
-    assert r["n_features"] == 2 * 64  # two chosen layers, 1x SAEs of d_model 64
+    assert r.n_features == 2 * 64  # two chosen layers, 1x SAEs of d_model 64
 
 
 def test_paper_target_is_the_signed_distance_from_neutral():
@@ -73,8 +78,11 @@ def test_probe_errors_name_the_problem(tiny_run, tmp_path):
     assert result.returncode == 2 and "--until dictionaries" in result.stderr
     assert "Traceback" not in result.stderr
     result = probe_cli("--help")
-    for option in ("--run-dir", "--model", "--features", "--layers", "--target", "--alpha", "--out", "--triples"):
+    for option in ("--run-dir", "--model", "--features", "--layers", "--target", "--alpha", "--out", "--triples",
+                   "--size", "--seed"):
         assert option in result.stdout
+    result = probe_cli("--run-dir", str(run_dir.root), "--alpha", "-1")
+    assert result.returncode == 2 and "--alpha must be > 0" in result.stderr
 
 
 def test_splicing_keeps_the_error_term_so_only_switched_off_features_change(tiny_run):
@@ -84,8 +92,8 @@ def test_splicing_keeps_the_error_term_so_only_switched_off_features_change(tiny
 
     _, run_dir, _ = tiny_run
     model = to_hooked(run_dir.policy)
-    hook = read_json(run_dir.root / "activations" / "index.json")["hooks"][-1]
-    sae = load_sae(run_dir.root / "saes" / "policy" / hook / "1x")
+    hook = ActivationIndex.load(run_dir).hooks[-1]
+    sae = load_sae(run_dir.sae("policy", hook, "1x"))
     tokens = model.tokenizer(["the movie"], return_tensors="pt")["input_ids"]  # short: some features stay silent
     with torch.no_grad():
         plain, cache = model.run_with_cache(tokens, names_filter=[hook])
@@ -105,24 +113,53 @@ def test_splicing_keeps_the_error_term_so_only_switched_off_features_change(tiny
 
 def test_study_stage_ablation_and_sequence_probes(tiny_run):
     _, run_dir, _ = tiny_run
-    r = read_json(run_dir.probes / "implicit_reward.json")
-    assert set(r["linear"]) == {"policy_sae", "policy_activations", "base_sae", "base_activations"}
-    a = r["ablation"]
-    assert a["k"] == 8 and len(a["random_sets"]) == 2
-    assert a["none"]["reward_change"] == 0 and a["probe_top_k"]["kl_per_token"] > 0
-    assert len(a["random_k"]["runs"]) == 2 * 2  # random sets x seeds
+    r = ImplicitRewardResult.load(run_dir)
+    assert [(name, (res.model, res.features)) for name, res in r.linear.items()] == [
+        ("policy_sae", ("policy", "sae")), ("policy_activations", ("policy", "activations")),
+        ("base_sae", ("base", "sae")), ("base_activations", ("base", "activations"))]
+    assert r.linear.policy_sae == LinearRewardResult.load_for(run_dir, "policy", "sae")  # each probe saved beside it
+    a = r.ablation
+    assert a.k == 8 and len(a.random_sets) == 2
+    assert a.none.reward_change == 0 and a.probe_top_k.kl_per_token > 0
+    assert len(a.random_k.runs) == 2 * 2  # random sets x seeds
     # The sweep: the headline k and the config's other size, each probe against its own random sets.
-    assert [row["k"] for row in a["sweep"]] == [8, 16]
-    assert a["sweep"][0]["probe_top_k"] == a["probe_top_k"]
-    assert all(len(row["random_k"]["runs"]) == 2 * 2 and row["probe_top_k"]["kl_per_token"] > 0 for row in a["sweep"])
-    s = r["sequence"]
-    assert s["n_completions"] == 600
+    assert [row.k for row in a.sweep] == [8, 16]
+    assert a.sweep[0].probe_top_k == a.probe_top_k
+    assert all(len(row.random_k.runs) == 2 * 2 and row.probe_top_k.kl_per_token > 0 for row in a.sweep)
+    s = r.sequence
+    assert s.n_completions == 600
     for m in ("base", "policy"):
-        last = s["models"][m]["last_token"]
-        assert last["best_hook"] in last["per_hook"] and -1 <= last["kendall_tau"] <= 1
-    assert s["models"]["policy"]["last_token"]["kendall_tau"] > 0.3
-    assert "dpo" in s and -1 <= s["dpo"]["implicit_vs_true"]["kendall_tau"] <= 1
-    assert 0.5 <= s["models"]["policy"]["logistic"]["auroc"] <= 1
+        last = s.models[m].last_token
+        assert last.best_hook in last.per_hook and -1 <= last.kendall_tau <= 1
+        assert last.best == last.per_hook[last.best_hook] and len(last.prediction) == s.n_test
+    assert s.models["policy"].last_token.kendall_tau > 0.3
+    assert s.dpo is not None and -1 <= s.dpo.implicit_vs_true.kendall_tau <= 1
+    assert s.dpo.beta == DPOResult.load(run_dir).beta  # read from DPO's result, not its config
+    assert 0.5 <= s.models["policy"].logistic.auroc <= 1
     for png in ("implicit_reward_scatter.png", "implicit_reward_ablation.png"):
         assert (run_dir.probes / png).stat().st_size > 5000
     assert "implicit reward" in (run_dir.report / "index.html").read_text().lower()
+
+
+def test_report_sections_read_the_probe_results(tiny_run):
+    from study.report.sections.implicit_reward import SECTION as implicit_reward
+    from study.report.sections.valence import SECTION as valence_section
+
+    _, run_dir, _ = tiny_run
+    body, summary = implicit_reward.render(run_dir)
+    r = ImplicitRewardResult.load(run_dir)
+    assert summary == {
+        "probe_tau_policy_sae": r.linear.policy_sae.protocols.held_out_words.probe.all.kendall_tau,
+        "probe_tau_base_sae": r.linear.base_sae.protocols.held_out_words.probe.all.kendall_tau,
+        "probe_tau_policy_activations": r.linear.policy_activations.protocols.held_out_words.probe.all.kendall_tau,
+        "probe_tau_embedding_only": r.linear.policy_sae.protocols.held_out_words.embedding_only.all.kendall_tau,
+        "sequence_probe_tau_policy": r.sequence.models["policy"].last_token.kendall_tau,
+        "ablation_reward_change_probe": r.ablation.probe_top_k.reward_change,
+        "ablation_reward_change_random": r.ablation.random_k.reward_change}
+    assert set(summary) == set(implicit_reward.labels)
+    assert "policy: sae probe" in body and "base: activations probe" in body and "data:image/png;base64" in body
+    body, summary = valence_section.render(run_dir)
+    v = ValenceProbeResult.load(run_dir)
+    assert v.model == "base" and set(summary) == set(valence_section.labels)
+    assert summary["valence_base_word_tau"] == v.summary.word_tau and summary["valence_base_passes"] == v.summary.passes
+    assert "base model" in body and v.summary.best_word_hook in body

@@ -48,15 +48,17 @@ def test_bad_dictionaries_are_named():
 
 
 def test_study_mmcs_against_its_nulls(tiny_run):
-    from rlhf.rundir import read_json
+    from analysis.results import MMCSResult, SAEIndex
 
     _, run_dir, _ = tiny_run
-    m = read_json(run_dir.analysis / "mmcs.json")
-    assert len(m["within"]) == 2 * 2  # models x chosen layers
-    for r in m["within"]:
-        assert r["random_null"]["high"] < r["mmcs"] <= 1.0
-        assert r["mmcs_hungarian"] <= r["mmcs"] + 1e-6
-        assert r["other_seed_mmcs"] > r["random_null"]["high"]
-        assert len(r["shared"]) == 20 and r["shared"][0]["mcs"] >= r["shared"][-1]["mcs"]
-    assert {r["size"] for r in m["base_vs_policy"]} == {"1x", "2x"}
+    m = MMCSResult.load(run_dir)
+    assert len(m.within) == 2 * 2  # models x chosen layers
+    seed = SAEIndex.load(run_dir).config.seed
+    for r in m.within:
+        assert r.random_null.high < r.mmcs <= 1.0
+        assert r.mmcs_hungarian <= r.mmcs + 1e-6
+        assert r.other_seed_mmcs is not None and r.other_seed_mmcs > r.random_null.high
+        assert (run_dir.sae(r.model, r.hook, r.small, seed=seed + 1) / "cfg.json").exists()
+        assert len(r.shared) == 20 and r.shared[0].mcs >= r.shared[-1].mcs
+    assert {r.size for r in m.base_vs_policy} == {"1x", "2x"}
     assert "Shared features: MMCS" in (run_dir.report / "index.html").read_text()

@@ -17,7 +17,7 @@ def test_every_stage_ran_and_wrote_its_artifacts(tiny_run):
         assert manifest["versions"]["transformer-lens"].startswith("3.9")
         assert manifest["seconds"] > 0
     assert (run_dir.base / "model.safetensors").exists()
-    assert read_json(run_dir.root / "config.json")["name"] == "tiny"
+    assert read_json(run_dir.config_file)["name"] == "tiny"
     assert not list(run_dir.root.rglob(".*.partial")), "no partial directory is left behind"
 
 
@@ -73,9 +73,9 @@ def test_rerun_skips_finished_stages(tiny_run, tmp_path):
     run_study(replace(cfg, valence_probe=replace(cfg.valence_probe, examples_per_word=2)), log=lines.append)
     ran = [s for s in STAGE_NAMES if f"[{s}] running" in lines]
     assert ran == ["valence_probe"]
-    assert read_json(copy / "probes" / "valence_base.json")["trained"]["n_examples"] == 300 * 2
+    assert read_json(RunDir(copy).probes / "valence_base.json")["trained"]["n_examples"] == 300 * 2
     rows = status(RunDir(copy))
-    assert [r["stage"] for r in rows] == list(STAGE_NAMES) and all(r["finished"] for r in rows)
+    assert [name for name, _ in rows] == list(STAGE_NAMES) and all(m is not None and m.finished for _, m in rows)
 
 
 def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_path):
@@ -91,21 +91,21 @@ def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_
 
 
 def test_a_stage_started_over_clears_its_scratch_but_a_killed_one_resumes(tmp_path):
-    from study.pipeline import STAGES, _prepare_scratch, _started_path
+    from study.pipeline import STAGES, _prepare_scratch
 
     run_dir = RunDir(tmp_path / "study")
     stage = next(s for s in STAGES if s.name == "activations")
-    shard = run_dir.root / "activations" / "base" / "shard_00000.safetensors"
+    shard = run_dir.activations("base", "blocks.0.hook_mlp_out", "train") / "shard_00000.safetensors"
 
     def scratch_after(marker: str | None, fingerprint: str, forced: bool = False) -> bool:
         shard.parent.mkdir(parents=True, exist_ok=True)
         shard.write_text("old work")
         run_dir.manifests.mkdir(parents=True, exist_ok=True)
-        _started_path(run_dir, stage.name).unlink(missing_ok=True)
+        run_dir.started_marker(stage.name).unlink(missing_ok=True)
         if marker is not None:
-            _started_path(run_dir, stage.name).write_text(marker)
+            run_dir.started_marker(stage.name).write_text(marker)
         _prepare_scratch(run_dir, stage, fingerprint, forced=forced, log=lambda _: None)
-        assert _started_path(run_dir, stage.name).read_text() == fingerprint
+        assert run_dir.started_marker(stage.name).read_text() == fingerprint
         return shard.exists()
 
     assert scratch_after("abc", "abc") is True  # killed with the same config: resume from its shards
@@ -120,7 +120,7 @@ def test_sft_baseline_fine_tunes_on_the_best_base_completions(tiny_run):
     assert sft["rows"] == round(cfg.sft.top_fraction * cfg.sft.n_samples)
     assert sft["mean_reward_of_rows"] >= sft["reward_threshold"] > sft["base"]["mean_reward"]
     assert sft["sft"]["mean_reward"] > sft["base"]["mean_reward"] + 0.1  # supervised learning on good completions helps
-    assert 0 < sft["sft"]["mean_kl_per_token"] and (run_dir.root / "models" / "sft" / "config.json").exists()
+    assert 0 < sft["sft"]["mean_kl_per_token"] and (run_dir.model("sft") / "config.json").exists()
     assert "Supervised baseline" in (run_dir.report / "index.html").read_text()
 
 

@@ -21,9 +21,11 @@ from rlhf.policy import (
 )
 from rlhf.policy.online import KLBudgetStop
 from rlhf.policy.sampling import _end_mask
+from rlhf.results import DPOResult, NoKLResult, PolicyResult
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, read_json
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
+from study.config import config_from_dict
 
 
 def test_prompts_are_2_to_9_word_prefixes():
@@ -47,7 +49,13 @@ def test_repeated_bigrams_and_end_mask():
 def test_sampling_and_exact_kl(tiny_run):
     _, run_dir, _ = tiny_run
     base, tok = load_hf(run_dir.base), load_tokenizer(run_dir.base)
+    side = tok.padding_side
+    state = torch.random.get_rng_state()
     samples = sample(base, tok, ["the plot was", "i thought the acting felt"], max_new_tokens=12, seed=0)
+    assert tok.padding_side == side == "right"  # sampling pads on the left without touching the tokenizer
+    assert torch.equal(torch.random.get_rng_state(), state)  # nor torch's global RNG
+    again = sample(base, tok, ["the plot was", "i thought the acting felt"], max_new_tokens=12, seed=0)
+    assert again.completions == samples.completions and torch.equal(again.input_ids, samples.input_ids)
     assert len(samples.completions) == 2 and samples.completion_mask.sum() > 0
     assert samples.input_ids[:, -1].tolist() != [tok.bos_token_id] * 2
     assert torch.allclose(completion_kl(base, base, samples), torch.zeros(2), atol=1e-5)
@@ -57,37 +65,37 @@ def test_sampling_and_exact_kl(tiny_run):
 
 def test_grpo_raises_the_reward_and_beta0_drifts_further(tiny_run):
     _, run_dir, _ = tiny_run
-    p = read_json(run_dir.training / "policy.json")
-    assert p["steps"] == 40 and p["algorithm"] == "grpo"
-    assert p["policy"]["mean_reward"] > p["base"]["mean_reward"] + 0.3
-    rewards = [v for _, v in p["curves"]["reward"]]
+    p = PolicyResult.load(run_dir)
+    assert p.steps == 40 and p.algorithm == "grpo" and p.config == replace(p.config, algorithm="grpo")
+    assert p.policy.mean_reward > p.base.mean_reward + 0.3
+    rewards = [v for _, v in p.curves["reward"]]
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10
-    b0 = read_json(run_dir.training / "policy_beta0.json")
-    assert b0["beta"] == 0.0 and b0["steps"] == p["steps"]
-    assert b0["policy"]["mean_kl_per_token"] > p["policy"]["mean_kl_per_token"]
+    b0 = NoKLResult.load(run_dir)
+    assert b0.beta == 0.0 and b0.steps == p.steps and b0.config == replace(p.config, beta=0.0, kl_budget=0.0,
+                                                                           max_steps=p.steps)
+    assert b0.policy.mean_kl_per_token > p.policy.mean_kl_per_token
     assert (run_dir.policy / "model.safetensors").exists()
 
 
 def test_dpo_implicit_reward_orders_preferences(tiny_run):
     _, run_dir, _ = tiny_run
-    d = read_json(run_dir.training / "dpo.json")
-    assert d["implicit_reward_accuracy"] > 0.75
-    ex = d["examples"][0]
-    r = dpo_implicit_reward(run_dir.root / "models" / "dpo", run_dir.base, [ex["prompt"]] * 2,
-                            [ex["chosen"], ex["rejected"]], beta=d["config"]["beta"])
-    assert r == pytest.approx([ex["implicit_chosen"], ex["implicit_rejected"]], abs=1e-4)
+    d = DPOResult.load(run_dir)
+    assert d.implicit_reward_accuracy > 0.75
+    ex = d.examples[0]
+    r = dpo_implicit_reward(run_dir.model("dpo"), run_dir.base, [ex.prompt] * 2, [ex.chosen, ex.rejected], beta=d.beta)
+    assert r == pytest.approx([ex.implicit_chosen, ex.implicit_rejected], abs=1e-4)
     # The sign on a clear pair: a glowing completion beats a scathing one.
-    good, bad = dpo_implicit_reward(run_dir.root / "models" / "dpo", run_dir.base, ["the plot was"] * 2,
+    good, bad = dpo_implicit_reward(run_dir.model("dpo"), run_dir.base, ["the plot was"] * 2,
                                     [" superb . rating : 9 / 10 .", " awful . rating : 2 / 10 ."], beta=0.1)
     assert good > bad
     assert dpo_implicit_reward(run_dir.base, run_dir.base, ["the plot was"], [" superb ."], beta=0.1) == [0.0]
 
 
 def test_bad_policy_settings():
-    with pytest.raises(UserError, match="beta must be >= 0"):
-        check_config(PolicyConfig(beta=-0.1))
-    with pytest.raises(UserError, match="algorithm must be one of grpo, rloo"):
-        check_config(PolicyConfig(algorithm="ppo"))
+    with pytest.raises(UserError, match="policy.beta must be >= 0, got -0.1"):
+        config_from_dict({"policy": {"beta": -0.1}})
+    with pytest.raises(UserError, match="policy.algorithm must be one of 'grpo', 'rloo'; got 'ppo'"):
+        config_from_dict({"policy": {"algorithm": "ppo"}})
     with pytest.raises(UserError, match="multiple of num_generations"):
         check_config(PolicyConfig(batch_size=30, num_generations=8))
 
@@ -124,10 +132,11 @@ def test_rloo_trains_too(tiny_run, tmp_path):
     cfg, run_dir, _ = tiny_run
     copy = RunDir(tmp_path / "tiny")
     shutil.copytree(run_dir.root, copy.root)
-    train_policy(replace(cfg.policy, algorithm="rloo", max_steps=3, n_eval_prompts=16), copy, name="rloo")
-    r = read_json(copy.training / "rloo.json")
-    assert r["algorithm"] == "rloo" and r["steps"] == 3 and len(r["curves"]["reward"]) == 3
-    assert (copy.root / "models" / "rloo" / "model.safetensors").exists()
+    returned = train_policy(replace(cfg.policy, algorithm="rloo", max_steps=3, n_eval_prompts=16), copy, name="rloo")
+    r = PolicyResult.load_named(copy, "rloo")
+    assert r == returned and r.name == "rloo"
+    assert r.algorithm == "rloo" and r.steps == 3 and len(r.curves["reward"]) == 3
+    assert (copy.model("rloo") / "model.safetensors").exists()
 
 
 def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
@@ -145,8 +154,8 @@ def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(KLBudgetStop, "on_log", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_policy(small, copy, name="resumable")
-    assert not (copy.root / "models" / "resumable").exists()
+    assert not copy.model("resumable").exists()
     monkeypatch.setattr(KLBudgetStop, "on_log", original)
     train_policy(small, copy, name="resumable")
-    r = read_json(copy.training / "resumable.json")
-    assert r["resumed"] is True and r["steps"] == 4
+    r = PolicyResult.load_named(copy, "resumable")
+    assert r.resumed is True and r.steps == 4

@@ -10,6 +10,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerF
 
 from rlhf.errors import UserError
 from rlhf.organisms.sentiment import SentimentOrganism
+from rlhf.results import ConversionResult, DPOResult, PolicyResult, PretrainResult
 from rlhf.rundir import read_json
 from study.config import config_from_dict
 from study.pipeline import run_study
@@ -63,13 +64,13 @@ def test_pretrained_model_and_dataset_run_through_the_study(tmp_path, local_hub)
     run_dir = run_study(real_config(tmp_path, data, model_dir), log=lambda _: None)
     test = (run_dir.corpus / "test.txt").read_text().splitlines()
     assert len(test) == 40 and all("<br" not in t and len(t.split()) <= 48 for t in test)
-    p = read_json(run_dir.training / "pretrain.json")
-    assert p["steps"] == 0 and p["from_model"] == str(model_dir) and p["entropy_floor"] is None
-    assert 4.0 < p["test_loss"] < 7.0  # a random model over 320 tokens: about ln(320) = 5.8
-    assert read_json(run_dir.analysis / "conversion.json")["models"]["base"]["max_abs_logit_diff"] < 1e-4
-    policy = read_json(run_dir.training / "policy.json")
-    assert policy["steps"] == 3 and (run_dir.policy / "tokenizer.json").exists()
-    assert read_json(run_dir.training / "dpo.json")["steps"] == 3
+    p = PretrainResult.load(run_dir)
+    assert p.steps == 0 and p.from_model == str(model_dir) and p.entropy_floor is None
+    assert 4.0 < p.test_loss < 7.0  # a random model over 320 tokens: about ln(320) = 5.8
+    assert ConversionResult.load(run_dir).models["base"].max_abs_logit_diff < 1e-4
+    policy = PolicyResult.load(run_dir)
+    assert policy.steps == 3 and (run_dir.policy / "tokenizer.json").exists()
+    assert DPOResult.load(run_dir).steps == 3
     probes = read_json(run_dir.probes / "implicit_reward.json")  # lexicon swaps in the dataset's own sentences
     assert probes["linear"]["policy_sae"]["notes"][0].startswith("60 triples")
     assert probes["sequence"]["n_completions"] == 120

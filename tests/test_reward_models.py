@@ -7,6 +7,7 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForSequenceClassification
 
 from rlhf.errors import UserError
+from rlhf.results import HiddenContextResult
 from rlhf.reward_models import (
     DistributionalRewardTrainer,
     categorical_loss,
@@ -16,7 +17,6 @@ from rlhf.reward_models import (
     mean_and_std,
     mean_and_variance_loss,
 )
-from rlhf.rundir import read_json
 
 ONE = math.log(math.e - 1)  # softplus(ONE) == 1
 
@@ -70,15 +70,16 @@ def test_a_reward_model_with_the_wrong_number_of_outputs_is_refused():
 
 def test_hidden_context_reward_models_on_the_tiny_study(tiny_run):
     _, run_dir, _ = tiny_run
-    r = read_json(run_dir.training / "hidden_context.json")
-    assert set(r["models"]) == {"bradley_terry", "mean_variance", "categorical"}
-    for kind, m in r["models"].items():
+    r = HiddenContextResult.load(run_dir)
+    assert set(r.models) == {"bradley_terry", "mean_variance", "categorical"}
+    for kind, m in r.models.items():
         # Trained from a random head (50%), each model orders held-out rater-labelled pairs well above chance,
         # and its per-word means follow the lexicon's.
-        assert m["pairwise_accuracy"] > 0.65, kind
-        assert m["mean_vs_lexicon_mean_spearman"] > 0.5, kind
-        assert 0 <= m["r_squared"] <= 1
-    assert len(r["models"]["categorical"]["distributions"]["most disputed"]["probabilities"]) == 10
+        assert m.pairwise_accuracy > 0.65, kind
+        assert m.mean_vs_lexicon_mean_spearman > 0.5, kind
+        assert 0 <= m.r_squared <= 1
+        assert (m.std_vs_lexicon_std_spearman is None) == (kind == "bradley_terry"), kind
+    assert len(r.models["categorical"].distributions["most disputed"].probabilities) == 10
     assert "hidden context" in (run_dir.report / "index.html").read_text().lower()
 
 

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlhf.configtypes import PositiveInt
+from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import atomic_write_text
 
 SEPARATOR = "|"
@@ -25,11 +27,11 @@ WINDOW = 4
 
 @dataclass(frozen=True)
 class DigitsConfig:
-    n_input: int = 4
-    n_output: int = 6
-    n_train: int = 20_000
-    n_val: int = 1_000
-    n_test: int = 1_000
+    n_input: PositiveInt = 4
+    n_output: PositiveInt = 6
+    n_train: PositiveInt = 20_000
+    n_val: PositiveInt = 1_000
+    n_test: PositiveInt = 1_000
     seed: int = 0
 
 
@@ -125,16 +127,16 @@ def follows_rule(inputs: tuple[int, ...], outputs: list[int | None]) -> list[boo
     return ok
 
 
-def write_corpus(organism: DigitsOrganism, out_dir: Path) -> dict:
+def write_corpus(organism: DigitsOrganism, out_dir: Path) -> CorpusResult:
     """Write train/val/test sequences (one per line) and return their statistics with the
     entropy floor: uniform inputs (log 10 each), the exact output likelihood, and a
     separator and end-of-text token that are certain."""
     cfg = organism.cfg
-    stats: dict = {"source": "digits", "vocabulary_size": len(DIGITS) + 1}
+    stats: dict[str, SplitStats] = {}
     for i, (name, n) in enumerate((("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test))):
         rows = organism.sequences(n, cfg.seed * 1000 + i + 1)
         atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in rows) + "\n")
         per_row = cfg.n_input + 1 + cfg.n_output + 1
         nll = sum(cfg.n_input * math.log(10) - organism.log_prob(r) for r in rows)
-        stats[name] = {"reviews": n, "tokens": n * per_row, "positive_share": None, "entropy_floor": nll / (n * per_row)}
-    return stats
+        stats[name] = SplitStats(reviews=n, tokens=n * per_row, positive_share=None, entropy_floor=nll / (n * per_row))
+    return CorpusResult(source="digits", vocabulary_size=len(DIGITS) + 1, **stats)

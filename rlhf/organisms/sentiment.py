@@ -20,7 +20,9 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rlhf.configtypes import NonNegativeFloat, PositiveInt, ProbabilityFloat
 from rlhf.lexicon import load_lexicon
+from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
 # Sentence templates: tuples of literal words and slots. "D" determiner, "A" aspect,
@@ -69,16 +71,16 @@ class SentimentConfig:
     """How the review corpus is generated."""
 
     seed: int = 0
-    n_train: int = 80_000
-    n_val: int = 4_000
-    n_test: int = 4_000
-    n_positive: int = 600
-    n_negative: int = 600
-    min_abs_valence: float = 1.0
-    max_sentences: int = 5
-    p_on_polarity: float = 0.8  # a sentiment word agrees with the review's polarity
-    p_neutral: float = 0.1  # a sentiment slot holds a neutral word
-    p_intensifier: float = 0.3
+    n_train: PositiveInt = 80_000
+    n_val: PositiveInt = 4_000
+    n_test: PositiveInt = 4_000
+    n_positive: PositiveInt = 600
+    n_negative: PositiveInt = 600
+    min_abs_valence: NonNegativeFloat = 1.0
+    max_sentences: PositiveInt = 5
+    p_on_polarity: ProbabilityFloat = 0.8  # a sentiment word agrees with the review's polarity
+    p_neutral: ProbabilityFloat = 0.1  # a sentiment slot holds a neutral word
+    p_intensifier: ProbabilityFloat = 0.3
 
 
 @dataclass(frozen=True)
@@ -265,24 +267,21 @@ def entropy_floor(organism: SentimentOrganism, reviews: list[Review]) -> float:
     return total / sum(len(r.words) + 1 for r in reviews)
 
 
-def write_corpus(cfg: SentimentConfig, out_dir: Path) -> dict:
+def write_corpus(cfg: SentimentConfig, out_dir: Path) -> CorpusResult:
     """Write train/val/test review texts, the word lists and the entropy floor; return the stats."""
     organism = SentimentOrganism(cfg)
     splits = {"train": (cfg.n_train, cfg.seed * 1000 + 1), "val": (cfg.n_val, cfg.seed * 1000 + 2),
               "test": (cfg.n_test, cfg.seed * 1000 + 3)}
-    stats: dict = {"source": "organism", "vocabulary_size": len(organism.vocabulary())}
+    stats: dict[str, SplitStats] = {}
     for name, (n, seed) in splits.items():
         reviews = organism.reviews(n, seed)
         atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in reviews) + "\n")
-        stats[name] = {
-            "reviews": n,
-            "tokens": sum(len(r.words) + 1 for r in reviews),
-            "positive_share": sum(r.polarity > 0 for r in reviews) / n,
-            "entropy_floor": entropy_floor(organism, reviews),
-        }
+        stats[name] = SplitStats(reviews=n, tokens=sum(len(r.words) + 1 for r in reviews),
+                                 positive_share=sum(r.polarity > 0 for r in reviews) / n,
+                                 entropy_floor=entropy_floor(organism, reviews))
     atomic_write_json(out_dir / "words.json", {"valence": organism.valence, "vocabulary": organism.vocabulary()})
     atomic_write_json(out_dir / ORGANISM_FILE, asdict(cfg))
-    return stats
+    return CorpusResult(source="organism", vocabulary_size=len(organism.vocabulary()), **stats)
 
 
 ORGANISM_FILE = "organism.json"

@@ -16,17 +16,19 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.configtypes import FractionFloat, NonNegativeFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
+from rlhf.results import DPOExample, DPOResult
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, atomic_write_json, partial_dir
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
+from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 from .sampling import evaluate, prompts_from_texts, sample
 
@@ -34,15 +36,15 @@ from .sampling import evaluate, prompts_from_texts, sample
 @dataclass(frozen=True)
 class DPOStageConfig:
     enabled: bool = True
-    beta: float = 0.1
-    learning_rate: float = 5e-4
-    max_steps: int = 200
-    batch_size: int = 32
-    n_pairs: int = 3000  # preference pairs sampled from the base model (ties dropped)
-    held_out_fraction: float = 0.2
-    min_reward_gap: float = 0.2  # pairs whose utilities differ less than this are too close to call
-    max_completion_length: int = 19
-    save_every: int = 50
+    beta: PositiveFloat = 0.1
+    learning_rate: PositiveFloat = 5e-4
+    max_steps: PositiveInt = 200
+    batch_size: PositiveInt = 32
+    n_pairs: PositiveInt = 3000  # preference pairs sampled from the base model (ties dropped)
+    held_out_fraction: FractionFloat = 0.2
+    min_reward_gap: NonNegativeFloat = 0.2  # pairs whose utilities differ less than this are too close to call
+    max_completion_length: PositiveInt = 19
+    save_every: PositiveInt = 50
     seed: int = 0
 
 
@@ -69,7 +71,7 @@ def sequence_log_probs(
         rows = [_completion_ids(tokenizer, p, c) for p, c in zip(prompts[start : start + batch_size],
                                                                  completions[start : start + batch_size])]
         width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        ids: Int[Tensor, "batch seq"] = torch.full((len(rows), width), tokenizer.pad_token_id)
         mask = torch.zeros_like(ids)
         target = torch.zeros_like(ids)
         for i, (row, first) in enumerate(rows):
@@ -123,9 +125,10 @@ def preference_pairs(
     return pairs
 
 
-def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> Path | None:
+def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
     """Stage: preference pairs from the base model, ``models/dpo`` trained with DPOTrainer,
-    and the implicit reward's accuracy on held-out pairs."""
+    and the implicit reward's accuracy on held-out pairs. None when disabled, and in the
+    other processes of a launch."""
     if not cfg.enabled:
         return None
     if cfg.beta <= 0:
@@ -143,20 +146,19 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> Path | None:
     test, train = pairs[:n_test], pairs[n_test:]
     if len(train) < cfg.batch_size or n_test < 10:
         raise UserError(f"only {len(pairs)} preference pairs differ by {cfg.min_reward_gap} or more; raise dpo.n_pairs")
-    target = run_dir.root / "models" / "dpo"
-    checkpoints = partial_dir(target) / "checkpoints"
+    target = run_dir.model("dpo")
+    checkpoints = run_dir.model_partial("dpo") / "checkpoints"
     args = DPOConfig(
-        output_dir=str(checkpoints), beta=cfg.beta, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, logging_steps=5, save_steps=cfg.save_every, save_total_limit=1,
-        report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
+        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every),
+        beta=cfg.beta, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
     )
     columns = ("prompt", "chosen", "rejected")
-    trainer_cls = type("ResumingDPOTrainer", (FromPretrainedResume, DPOTrainer), {})
-    trainer = trainer_cls(model=str(run_dir.base), args=args, processing_class=tokenizer,
-                          train_dataset=Dataset.from_dict({k: [p[k] for p in train] for k in columns}))
-    trainer.train(resume_from_checkpoint=True if has_checkpoint(checkpoints) else None)
+    trainer = resuming(DPOTrainer)(model=str(run_dir.base), args=args, processing_class=tokenizer,
+                                   train_dataset=Dataset.from_dict({k: [p[k] for p in train] for k in columns}))
+    train_resuming(trainer, checkpoints)
     if not is_main_process():
-        return target
+        return None
     policy = trainer.model.float().cpu()
     prompts = [p["prompt"] for p in test]
     r_chosen = dpo_implicit_reward(policy, base, prompts, [p["chosen"] for p in test], cfg.beta, tokenizer)
@@ -169,17 +171,18 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> Path | None:
     save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
     curves = {k: curve(history, k) for k in ("loss", "rewards/accuracies", "rewards/margins")}
-    atomic_write_json(run_dir.training / "dpo.json", {
-        "config": asdict(cfg), "steps": trainer.state.global_step, "train_pairs": len(train), "held_out_pairs": n_test,
-        "implicit_reward_accuracy": accuracy, "base": vars(before), "policy": vars(after),
-        "reward_gain": after.mean_reward - before.mean_reward, "curves": curves,
-        "examples": [{**p, "implicit_chosen": c, "implicit_rejected": r}
-                     for p, c, r in list(zip(test, r_chosen, r_rejected))[:8]],
-        "seconds": time.time() - started,
-    })
+    result = DPOResult(
+        config=asdict(cfg), beta=cfg.beta, steps=trainer.state.global_step, train_pairs=len(train), held_out_pairs=n_test,
+        implicit_reward_accuracy=accuracy, base=before, policy=after,
+        reward_gain=after.mean_reward - before.mean_reward, curves=curves,
+        examples=tuple(DPOExample(**p, implicit_chosen=c, implicit_rejected=r)
+                       for p, c, r in list(zip(test, r_chosen, r_rejected))[:8]),
+        seconds=time.time() - started,
+    )
+    result.save(run_dir)
     points = curves["rewards/accuracies"]
     if points:
         save_lines(run_dir.training / "dpo_accuracy.png", {"training batches": ([s for s, _ in points], [v for _, v in points])},
                    title="DPO: implicit reward accuracy on training pairs", xlabel="step", ylabel="accuracy",
                    hlines={f"held-out {accuracy:.2f}": accuracy})
-    return target
+    return result

@@ -12,46 +12,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
+from rlhf.configtypes import NonNegativeInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
+from rlhf.results import NoKLResult, PolicyResult, PolicySample
 from rlhf.rewards import RewardFunction, UtilityReward
-from rlhf.rundir import RunDir, atomic_write_json, partial_dir, read_json
+from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, is_main_process, save_trained
+from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
+from .config import PolicyConfig, check_config
 from .sampling import evaluate, kl_per_token, prompts_from_texts, repeated_bigram_share, sample
 
-ALGORITHMS = ("grpo", "rloo")
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    algorithm: str = "grpo"  # "grpo" or "rloo"
-    beta: float = 0.1  # KL coefficient against the base model
-    learning_rate: float = 1e-4
-    max_steps: int = 400
-    kl_budget: float = 1.0  # stop once the logged mean KL per token passes this (nats); 0 = never
-    num_generations: int = 8  # completions per prompt (the group)
-    batch_size: int = 64  # completions per step
-    max_completion_length: int = 19
-    temperature: float = 1.0
-    n_prompts: int = 4000
-    n_eval_prompts: int = 256
-    reward_scale: float = 5.0
-    reward_clip: float = 10.0
-    include_prompt: bool = False  # score prompt + completion instead of the completion only
-    save_every: int = 25
-    kl_every: int = 10  # steps between exact KL measurements on held-out prompts; 0 = never
-    kl_prompts: int = 64
-    seed: int = 0
+__all__ = ["KLBudgetStop", "NoKLComparisonConfig", "PolicyConfig", "check_config", "no_kl_comparison",
+           "train_policy"]
 
 
 class KLBudgetStop(TrainerCallback):
@@ -106,30 +87,19 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     common = dict(
-        output_dir=str(output_dir), learning_rate=cfg.learning_rate, beta=cfg.beta, num_generations=cfg.num_generations,
+        **trainer_arguments(output_dir, seed=cfg.seed, logging_steps=1, save_steps=cfg.save_every),
+        learning_rate=cfg.learning_rate, beta=cfg.beta, num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.batch_size, max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature, max_steps=cfg.max_steps, logging_steps=1, save_steps=cfg.save_every,
-        save_total_limit=1, report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
-        disable_dropout=True, top_k=0, top_p=1.0,
+        temperature=cfg.temperature, max_steps=cfg.max_steps, disable_dropout=True, top_k=0, top_p=1.0,
     )
     config_cls, trainer_cls = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}[cfg.algorithm]
-    resuming_cls = type(f"Resuming{trainer_cls.__name__}", (FromPretrainedResume, trainer_cls), {})
     # The model goes in as a path: TRL rebuilds the reference model from it when beta > 0.
-    return resuming_cls(
+    return resuming(trainer_cls)(
         model=str(base_dir), reward_funcs=reward, args=config_cls(**common),
         train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer,
         callbacks=[KLBudgetStop(cfg.kl_budget),
                    ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2)],
     )
-
-
-def check_config(cfg: PolicyConfig) -> None:
-    if cfg.algorithm not in ALGORITHMS:
-        raise UserError(f"policy.algorithm must be one of {', '.join(ALGORITHMS)}, got {cfg.algorithm!r}")
-    if cfg.beta < 0:
-        raise UserError(f"policy.beta must be >= 0 (the KL coefficient), got {cfg.beta}")
-    if cfg.batch_size % cfg.num_generations:
-        raise UserError(f"policy.batch_size ({cfg.batch_size}) must be a multiple of num_generations ({cfg.num_generations})")
 
 
 def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, what: str) -> None:
@@ -139,11 +109,12 @@ def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase,
 
 
 def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, reward: RewardFunction | None = None,
-                 prompts: tuple[list[str], list[str]] | None = None) -> Path:
+                 prompts: tuple[list[str], list[str]] | None = None) -> PolicyResult | None:
     """Stage: train ``models/<name>`` from the base model against the utility reward, then
     evaluate base and policy on held-out prompts (reward, KL, repetition, samples).
 
-    Another organism passes its own ``reward`` function and (training, held-out) ``prompts``."""
+    Another organism passes its own ``reward`` function and (training, held-out) ``prompts``.
+    Returns the result (saved as ``training/<name>.json``) in the main process, None in the others."""
     check_config(cfg)
     started = time.time()
     tokenizer = load_tokenizer(run_dir.base)
@@ -155,13 +126,12 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
                    prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1))
     prompts, eval_prompts = prompts
     reward = reward or LoggedUtility(cfg.reward_scale, cfg.reward_clip, cfg.include_prompt)
-    target = run_dir.root / "models" / name
-    checkpoints = partial_dir(target) / "checkpoints"
+    target = run_dir.model(name)
+    checkpoints = run_dir.model_partial(name) / "checkpoints"
     trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
-    resumed = has_checkpoint(checkpoints)
-    trainer.train(resume_from_checkpoint=True if resumed else None)
+    resumed = train_resuming(trainer, checkpoints)
     if not is_main_process():
-        return target
+        return None
     policy = trainer.model.float().cpu()
     base = load_hf(run_dir.base)
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
@@ -170,20 +140,20 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     save_trained(policy, tokenizer, target)
     history = trainer.state.log_history
     curves = {k: curve(history, k) for k in ("reward", "kl", "exact_kl", "completions/mean_length", "repeated_bigrams")}
-    result = {
-        "name": name, "config": asdict(cfg), "algorithm": cfg.algorithm, "beta": cfg.beta,
-        "steps": trainer.state.global_step, "resumed": resumed,
-        "stopped_at_kl_budget": trainer.state.global_step < cfg.max_steps,
-        "base": vars(before), "policy": vars(after), "reward_gain": after.mean_reward - before.mean_reward,
-        "curves": curves,
-        "samples": [
-            {"prompt": p, "base": b, "base_reward": rb, "policy": q, "policy_reward": rq}
+    result = PolicyResult(
+        name=name, config=cfg, algorithm=cfg.algorithm, beta=cfg.beta,
+        steps=trainer.state.global_step, resumed=resumed,
+        stopped_at_kl_budget=trainer.state.global_step < cfg.max_steps,
+        base=before, policy=after, reward_gain=after.mean_reward - before.mean_reward,
+        curves=curves,
+        samples=tuple(
+            PolicySample(prompt=p, base=b, base_reward=rb, policy=q, policy_reward=rq)
             for p, b, rb, q, rq in list(zip(eval_prompts, base_samples.completions, base_samples.rewards,
                                             policy_samples.completions, policy_samples.rewards))[:12]
-        ],
-        "seconds": time.time() - started,
-    }
-    atomic_write_json(run_dir.training / f"{name}.json", result)
+        ),
+        seconds=time.time() - started,
+    )
+    result.save(run_dir)
     for key, label in (("reward", "mean reward"), ("exact_kl", "KL to base (nats/token)"),
                        ("repeated_bigrams", "repeated-bigram share"), ("completions/mean_length", "completion length")):
         points = curves[key]
@@ -191,7 +161,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
             save_lines(run_dir.training / f"{name}_{key.replace('/', '_')}.png",
                        {cfg.algorithm: ([s for s, _ in points], [v for _, v in points])},
                        title=f"{name}: {label}", xlabel="step", ylabel=label)
-    return target
+    return result
 
 
 @dataclass(frozen=True)
@@ -200,21 +170,22 @@ class NoKLComparisonConfig:
     policy drifts further from the base (the minimal-RLHF observation)."""
 
     enabled: bool = True
-    max_steps: int = 0  # 0: as many steps as the main policy took
+    max_steps: NonNegativeInt = 0  # 0: as many steps as the main policy took
 
 
-def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> Path | None:
-    """Stage: train ``models/policy_beta0`` and plot its KL curve beside the main policy's."""
+def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult | None:
+    """Stage: train ``models/policy_beta0`` with the main policy's recorded config and beta = 0,
+    and plot its KL curve beside the main policy's."""
     if not cfg.enabled:
         return None
-    main = read_json(run_dir.training / "policy.json")
-    policy_cfg = replace(PolicyConfig(**main["config"]), beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main["steps"])
-    train_policy(policy_cfg, run_dir, name="policy_beta0")
-    if not is_main_process():
+    main = PolicyResult.load(run_dir)
+    policy_cfg = replace(main.config, beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
+    trained = train_policy(policy_cfg, run_dir, name=NoKLResult.NAME)
+    if trained is None:  # another process of a launch
         return None
-    other = read_json(run_dir.training / "policy_beta0.json")
-    series = {f"beta = {r['beta']}": ([s for s, _ in r["curves"]["exact_kl"]], [v for _, v in r["curves"]["exact_kl"]])
+    other = NoKLResult(**{f.name: getattr(trained, f.name) for f in fields(trained)})
+    series = {f"beta = {r.beta}": ([s for s, _ in r.curves["exact_kl"]], [v for _, v in r.curves["exact_kl"]])
               for r in (main, other)}
     save_lines(run_dir.training / "kl_beta_comparison.png", series, title="KL to the base model, with and without the penalty",
                xlabel="step", ylabel="KL (nats/token)")
-    return run_dir.training / "policy_beta0.json"
+    return other

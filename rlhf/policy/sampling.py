@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float, Int, Shaped
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.errors import UserError
-from rlhf.rewards import UtilityReward
+from rlhf.results import PolicyEvaluation
+from rlhf.rewards import RewardFunction
+from rlhf.seeding import seeded
 
 
 def prompts_from_texts(texts: Sequence[str], n: int, seed: int, min_words: int = 2, max_words: int = 9) -> list[str]:
@@ -66,14 +68,14 @@ def sample(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
     max_new_tokens: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 128,
 ) -> Samples:
-    """Sample one completion per prompt (pure sampling: no top-k, no top-p)."""
+    """Sample one completion per prompt (pure sampling: no top-k, no top-p). ``generate`` takes no
+    generator: it samples from torch's global RNG, seeded with ``seed`` and restored afterwards."""
     model.eval()
-    torch.manual_seed(seed)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     ids, masks, comp_masks, texts = [], [], [], []
-    try:
+    with seeded(seed):
         for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[start : start + batch_size]), padding=True, return_tensors="pt").to(model.device)
+            enc = tokenizer(list(prompts[start : start + batch_size]), padding=True, padding_side="left",
+                            return_tensors="pt").to(model.device)
             out = model.generate(
                 **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -87,11 +89,9 @@ def sample(
             masks.append(torch.cat([enc["attention_mask"], keep_full], dim=1))
             comp_masks.append(torch.cat([torch.zeros_like(enc["attention_mask"]), keep_full], dim=1))
             texts += tokenizer.batch_decode(completion * keep + tokenizer.pad_token_id * (1 - keep), skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
     width = max(t.shape[1] for t in ids)
 
-    def stack(parts: list[Tensor], value: int) -> Tensor:
+    def stack(parts: list[Int[Tensor, "_ _"]], value: int) -> Int[Tensor, "n seq"]:
         return torch.cat([torch.nn.functional.pad(p, (width - p.shape[1], 0), value=value) for p in parts])
 
     return Samples(list(prompts), texts, stack(ids, tokenizer.pad_token_id), stack(masks, 0), stack(comp_masks, 0))
@@ -114,7 +114,7 @@ def kl_divergence(lp: Float[Tensor, "... vocab"], lq: Float[Tensor, "... vocab"]
 
 
 def completion_token_kl(lp: Float[Tensor, "batch seq vocab"], lq: Float[Tensor, "batch seq vocab"],
-                        completion_mask: Tensor) -> Float[Tensor, "batch seq"]:
+                        completion_mask: Shaped[Tensor, "batch seq"]) -> Float[Tensor, "batch seq"]:
     """The KL of the next-token distribution that produced each token (column t: the distribution
     at t - 1), 0 outside the completions."""
     kl = kl_divergence(lp, lq)[:, :-1]  # position t predicts token t + 1
@@ -140,17 +140,9 @@ def kl_per_token(policy: PreTrainedModel, base: PreTrainedModel, samples: Sample
     return float(token_kl(policy, base, samples).sum() / samples.completion_mask.sum().clamp(min=1))
 
 
-@dataclass
-class PolicyEvaluation:
-    mean_reward: float
-    mean_kl_per_token: float
-    repeated_bigrams: float
-    mean_length: float
-
-
 def evaluate(
     model: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-    reward: UtilityReward, *, max_new_tokens: int, temperature: float = 1.0, seed: int = 0,
+    reward: RewardFunction, *, max_new_tokens: int, temperature: float = 1.0, seed: int = 0,
 ) -> tuple[PolicyEvaluation, Samples]:
     """Sample on held-out prompts; mean reward, exact KL to ``base`` per token, repetition."""
     samples = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)

@@ -14,16 +14,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.configtypes import FractionFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
+from rlhf.results import Curve, SFTResult, SFTSample
 from rlhf.rewards import UtilityReward
-from rlhf.rundir import RunDir, atomic_write_json, partial_dir
+from rlhf.rundir import RunDir, partial_dir
 from rlhf.tokenizer import load_tokenizer
-from rlhf.training import FromPretrainedResume, curve, has_checkpoint, save_trained
+from rlhf.training import curve, resuming, save_trained, train_resuming, trainer_arguments
 
 from .sampling import evaluate, prompts_from_texts, sample
 
@@ -31,19 +32,19 @@ from .sampling import evaluate, prompts_from_texts, sample
 @dataclass(frozen=True)
 class SFTConfig:
     enabled: bool = True
-    learning_rate: float = 5e-4
-    epochs: float = 2.0
-    batch_size: int = 32
-    n_samples: int = 4000  # sentiment: base completions sampled on training prompts
-    top_fraction: float = 0.25  # sentiment: the best-rewarded share kept for fine-tuning
-    max_completion_length: int = 19
-    n_eval_prompts: int = 256
-    save_every: int = 50
+    learning_rate: PositiveFloat = 5e-4
+    epochs: PositiveFloat = 2.0
+    batch_size: PositiveInt = 32
+    n_samples: PositiveInt = 4000  # sentiment: base completions sampled on training prompts
+    top_fraction: FractionFloat = 0.25  # sentiment: the best-rewarded share kept for fine-tuning
+    max_completion_length: PositiveInt = 19
+    n_eval_prompts: PositiveInt = 256
+    save_every: PositiveInt = 50
     seed: int = 0
 
 
 def train_sft(cfg: SFTConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict],
-              target: Path) -> tuple[PreTrainedModel, list[tuple[int, float]]]:
+              target: Path) -> tuple[PreTrainedModel, Curve]:
     """Fine-tune the model in ``base_dir`` on ``{"prompt", "completion"}`` rows (loss on the
     completion only), save it to ``target``; return it with its training-loss curve."""
     from trl import SFTConfig as TRLConfig
@@ -56,21 +57,20 @@ def train_sft(cfg: SFTConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase
         raise UserError(f"SFT rows need prompt and completion columns; missing {', '.join(missing)}")
     checkpoints = partial_dir(target) / "checkpoints"
     args = TRLConfig(
-        output_dir=str(checkpoints), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size, logging_steps=5, save_steps=cfg.save_every, save_total_limit=1,
-        report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=cfg.seed, completion_only_loss=True,
-        disable_tqdm=True,
+        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every, disable_tqdm=True),
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        completion_only_loss=True,
     )
-    resuming = type("ResumingSFTTrainer", (FromPretrainedResume, SFTTrainer), {})
-    trainer = resuming(model=load_hf(base_dir), args=args, processing_class=tokenizer,
-                       train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]))
-    trainer.train(resume_from_checkpoint=True if has_checkpoint(checkpoints) else None)
+    trainer = resuming(SFTTrainer)(
+        model=load_hf(base_dir), args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]))
+    train_resuming(trainer, checkpoints)
     model = trainer.model.float().cpu()
     save_trained(model, tokenizer, target)
     return model, curve(trainer.state.log_history, "loss")
 
 
-def sft_stage(cfg: SFTConfig, run_dir: RunDir) -> Path | None:
+def sft_stage(cfg: SFTConfig, run_dir: RunDir) -> SFTResult | None:
     """Stage: rejection-sampling SFT of the base model on the sentiment organism, evaluated
     like the RL policy (utility reward, KL to the base, repetition) on the same held-out prompts."""
     if not cfg.enabled:
@@ -89,19 +89,19 @@ def sft_stage(cfg: SFTConfig, run_dir: RunDir) -> Path | None:
     ranked = sorted(zip(rewards, drawn.prompts, drawn.completions), key=lambda r: -r[0])
     kept = ranked[: max(1, round(cfg.top_fraction * len(ranked)))]
     rows = [{"prompt": p, "completion": " " + c} for _, p, c in kept if c.strip()]
-    model, losses = train_sft(cfg, run_dir.base, tokenizer, rows, run_dir.root / "models" / "sft")
+    model, losses = train_sft(cfg, run_dir.base, tokenizer, rows, run_dir.model("sft"))
     # The same held-out prompts and sampling seed as the RL policy's evaluation (policy.seed 0 by default).
     eval_prompts = prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1)
     settings = dict(max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 1)
     before, _ = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
     after, samples = evaluate(model, base, tokenizer, eval_prompts, reward, **settings)
-    out = run_dir.training / "sft.json"
-    atomic_write_json(out, {
-        "config": asdict(cfg), "rows": len(rows), "reward_threshold": kept[-1][0],
-        "mean_reward_of_rows": sum(r for r, _, _ in kept) / len(kept), "base": vars(before), "sft": vars(after),
-        "reward_gain": after.mean_reward - before.mean_reward, "loss_curve": losses,
-        "samples": [{"prompt": p, "completion": c, "reward": r}
-                    for p, c, r in list(zip(samples.prompts, samples.completions, samples.rewards))[:8]],
-        "seconds": time.time() - started,
-    })
-    return out
+    result = SFTResult(
+        config=asdict(cfg), n_samples=cfg.n_samples, top_fraction=cfg.top_fraction, rows=len(rows),
+        reward_threshold=kept[-1][0], mean_reward_of_rows=sum(r for r, _, _ in kept) / len(kept), base=before, sft=after,
+        reward_gain=after.mean_reward - before.mean_reward, loss_curve=losses,
+        samples=tuple(SFTSample(prompt=p, completion=c, reward=r)
+                      for p, c, r in list(zip(samples.prompts, samples.completions, samples.rewards))[:8]),
+        seconds=time.time() - started,
+    )
+    result.save(run_dir)
+    return result

@@ -1,0 +1,40 @@
+"""The online policy's configuration: light (no torch), so that ``rlhf.results`` can record
+it as a typed field of the policy's result and the beta = 0 run can reuse it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from rlhf.errors import UserError
+
+Algorithm = Literal["grpo", "rloo"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    algorithm: Algorithm = "grpo"
+    beta: NonNegativeFloat = 0.1  # KL coefficient against the base model
+    learning_rate: PositiveFloat = 1e-4
+    max_steps: PositiveInt = 400
+    kl_budget: NonNegativeFloat = 1.0  # stop once the logged mean KL per token passes this (nats); 0 = never
+    num_generations: PositiveInt = 8  # completions per prompt (the group)
+    batch_size: PositiveInt = 64  # completions per step
+    max_completion_length: PositiveInt = 19
+    temperature: PositiveFloat = 1.0
+    n_prompts: PositiveInt = 4000
+    n_eval_prompts: PositiveInt = 256
+    reward_scale: PositiveFloat = 5.0
+    reward_clip: PositiveFloat = 10.0
+    include_prompt: bool = False  # score prompt + completion instead of the completion only
+    save_every: PositiveInt = 25
+    kl_every: NonNegativeInt = 10  # steps between exact KL measurements on held-out prompts; 0 = never
+    kl_prompts: PositiveInt = 64
+    seed: int = 0
+
+
+def check_config(cfg: PolicyConfig) -> None:
+    """What the annotations cannot say: a check across fields."""
+    if cfg.batch_size % cfg.num_generations:
+        raise UserError(f"policy.batch_size ({cfg.batch_size}) must be a multiple of num_generations ({cfg.num_generations})")

@@ -1,0 +1,72 @@
+"""Assemble ``report/index.html`` and ``report/summary.json`` from the sections."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from rlhf.errors import UserError
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from study.report.page import render
+from study.report.section import Section
+
+# Section modules of study.report.sections, in page order.
+ORDER = ("corpus", "pretrain", "policy", "dpo", "sft", "divergence", "dictionaries", "mmcs", "feature_diff",
+         "model_diffing", "autointerp", "implicit_reward", "hidden_context", "digits", "conversion", "valence", "stages")
+
+
+def sections() -> list[Section]:
+    return [importlib.import_module(f"study.report.sections.{name}").SECTION for name in ORDER]
+
+
+def page(title: str, body: Markup) -> str:
+    """A whole offline page; the circuitsvis bundle is inlined once, and only when a view needs it."""
+    from study.report.cards import bundle_script
+
+    scripts = bundle_script() if "CircuitsVis.render(" in body else Markup("")
+    css = Markup((Path(__file__).parent / "report.css").read_text(encoding="utf-8"))
+    return str(render("page.html.j2", title=title, css=css, scripts=scripts, body=body))
+
+
+def build_report(run: RunDir) -> Path:
+    """Write ``report/index.html`` and ``report/summary.json`` from whatever results exist."""
+    if not run.root.is_dir():
+        raise UserError(f"run directory {run.root} does not exist")
+    if not run.config_file.exists():
+        raise UserError(f"{run.root} is not a study's run directory (no config.json); "
+                        "start one with `python -m study run --config ...`")
+    config = read_json(run.config_file) if run.config_file.exists() else {}
+    summary: dict[str, Any] = {"study": config.get("name", run.root.name), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+    shown, labels = [], {}
+    for section in sections():
+        rendered = section.render(run)
+        if rendered is None:
+            continue
+        body, numbers = rendered
+        shown.append({"anchor": section.anchor, "title": section.title, "body": body})
+        summary.update(numbers)
+        labels.update({k: (section.anchor, label) for k, label in section.labels.items()})
+    headline = [(Markup("<a href='#{}'>{}</a>").format(*labels[k]) if k in labels else k, v)
+                for k, v in summary.items() if k not in ("study", "built")]
+    body = render("index.html.j2", study=summary["study"], built=summary["built"], root=str(run.root), sections=shown,
+                  headline=headline, config=json.dumps(config, indent=2))
+    out = atomic_write_text(run.report / "index.html", page(f"{summary['study']}: RLHF interpretability report", body))
+    feature_diff_page(run)
+    atomic_write_json(run.report / "summary.json", summary)
+    return out
+
+
+def feature_diff_page(run: RunDir) -> Path | None:
+    """``report/feature_diff.html``: every feature card on one offline page."""
+    from study.report.sections.feature_diff import cards_page_body
+
+    body = cards_page_body(run)
+    if body is None:
+        return None
+    return atomic_write_text(run.report / "feature_diff.html", page(f"Feature diffs: {run.root.name}", body))
+

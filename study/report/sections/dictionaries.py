@@ -1,0 +1,32 @@
+"""Sparse dictionaries: the activation cache and every SAE's held-out quality against its bars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analysis.results import ActivationIndex, SAEQualityResult
+from rlhf.rundir import RunDir
+from study.report.page import verdict
+from study.report.section import Section
+
+
+def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None) -> dict[str, Any]:
+    cached = None
+    if cache is not None:
+        first = cache.model_names[0]
+        cached = {"hooks": ", ".join(cache.hooks), "models": ", ".join(cache.model_names),
+                  "train": cache.tokens(first, "train"), "val": cache.tokens(first, "val")}
+    rows = [(r.model, r.hook, r.size, r.d_sae, r.explained_variance, r.mse, r.l0, r.dead_fraction, r.lm_loss_recovered,
+             verdict(r.passes)) for r in q.saes]
+    return {"cached": cached, "bars": q.bars, "rows": rows, "figure": run.analysis / "sae_metrics.png",
+            "summary": {"sae_explained_variance_min": min(r.explained_variance for r in q.saes),
+                        "sae_loss_recovered_min": min(r.lm_loss_recovered for r in q.saes),
+                        "sae_dead_fraction_max": max(r.dead_fraction for r in q.saes), "saes_pass": q.all_pass}}
+
+
+SECTION = Section(
+    "dictionaries", "Sparse dictionaries", "dictionaries.html.j2", (SAEQualityResult, ActivationIndex), context,
+    labels={"sae_explained_variance_min": "SAE explained variance (worst)",
+            "sae_loss_recovered_min": "SAE LM loss recovered (worst)",
+            "sae_dead_fraction_max": "SAE dead features (worst)", "saes_pass": "all SAEs pass their bars"},
+)

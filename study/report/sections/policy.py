@@ -1,0 +1,52 @@
+"""The RLHF policy against the utility reward, and the run without the KL penalty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlhf.results import NoKLResult, PolicyResult
+from rlhf.rundir import RunDir
+from study.report.page import verdict
+from study.report.section import Section
+
+REWARD_GAIN_BAR, KL_BAR, REPETITION_FACTOR = 2.0, 1.0, 2.0
+MEASURES = (("mean utility reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
+            ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))
+FIGURES = ("reward", "exact_kl", "repeated_bigrams", "completions_mean_length")
+
+
+def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, Any]:
+    base, pol = p.base, p.policy
+    checks = {
+        f"reward gain >= {REWARD_GAIN_BAR}": p.reward_gain >= REWARD_GAIN_BAR,
+        f"KL <= {KL_BAR} nat/token": pol.mean_kl_per_token <= KL_BAR,
+        f"repeated bigrams <= {REPETITION_FACTOR}x base": pol.repeated_bigrams <= REPETITION_FACTOR * max(base.repeated_bigrams, 1e-9),
+    }
+    summary: dict[str, Any] = {"reward_gain": p.reward_gain, "policy_kl_per_token": pol.mean_kl_per_token,
+                               "policy_repeated_bigrams": pol.repeated_bigrams,
+                               "base_repeated_bigrams": base.repeated_bigrams}
+    beta0 = None
+    if b0 is not None:
+        beta0 = {"steps": b0.steps, "header": ("measure", f"beta = {p.beta}", "beta = 0"),
+                 "rows": [("KL to base (nats/token)", pol.mean_kl_per_token, b0.policy.mean_kl_per_token),
+                          ("mean utility reward", pol.mean_reward, b0.policy.mean_reward),
+                          ("repeated-bigram share", pol.repeated_bigrams, b0.policy.repeated_bigrams)],
+                 "figure": run.training / "kl_beta_comparison.png"}
+        summary["beta0_kl_per_token"] = b0.policy.mean_kl_per_token
+    return {
+        "p": p, "algorithm": p.algorithm.upper(),
+        "rows": [(label, getattr(base, key), getattr(pol, key)) for label, key in MEASURES],
+        "checks": [(k, verdict(v)) for k, v in checks.items()],
+        "figures": [(run.training / f"policy_{k}.png", k) for k in FIGURES],
+        "beta0": beta0,
+        "samples": [(x.prompt, x.base, x.base_reward, x.policy, x.policy_reward) for x in p.samples],
+        "summary": summary,
+    }
+
+
+SECTION = Section(
+    "policy", "RLHF policy", "policy.html.j2", (PolicyResult, NoKLResult), context,
+    labels={"reward_gain": "RLHF reward gain on held-out prompts", "policy_kl_per_token": "policy KL to base (nats/token)",
+            "policy_repeated_bigrams": "policy repeated-bigram share", "base_repeated_bigrams": "base repeated-bigram share",
+            "beta0_kl_per_token": "KL without the penalty, beta = 0 (nats/token)"},
+)

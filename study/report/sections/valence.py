@@ -1,0 +1,44 @@
+"""Does the base model know sentiment? The valence probe of each model that has one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probes.results import ValenceProbeResult
+from rlhf.rundir import RunDir
+from study.report.section import Section
+
+
+def _model(run: RunDir, v: ValenceProbeResult) -> dict[str, Any]:
+    s, bars = v.summary, v.bars
+    rows = [
+        ("held-out words at the word", s.best_word_hook, s.word_tau, bars.word_tau),
+        ("embedding only", "blocks.0.hook_resid_pre", s.embedding_tau, "below the above"),
+        ("held-out words at the last token", s.best_last_token_hook, s.last_token_tau, bars.last_token_tau),
+        ("random-init model (null)", "best layer", s.random_init_word_tau, "near 0"),
+    ]
+    per_layer = [(h, v.trained.word[h].kendall_tau, v.trained.last_token[h].kendall_tau, v.random_init.word[h].kendall_tau)
+                 for h in v.trained.word]
+    return {"model": v.model, "n_train_words": v.trained.n_train_words, "n_held_out_words": v.trained.n_held_out_words,
+            "passes": s.passes, "rows": rows, "per_layer": per_layer, "figure": ValenceProbeResult.figure_path(run, v.model)}
+
+
+def context(run: RunDir) -> dict[str, Any] | None:
+    results = ValenceProbeResult.load_all(run)  # every model's probe, by model name
+    if not results:
+        return None
+    summary: dict[str, Any] = {}
+    for v in results:
+        s = v.summary
+        summary.update({f"valence_{v.model}_word_tau": s.word_tau, f"valence_{v.model}_embedding_tau": s.embedding_tau,
+                        f"valence_{v.model}_last_token_tau": s.last_token_tau, f"valence_{v.model}_passes": s.passes})
+    return {"models": [_model(run, v) for v in results], "summary": summary}
+
+
+SECTION = Section(
+    "valence", "Does the base model know sentiment?", "valence.html.j2", (), context,
+    labels={"valence_base_word_tau": "base knows valence: tau at the word",
+            "valence_base_embedding_tau": "base knows valence: tau of the embedding",
+            "valence_base_last_token_tau": "base knows valence: tau at the last token",
+            "valence_base_passes": "valence probe passes its bars"},
+)
