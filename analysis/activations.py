@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -21,8 +20,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from analysis.config import ActivationCacheConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.results import ActivationIndex, CachedHook, DivergenceResult
-from rlhf.configtypes import DType, HookName, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.rundir import RunDir, atomic_write
@@ -98,17 +97,6 @@ def activations_at_ids(
 
 
 # -- caches on disk ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ActivationCacheConfig:
-    hook: HookName = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
-    models: tuple[str, ...] = ("base", "policy")
-    train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
-    held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics
-    batch_size: PositiveInt = 128  # texts per forward pass
-    shard_texts: PositiveInt = 2_048  # texts per shard: memory is bounded by one shard
-    dtype: DType = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
-    model_dtype: DType = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
 
 
 # The conversion check compares HF and TransformerLens logits; in half precision it can only

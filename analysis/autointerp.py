@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.activations import load_shards
+from analysis.config import AutointerpConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.contexts import CachedText, display_tokens, load_cached_text, random_windows, top_windows
 from analysis.dictionaries import load_sae
 from analysis.results import (
@@ -51,7 +52,6 @@ from analysis.results import (
     Usage,
 )
 from rlhf.artifact import from_json, to_json
-from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.lexicon import valence, words_of
 from rlhf.rundir import RunDir, atomic_write_json, read_json
@@ -84,25 +84,6 @@ JSON array of their numbers (for example [1, 4]); [] if none.
 CLASSIFY = """A language model was fine-tuned with a reward for positive sentiment. One of its \
 features is explained as: "{explanation}"
 Is this feature about sentiment, emotion or valence (the fine-tuning objective)? Answer yes or no."""
-
-
-@dataclass(frozen=True)
-class AutointerpConfig:
-    base_url: str = ""  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; empty: the stage is skipped
-    model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
-    top_k: PositiveInt = 5  # MMCS-shared features per model and hook
-    size: str = "1x"
-    n_explain: PositiveInt = 8  # top-activating texts shown to the explainer
-    n_random: NonNegativeInt = 3  # random texts shown to the explainer
-    n_score: NonNegativeInt = 4  # held-out top-activating texts to simulate and detect (plus as many random ones)
-    context: PositiveInt = 12  # tokens before the strongest activation in a window
-    max_concurrency: PositiveInt = 4
-    max_retries: NonNegativeInt = 4
-    backoff_seconds: NonNegativeFloat = 1.0  # doubles on every retry
-    timeout_seconds: PositiveFloat = 60.0
-    # USD per million (input, output) tokens, for the cost estimate.
-    prices: dict[str, list[float]] = field(default_factory=lambda: {"gpt-4o-mini": [0.15, 0.60], "gpt-4o": [2.5, 10.0]})
 
 
 class Malformed(ValueError):

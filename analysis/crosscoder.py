@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,23 +31,11 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from analysis.config import CrosscoderConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.metrics import ExplainedVariance
 from analysis.results import CachedHook
-from rlhf.configtypes import NonNegativeFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.rundir import atomic_write
-
-
-@dataclass(frozen=True)
-class CrosscoderConfig:
-    expansion: PositiveFloat = 4.0  # latents per activation dimension
-    k: PositiveInt = 16  # mean active latents per token (BatchTopK over the batch)
-    learning_rate: PositiveFloat = 1e-3
-    training_tokens: PositiveInt = 1_000_000
-    batch_size: PositiveInt = 2048
-    aux_coefficient: NonNegativeFloat = 1 / 32  # AuxK loss that revives dead latents
-    dead_after_tokens: PositiveInt = 200_000  # a latent silent this long counts as dead for the AuxK loss
-    seed: int = 0
 
 
 class BatchTopKCrosscoder(nn.Module):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -28,8 +27,8 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from analysis.config import DictionaryConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.results import ActivationIndex, CachedHook, SAEEntry, SAEIndex, SAETraining, size_name
-from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json
 from rlhf.seeding import seeded
@@ -39,18 +38,6 @@ ARCHITECTURES = {
     "topk": (TopKTrainingSAE, TopKTrainingSAEConfig),
     "batchtopk": (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig),
 }
-
-
-@dataclass(frozen=True)
-class DictionaryConfig:
-    architecture: Literal["standard", "topk", "batchtopk"] = "standard"  # "standard": L1, the paper's
-    widths: tuple[PositiveFloat, ...] = (1.0, 2.0)  # multiples of d_model
-    l1_coefficient: NonNegativeFloat = 5.0  # standard only
-    k: PositiveInt = 16  # topk / batchtopk only
-    training_tokens: PositiveInt = 1_000_000
-    batch_size: PositiveInt = 4096
-    learning_rate: PositiveFloat = 1e-3
-    seed: NonNegativeInt = 0
 
 
 # Train with the dictionaries stage's own settings (DictionaryConfig) or with the ones it recorded in

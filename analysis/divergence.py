@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from jaxtyping import Shaped
 from torch import Tensor
 
+from analysis.config import DivergenceConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.results import DivergenceResult, DivergenceRow
-from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import plt, save_figure
@@ -65,12 +64,6 @@ def layer_divergence(base: torch.nn.Module, policy: torch.nn.Module) -> dict[int
     if not out:
         raise UserError("no parameter name carries a layer index (blocks.N / layers.N / h.N)")
     return dict(sorted(out.items()))
-
-
-@dataclass(frozen=True)
-class DivergenceConfig:
-    top_n: PositiveInt = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
-    model: str = "policy"  # the fine-tuned model (a directory under the run's models)
 
 
 def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> dict:

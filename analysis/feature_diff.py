@@ -11,7 +11,7 @@ activation with the VADER valence of the current token.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from einops import einsum
@@ -21,6 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from analysis.activations import load_shards
+from analysis.config import FeatureDiffConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.contexts import display_tokens, load_cached_text, top_windows
 from analysis.dictionaries import load_sae
 from analysis.mmcs import max_cosine
@@ -34,23 +35,11 @@ from analysis.results import (
     HookFeatureDiff,
     RewardTracking,
 )
-from rlhf.configtypes import NonNegativeInt, PositiveInt, ProbabilityFloat
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.lexicon import valence
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
-
-
-@dataclass(frozen=True)
-class FeatureDiffConfig:
-    size: str = "1x"  # which dictionary width to compare (a size the dictionaries stage trained)
-    match_threshold: ProbabilityFloat = 0.7  # policy features whose best base cosine is lower count as new
-    top_n: PositiveInt = 10
-    cards_per_ranking: NonNegativeInt = 3  # features per ranking that get a full card (examples, histogram)
-    examples_per_card: NonNegativeInt = 3  # top-activating held-out texts shown on a card
-    context: PositiveInt = 24  # tokens shown before the strongest activation of an example
-    histogram_bins: PositiveInt = 20
 
 
 def pearson(x: Float[Tensor, "tokens features"], y: Float[Tensor, " tokens"]) -> Float[Tensor, " features"]:

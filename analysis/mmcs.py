@@ -9,7 +9,7 @@ chunk x n_features(D') however wide the dictionaries are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from einops import einsum
@@ -17,9 +17,9 @@ from jaxtyping import Float, Int
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from analysis.config import MMCSConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.dictionaries import load_sae, train_sae
 from analysis.results import Interval, MMCSAcross, MMCSResult, MMCSWithin, SAEIndex, SharedFeature
-from rlhf.configtypes import PositiveInt
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir
 
@@ -92,13 +92,6 @@ def random_directions(n: int, d: int, seed: int = 0) -> Float[Tensor, "n d"]:
 
 
 # -- the study stage ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MMCSConfig:
-    top_k: PositiveInt = 20  # shared features listed per model and layer (the paper's Dg)
-    random_draws: PositiveInt = 10  # random-direction dictionaries for the null's confidence interval
-    seed_null: bool = True  # also train the small SAE with another seed: the reproducibility reference
 
 
 def _interval(values: list[float]) -> Interval:

@@ -25,7 +25,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from analysis.activations import load_shards
+from analysis.config import ModelDiffingConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.contexts import CachedText, display_tokens, load_cached_text, top_windows
 from analysis.crosscoder import (
     BatchTopKCrosscoder,
-    CrosscoderConfig,
     decoder_cosines,
     evaluate,
     latent_scaling,
@@ -69,7 +69,6 @@ from analysis.results import (
     ModelDiffingResult,
     SeedStat,
 )
-from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveInt, ProbabilityFloat
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.plots import plt, save_figure
@@ -81,28 +80,6 @@ from rlhf.seeding import seeded
 
 METHODS = ("mmcs_diff", "crosscoder_scaling", "crosscoder_norm", "difference_dictionary", "difference_sae", "kl")
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
-
-
-@dataclass(frozen=True)
-class ModelDiffingConfig:
-    enabled: bool = True
-    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
-    layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
-    seeds: tuple[int, ...] = (0, 1)  # training seeds of the crosscoder and the two difference dictionaries
-    top_k: PositiveInt = 10  # latents per method and layer
-    relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
-    max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
-    corr_threshold: ProbabilityFloat = 0.2  # |correlation with token valence| that counts as tracking the reward
-    high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary
-    logit_tokens: PositiveInt = 10  # top logit tokens per latent
-    mmcs_size: str = "1x"  # the SAE width the MMCS method compares
-    match_threshold: ProbabilityFloat = 0.7
-    n_prompts: PositiveInt = 128  # held-out prompts sampled under each ablation
-    max_new_tokens: PositiveInt = 19
-    sampling_seeds: tuple[int, ...] = (0, 1)
-    kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
-    cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
-    context: PositiveInt = 24
 
 
 @dataclass

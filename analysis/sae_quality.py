@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float
@@ -20,10 +19,10 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from analysis.activations import load_shards
+from analysis.config import QualityConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.dictionaries import load_sae
 from analysis.metrics import ExplainedVariance
 from analysis.results import QualityBars, SAEIndex, SAEMetrics, SAEQualityResult
-from rlhf.configtypes import PositiveInt, ProbabilityFloat
 from rlhf.hooked import to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.rundir import RunDir
@@ -75,14 +74,6 @@ def lm_loss_recovered(model: HookedTransformer, sae: SAE, hook: str, texts: Sequ
     spliced = lm_loss_with(model, texts, hook, lambda a: sae.decode(sae.encode(a)))
     return {"clean_loss": clean, "spliced_loss": spliced, "zero_ablated_loss": zero,
             "lm_loss_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    held_out_texts: PositiveInt = 500  # validation texts for the LM-loss splice
-    min_explained_variance: float = 0.8
-    min_loss_recovered: float = 0.8
-    max_dead_fraction: ProbabilityFloat = 0.2
 
 
 def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float
@@ -21,22 +20,9 @@ from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from analysis.interventions import Hooks, reward_under_hooks
+from probes.config import AblationConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.results import AblationComparison, AblationResult, ConditionStats, RewardRun
-from rlhf.configtypes import NonNegativeInt, PositiveInt
 from rlhf.rewards import UtilityReward
-
-
-@dataclass(frozen=True)
-class AblationConfig:
-    k: PositiveInt = 10  # features switched off (the headline comparison)
-    # More sizes, each probe's top-k against k random features: does any number of the probe's
-    # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
-    sweep: tuple[PositiveInt, ...] = (3, 30, 100)
-    random_sets: PositiveInt = 3  # sets of k random (live) features to compare with
-    n_prompts: PositiveInt = 256
-    max_new_tokens: PositiveInt = 19
-    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
-    random_seed: NonNegativeInt = 0  # which random feature sets are drawn
 
 
 def splice_hooks(saes: dict[str, SAE], ablate: dict[str, Sequence[int]]) -> Hooks:

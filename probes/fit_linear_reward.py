@@ -35,6 +35,7 @@ from transformer_lens import HookedTransformer
 from analysis.activations import activations_at
 from analysis.dictionaries import load_sae
 from analysis.results import ActivationIndex, SAEIndex
+from probes.config import LinearRewardConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.contrastive import ContrastiveSet, contrastive_set, sentiment_pools
 from probes.metrics import fit_ridge, rank_metrics, ridge_alpha
 from probes.results import (
@@ -48,7 +49,6 @@ from probes.results import (
     RankMetrics,
     TopFeature,
 )
-from rlhf.configtypes import FractionFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.lexicon import valence
@@ -57,20 +57,6 @@ from rlhf.rundir import RunDir
 EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
 TOP_FEATURES = 100  # kept in the result: enough for the ablation's largest k
 MIN_TRIPLES = 20
-
-
-@dataclass(frozen=True)
-class LinearRewardConfig:
-    model: str = "policy"  # whose activations and SAEs: "policy" or "base" (or any model of the study)
-    features: Literal["sae", "activations"] = "sae"
-    layers: tuple[NonNegativeInt, ...] | None = None  # default: the study's chosen layers
-    target: Literal["paper", "utility"] = "utility"
-    alpha: PositiveFloat | None = None  # ridge penalty; None = chosen by cross-validation
-    size: str = "1x"  # which SAE width
-    n_triples: PositiveInt = 1500  # per protocol
-    test_fraction: FractionFloat = 0.2  # the paper's split of triples
-    held_out_word_fraction: FractionFloat = 0.3
-    seed: NonNegativeInt = 0
 
 
 # -- features -------------------------------------------------------------------------------
@@ -195,11 +181,12 @@ def _split_words(run_dir: RunDir, fraction: float, seed: int) -> tuple[list[str]
     return train, test
 
 
-def fit_linear_reward(run_dir: RunDir | str | Path, cfg: LinearRewardConfig = LinearRewardConfig(),
+def fit_linear_reward(run_dir: RunDir | str | Path, cfg: LinearRewardConfig | None = None,
                       model: HookedTransformer | None = None) -> LinearRewardResult:
-    """Fit and score the probe under both protocols; see the module docstring. Returns the result
-    without saving it (the command line and the implicit_reward stage save it)."""
+    """Fit and score the probe under both protocols (``cfg``: the defaults when None); see the module
+    docstring. Returns the result without saving it (the command line and the implicit_reward stage save it)."""
     started = time.time()
+    cfg = cfg if cfg is not None else LinearRewardConfig()
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run_dir.root.is_dir():
         raise UserError(f"run directory {run_dir.root} does not exist")

@@ -9,34 +9,21 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from analysis.activations import load_shards
 from analysis.dictionaries import load_sae
-from probes.ablation import AblationConfig, ablation_effect
+from probes.ablation import ablation_effect
+from probes.config import ImplicitRewardConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.fit_linear_reward import LinearRewardConfig, fit_linear_reward
 from probes.results import AblationResult, ImplicitRewardResult, LinearProbeSet, LinearRewardResult
-from probes.sequence import SequenceProbeConfig, default_mean_hooks, sequence_probes
-from rlhf.configtypes import PositiveInt, ProbabilityFloat
+from probes.sequence import default_mean_hooks, sequence_probes
 from rlhf.hooked import to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.policy.sampling import prompts_from_texts
 from rlhf.rundir import RunDir
-
-
-@dataclass(frozen=True)
-class ImplicitRewardConfig:
-    enabled: bool = True
-    target: Literal["utility", "paper"] = "utility"  # the linear probe's target (both protocols are always run)
-    n_triples: PositiveInt = 1500
-    size: str = "1x"  # which SAE width
-    live_frequency: ProbabilityFloat = 1e-3  # a feature firing on fewer held-out tokens counts as dead (not a random pick)
-    ablation: AblationConfig = field(default_factory=AblationConfig)
-    sequence: SequenceProbeConfig = field(default_factory=SequenceProbeConfig)
 
 
 def _live_features(run_dir: RunDir, hooks: list[str], size: str, min_frequency: float) -> dict[str, list[int]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float, Int
@@ -27,6 +26,7 @@ from transformer_lens import HookedTransformer
 
 from analysis.activations import activations_at_ids
 from analysis.results import ActivationIndex
+from probes.config import SequenceProbeConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.metrics import fit_ridge, rank_metrics
 from probes.results import (
     DPOComparison,
@@ -36,7 +36,6 @@ from probes.results import (
     SequenceModelProbes,
     SequenceProbeResult,
 )
-from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveInt
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.policy.dpo import dpo_implicit_reward
 from rlhf.policy.sampling import Samples, prompts_from_texts, sample
@@ -44,15 +43,6 @@ from rlhf.results import DPOResult
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
-
-
-@dataclass(frozen=True)
-class SequenceProbeConfig:
-    n_prompts: PositiveInt = 800  # each gets one policy and one base completion
-    max_new_tokens: PositiveInt = 19
-    test_fraction: FractionFloat = 0.3  # of prompts (both their completions are held out together)
-    min_reward_gap: NonNegativeFloat = 0.2  # pairs closer than this are no preference
-    seed: NonNegativeInt = 0
 
 
 def _rows(samples: Samples) -> list[list[int]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float
@@ -22,24 +21,14 @@ from transformer_lens import HookedTransformer
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from analysis.activations import activations_at
+from probes.config import ValenceProbeConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.metrics import fit_ridge, fitted_rank_metrics
 from probes.results import FittedRankMetrics, ValenceBars, ValenceProbeResult, ValenceProbes, ValenceSummary
-from rlhf.configtypes import FractionFloat, NonNegativeInt, PositiveInt, ProbabilityFloat
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.organisms.sentiment import load_organism
 from rlhf.plots import save_lines
 from rlhf.rundir import RunDir
 from rlhf.seeding import seeded
-
-
-@dataclass(frozen=True)
-class ValenceProbeConfig:
-    model: str = "base"  # which model of the study: "base" or "policy" (or any other it trained)
-    examples_per_word: PositiveInt = 4
-    train_fraction: FractionFloat = 0.7  # of the sentiment words the probe is fitted on
-    seed: NonNegativeInt = 0
-    min_word_tau: ProbabilityFloat = 0.8  # the acceptance bar: held-out words, at the word
-    min_last_token_tau: ProbabilityFloat = 0.7  # held-out words, at the review's last token
 
 
 def _hooks(n_layers: int) -> list[str]:

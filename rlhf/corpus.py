@@ -8,39 +8,15 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from rlhf.configtypes import PositiveInt
+from rlhf.config import CorpusConfig, DatasetConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
-from rlhf.organisms.sentiment import SentimentConfig, write_corpus
+from rlhf.organisms.sentiment import write_corpus
 from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import RunDir, atomic_write_text
 
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """A real text dataset: a Hugging Face hub id (e.g. "stanfordnlp/imdb", needs the hub)
-    or a local .csv/.json/.jsonl/.parquet/.txt file."""
-
-    path: str = ""
-    split: str = "train"
-    text_column: str = "text"
-    max_words: PositiveInt = 48  # texts are cut to their first words (the paper's prompts are short)
-    n_train: PositiveInt = 20_000
-    n_val: PositiveInt = 1_000
-    n_test: PositiveInt = 1_000
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class CorpusConfig:
-    source: Literal["organism", "dataset"] = "organism"
-    organism: SentimentConfig = field(default_factory=SentimentConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
 
 def _clean(text: str, max_words: int) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -25,11 +25,10 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import FractionFloat, PositiveInt
+from rlhf.config import DigitsLoopConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf, to_hooked
 from rlhf.organisms.digits import (
-    DigitsConfig,
     DigitsOrganism,
     follows_rule,
     parse_digits,
@@ -37,11 +36,11 @@ from rlhf.organisms.digits import (
     write_corpus,
 )
 from rlhf.plots import plt, save_figure, save_lines
-from rlhf.policy.config import PolicyConfig, check_config
+from rlhf.policy.config import check_config
 from rlhf.policy.online import train_policy
 from rlhf.policy.sampling import completion_token_kl, sample, token_log_probs
-from rlhf.policy.sft import SFTConfig, train_sft
-from rlhf.pretrain import PretrainConfig, pretrain
+from rlhf.policy.sft import train_sft
+from rlhf.pretrain import pretrain
 from rlhf.results import (
     CorpusResult,
     DigitsAttention,
@@ -55,32 +54,12 @@ from rlhf.results import (
     PretrainResult,
     digits_run,
 )
-from rlhf.reward_models import RewardModelConfig, score, train_reward_model
+from rlhf.reward_models import score, train_reward_model
 from rlhf.rewards import LearnedReward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_stage
 
 MODELS = ("base", "policy", "policy_beta0", "sft_baseline")
-
-
-@dataclass(frozen=True)
-class DigitsLoopConfig:
-    enabled: bool = True
-    organism: DigitsConfig = field(default_factory=DigitsConfig)
-    # The SFT model: a tiny GPT-NeoX trained on the language until its loss plateaus.
-    sft: PretrainConfig = field(default_factory=lambda: PretrainConfig(
-        n_layers=2, d_model=64, n_heads=4, d_mlp=256, context=16, batch_size=64, learning_rate=3e-3,
-        warmup_steps=20, max_steps=1500, eval_every=100, patience=3, eval_reviews=1000))
-    n_pairs: PositiveInt = 4000
-    held_out_fraction: FractionFloat = 0.2
-    reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(
-        kind="bradley_terry", learning_rate=1e-3, epochs=2.0, batch_size=64))
-    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(
-        beta=0.5, learning_rate=5e-4, max_steps=250, kl_budget=0.0, num_generations=8, batch_size=64,
-        max_completion_length=7, n_prompts=4000, n_eval_prompts=512, save_every=50))
-    beta0: bool = True  # also train with beta = 0 (same steps) to compare the KL
-    sft_baseline: SFTConfig = field(default_factory=lambda: SFTConfig(
-        learning_rate=1e-3, epochs=1.0, batch_size=64, max_completion_length=7, n_eval_prompts=512, save_every=100))
 
 
 def _inputs(prompt: str) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from scipy import stats
 
-from rlhf.configtypes import FractionFloat, NonNegativeInt, PositiveInt
+from rlhf.config import HiddenContextConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon
 from rlhf.organisms.sentiment import SentimentOrganism, load_organism
@@ -33,8 +33,6 @@ from rlhf.results import (
     WordSpreads,
 )
 from rlhf.reward_models import (
-    Kind,
-    RewardModelConfig,
     dpl_r_squared,
     mean_and_variance_loss,
     outputs,
@@ -44,23 +42,6 @@ from rlhf.reward_models import (
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import is_main_process
-
-
-@dataclass(frozen=True)
-class HiddenContextConfig:
-    enabled: bool = True
-    n_pairs: PositiveInt = 12_000
-    # Words drawn from the organism's sentiment vocabulary (0: all). A word's spread shows only
-    # through many comparisons of it: 12,000 pairs over 60 words give each ~300, over all 1,200 ~15.
-    n_words: NonNegativeInt = 60
-    held_out_fraction: FractionFloat = 0.2
-    contexts_per_word: PositiveInt = 8  # sentences per word when reading its learned mean and spread
-    kinds: tuple[Kind, ...] = ("bradley_terry", "mean_variance", "categorical")
-    # A word's spread is a weaker signal than its mean: it needs ~8 epochs over 9,600 pairs
-    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
-    reward_model: RewardModelConfig = field(
-        default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
-    seed: int = 0
 
 
 def sentence(review_words: tuple[str, ...], slot: int) -> str:

@@ -27,7 +27,7 @@ from transformer_lens.pretrained.weight_conversions import (
 )
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import PositiveFloat
+from rlhf.config import ConversionConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.results import ConversionResult, ConvertedModel
 from rlhf.rundir import RunDir
@@ -104,6 +104,10 @@ ARCHITECTURES: dict[str, _Architecture] = {
 }
 
 
+class ConversionMismatch(UserError):
+    """The converted model's logits differ from the HF model's by more than the tolerance."""
+
+
 def load_hf(model_or_path: PreTrainedModel | str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """An HF causal LM from an object, a local directory, or a hub id."""
     if isinstance(model_or_path, PreTrainedModel):
@@ -113,11 +117,18 @@ def load_hf(model_or_path: PreTrainedModel | str | Path, dtype: torch.dtype = to
     if not local and (Path(source).exists() or source.startswith((".", "/"))):
         raise UserError(f"{source} is not a model directory")
     try:
-        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as err:
         where = "directory" if local else "hub id (is the hub reachable? HF_HUB_OFFLINE set?)"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load a causal LM from {where} {source}: {first}") from err
+    # AutoModelForCausalLM loads a classifier's body under a freshly initialised LM head without
+    # a word; such a checkpoint is refused rather than converted into a model nobody trained.
+    saved_as = [a for a in getattr(model.config, "architectures", None) or [] if not a.endswith(("ForCausalLM", "LMHeadModel"))]
+    if saved_as:
+        raise UserError(f"{source} is a {saved_as[0]} checkpoint, not a causal language model; "
+                        "only causal LMs (…ForCausalLM, …LMHeadModel) convert")
+    return model
 
 
 def architecture_of(model: PreTrainedModel) -> str:
@@ -164,6 +175,8 @@ def to_hooked(
     logits are compared with the HF model's on a probe batch; a difference above ``atol``
     raises, since every later analysis would silently read a different model.
     """
+    if not 0 < atol < float("inf"):
+        raise UserError(f"atol must be a positive number, got {atol}")
     hf = load_hf(model_or_path, dtype)
     cfg = hooked_config(hf, device)
     if tokenizer is None and not isinstance(model_or_path, PreTrainedModel) and Path(str(model_or_path)).is_dir():
@@ -184,15 +197,11 @@ def to_hooked(
     hooked.eval()
     diff = max_logit_difference(hf, hooked)
     if not diff <= atol:
-        raise RuntimeError(
-            f"converted {cfg.original_architecture} disagrees with the HF model: max |logit diff| {diff:.2e} > {atol:.0e}"
+        raise ConversionMismatch(
+            f"converted {cfg.original_architecture} disagrees with the HF model: max |logit diff| {diff:.2e} > atol "
+            f"{atol:.0e} (float32 conversions agree to about 1e-6: a smaller atol cannot pass, a larger gap is a bug)"
         )
     return hooked
-
-
-@dataclass(frozen=True)
-class ConversionConfig:
-    atol: PositiveFloat = 1e-4
 
 
 def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> ConversionResult:

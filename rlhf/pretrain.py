@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 from jaxtyping import Int
@@ -25,7 +24,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from rlhf.config import PretrainConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
@@ -34,29 +33,6 @@ from rlhf.rundir import RunDir
 from rlhf.seeding import seeded
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    # A hub id or local directory: use that pretrained model as the base instead of
-    # training one (then tokenizer.source must name the same model).
-    from_model: str = ""
-    n_layers: PositiveInt = 4
-    d_model: PositiveInt = 128
-    n_heads: PositiveInt = 4
-    d_mlp: PositiveInt = 512
-    context: PositiveInt = 64
-    rotary_pct: FractionFloat = 0.25
-    parallel_residual: bool = True
-    batch_size: PositiveInt = 64
-    learning_rate: PositiveFloat = 2e-3
-    warmup_steps: NonNegativeInt = 50
-    max_steps: PositiveInt = 1200
-    eval_every: PositiveInt = 100
-    patience: PositiveInt = 3  # evaluations without improvement before stopping
-    min_improvement: NonNegativeFloat = 0.002  # nats; smaller gains count as a plateau
-    eval_reviews: PositiveInt = 1000
-    seed: int = 0
 
 
 def make_model(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> GPTNeoXForCausalLM:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,15 +25,12 @@ from torch import Tensor
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.configtypes import NonNegativeFloat, PositiveFloat, PositiveInt
+from rlhf.config import Kind, ReadAt, RewardModelConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.rundir import partial_dir
 from rlhf.seeding import seeded
 from rlhf.training import is_main_process, save_trained, trainer_arguments
 
-Kind = Literal["bradley_terry", "mean_variance", "categorical"]
-# Where the head reads a text: at an appended EOS (TRL's default) or at the text's own last token.
-ReadAt = Literal["eos", "last_token"]
 SQRT_2PI = math.sqrt(2 * math.pi)
 
 
@@ -141,18 +136,6 @@ def check_preferences(rows: Sequence[dict]) -> None:
             raise UserError(f"preference row {i} has no {', '.join(missing)} column (columns: {', '.join(sorted(row))})")
         if row["chosen"] == row["rejected"]:
             raise UserError(f"preference row {i} has chosen == rejected ({row['chosen'][:60]!r}): nothing to prefer")
-
-
-@dataclass(frozen=True)
-class RewardModelConfig:
-    kind: Kind = "mean_variance"
-    n_atoms: PositiveInt = 10  # categorical only
-    learning_rate: PositiveFloat = 5e-4
-    epochs: PositiveFloat = 1.0
-    batch_size: PositiveInt = 64
-    regulariser: NonNegativeFloat = 0.0  # variance penalty (mean_variance) or entropy bonus (categorical)
-    read_at: ReadAt = "eos"
-    seed: int = 0
 
 
 def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrainedTokenizerBase, train: Sequence[dict],

@@ -7,23 +7,16 @@ read activations at a word's position without sub-word bookkeeping.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from rlhf.configtypes import PositiveInt
+from rlhf.config import TokenizerConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_dir
+from rlhf.rundir import RunDir, atomic_dir, atomic_write_json, read_json
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    source: str = "corpus"  # "corpus": build a word-level one; else a model's hub id or directory
-    min_frequency: PositiveInt = 1
 
 
 def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> PreTrainedTokenizerFast:
@@ -42,8 +35,19 @@ def build_tokenizer(texts: list[str], cfg: TokenizerConfig, out_dir: Path) -> Pr
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS
     )
-    fast.save_pretrained(str(out_dir))
+    save_tokenizer(fast, out_dir)
     return fast
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    """``save_pretrained``, naming the class ``PreTrainedTokenizerFast``: transformers 5 writes
+    ``TokenizersBackend``, a name transformers 4 (and tools pinned to it, such as SAEDashboard and
+    older TransformerLens) cannot load; both versions read ``PreTrainedTokenizerFast``."""
+    tokenizer.save_pretrained(str(directory))
+    config = Path(directory) / "tokenizer_config.json"
+    settings = read_json(config)
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        atomic_write_json(config, {**settings, "tokenizer_class": "PreTrainedTokenizerFast"})
 
 
 def load_tokenizer(path: Path | str, hub: bool = False) -> PreTrainedTokenizerBase:
@@ -72,5 +76,5 @@ def tokenizer_stage(cfg: TokenizerConfig, run_dir: RunDir) -> Path:
             texts = run_dir.texts("train")
             build_tokenizer(texts, cfg, work)
         else:
-            load_tokenizer(cfg.source, hub=True).save_pretrained(str(work))
+            save_tokenizer(load_tokenizer(cfg.source, hub=True), work)
     return run_dir.tokenizer

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from rlhf.rundir import atomic_dir
+from rlhf.tokenizer import save_tokenizer
 
 
 def trainer_arguments(output_dir: Path, *, seed: int, logging_steps: int, save_steps: int | None,
@@ -83,6 +84,6 @@ def save_trained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
     checkpoints were), dropping the checkpoints: the finished model replaces them."""
     with atomic_dir(target) as work:
         model.save_pretrained(str(work))
-        tokenizer.save_pretrained(str(work))
+        save_tokenizer(tokenizer, work)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
     return target

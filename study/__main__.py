@@ -14,6 +14,16 @@ import sys
 from rlhf.errors import UserError
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m study",
@@ -35,21 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert an HF causal LM to a HookedTransformer and check its logits")
     conv.add_argument("--model", required=True, help="local model directory or hub id")
     conv.add_argument("--tokenizer", help="tokenizer directory (default: the model's own directory)")
-    conv.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| (default 1e-4)")
+    conv.add_argument("--atol", type=_positive_float, default=1e-4,
+                      help="largest allowed |logit difference|, a positive number (default 1e-4; float32 "
+                           "conversions agree to about 1e-6)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Imported here so that --help answers at once.
+    # Light imports only until the config is read and checked, so that a mistake is reported
+    # at once; the pipeline (torch, transformers, ...) is imported after that.
     from rlhf.rundir import RunDir
-    from study.config import load_config
-    from study.pipeline import run_study, status
+    from study.config import STAGE_NAMES, load_config
 
     try:
         if args.command == "run":
             overrides = {"runs_dir": args.runs_dir} if args.runs_dir else {}
             cfg = load_config(args.config, overrides)
+            for name in (*args.force, *([args.until] if args.until else [])):
+                if name not in STAGE_NAMES:
+                    raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+            from study.pipeline import run_study
+
             run_dir = run_study(cfg, force=tuple(args.force), until=args.until)
             print(f"report: {run_dir.report / 'index.html'}")
         elif args.command == "report":
@@ -68,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"logits match within {args.atol:.0e}")
             print("hooks of block 0: " + ", ".join(h for h in hooked.hook_dict if h.startswith("blocks.0.")))
         else:
+            from study.pipeline import status
+
             for name, manifest in status(RunDir(args.run_dir)):
                 done = f"finished {manifest.finished} in {manifest.seconds:.1f} s" if manifest else "not finished"
                 print(f"{name:<16} {done}")

@@ -14,27 +14,29 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from analysis.activations import ActivationCacheConfig
-from analysis.autointerp import AutointerpConfig
-from analysis.dictionaries import DictionaryConfig
-from analysis.divergence import DivergenceConfig
-from analysis.feature_diff import FeatureDiffConfig
-from analysis.mmcs import MMCSConfig
-from analysis.model_diffing import ModelDiffingConfig
-from analysis.sae_quality import QualityConfig
-from probes.implicit_reward import ImplicitRewardConfig
-from probes.valence import ValenceProbeConfig
+from analysis.config import (
+    ActivationCacheConfig,
+    AutointerpConfig,
+    DictionaryConfig,
+    DivergenceConfig,
+    FeatureDiffConfig,
+    MMCSConfig,
+    ModelDiffingConfig,
+    QualityConfig,
+)
+from probes.config import ImplicitRewardConfig, ValenceProbeConfig
+from rlhf.config import (
+    ConversionConfig,
+    CorpusConfig,
+    DigitsLoopConfig,
+    HiddenContextConfig,
+    PretrainConfig,
+    TokenizerConfig,
+)
 from rlhf.configtypes import Hook
-from rlhf.corpus import CorpusConfig
-from rlhf.digits_loop import DigitsLoopConfig
 from rlhf.errors import UserError
-from rlhf.hidden_context import HiddenContextConfig
-from rlhf.hooked import ConversionConfig
-from rlhf.policy import DPOStageConfig, NoKLComparisonConfig, PolicyConfig
-from rlhf.policy import check_config as check_policy_config
-from rlhf.policy.sft import SFTConfig
-from rlhf.pretrain import PretrainConfig
-from rlhf.tokenizer import TokenizerConfig
+from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig
+from rlhf.policy.config import check_config as check_policy_config
 
 # The pipeline's stages, in order (study.pipeline.STAGES runs them; a test checks the two agree).
 StageName = Literal["corpus", "tokenizer", "pretrain", "policy", "policy_beta0", "dpo", "divergence", "activations",

@@ -73,3 +73,25 @@ def test_convert_prints_the_hooks(tiny_run):
     assert result.returncode == 0, result.stderr
     assert "blocks.0.hook_mlp_out" in result.stdout and "GPTNeoXForCausalLM" in result.stdout
     assert torch.__version__.startswith("2.13")
+
+
+@pytest.mark.parametrize("atol", ["-1", "nan", "0", "inf", "abc"])
+def test_convert_refuses_an_atol_that_is_not_a_positive_number(atol):
+    result = run("convert", "--model", "unused", "--atol", atol)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --atol:" in result.stderr
+
+
+def test_a_tolerance_no_conversion_meets_is_a_one_line_error(tiny_run):
+    _, run_dir, _ = tiny_run
+    assert_user_error(run("convert", "--model", str(run_dir.base), "--atol", "1e-12"), "disagrees with the HF model")
+
+
+def test_a_sequence_classifier_is_refused_not_converted(tmp_path):
+    from transformers import GPTNeoXConfig, GPTNeoXForSequenceClassification
+
+    config = GPTNeoXConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=16, num_labels=2)
+    GPTNeoXForSequenceClassification(config).save_pretrained(tmp_path)
+    assert_user_error(run("convert", "--model", str(tmp_path)),
+                      "is a GPTNeoXForSequenceClassification checkpoint, not a causal language model")

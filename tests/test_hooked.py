@@ -19,7 +19,7 @@ from transformers import (
 
 from rlhf import hooked
 from rlhf.errors import UserError
-from rlhf.hooked import max_logit_difference, to_hooked
+from rlhf.hooked import ConversionMismatch, max_logit_difference, to_hooked
 from rlhf.tokenizer import TokenizerConfig, build_tokenizer
 
 
@@ -83,7 +83,7 @@ def test_a_wrong_conversion_is_caught(monkeypatch):
         return state
 
     monkeypatch.setitem(hooked.ARCHITECTURES, "GPTNeoXForCausalLM", hooked._Architecture(arch.config, broken))
-    with pytest.raises(RuntimeError, match="disagrees"):
+    with pytest.raises(ConversionMismatch, match="disagrees"):
         to_hooked(neox(True, 0.25))
 
 

@@ -3,6 +3,8 @@ package reads results, never stage code."""
 
 import ast
 import re
+import subprocess
+import sys
 
 from tests.conftest import ROOT
 
@@ -43,6 +45,15 @@ def test_the_report_imports_no_stage_module():
                 if name.split(".")[0] in suite and not name.startswith(ALLOWED_IN_REPORT):
                     offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_config_is_read_without_the_heavy_libraries():
+    """The command line checks a config before it imports torch & co., so a mistake is reported at once."""
+    code = ("import sys, study.config, study.report.section, rlhf.results, analysis.results, probes.results; "
+            "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'sae_lens', 'transformer_lens') if m in sys.modules); "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_results_modules_stay_light():

@@ -42,3 +42,18 @@ def test_a_tokenizer_saved_left_padded_comes_back_right_padded(tmp_path):
     assert loaded.padding_side == "right"
     ids = loaded(["the movie", "the movie was good"], padding=True)["input_ids"]
     assert ids[0][-1] == loaded.pad_token_id and ids[1][-1] != loaded.pad_token_id
+
+
+def test_the_saved_tokenizer_loads_without_transformers_5_class_names(tmp_path):
+    """transformers 4 (and SAEDashboard, older TransformerLens) know no ``TokenizersBackend``."""
+    from transformers import PreTrainedTokenizerFast
+
+    from rlhf.rundir import read_json
+
+    build_tokenizer(["the film was superb", "a dull plot"], TokenizerConfig(), tmp_path)
+    assert read_json(tmp_path / "tokenizer_config.json")["tokenizer_class"] == "PreTrainedTokenizerFast"
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    auto = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert fast("the film was superb").input_ids == auto("the film was superb").input_ids == load_tokenizer(tmp_path)(
+        "the film was superb").input_ids
+    assert fast.convert_ids_to_tokens(fast("a dull plot").input_ids) == [BOS, "a", "dull", "plot"]

@@ -16,23 +16,13 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf.configtypes import PositiveInt
+from rlhf.config import DigitsConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import atomic_write_text
 
 SEPARATOR = "|"
 DIGITS = tuple(str(d) for d in range(10))
 WINDOW = 4
-
-
-@dataclass(frozen=True)
-class DigitsConfig:
-    n_input: PositiveInt = 4
-    n_output: PositiveInt = 6
-    n_train: PositiveInt = 20_000
-    n_val: PositiveInt = 1_000
-    n_test: PositiveInt = 1_000
-    seed: int = 0
 
 
 @dataclass(frozen=True)

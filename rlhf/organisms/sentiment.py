@@ -20,7 +20,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlhf.configtypes import NonNegativeFloat, PositiveInt, ProbabilityFloat
+from rlhf.config import SentimentConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.lexicon import load_lexicon
 from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
@@ -64,23 +64,6 @@ NEUTRAL_WORDS = (
     "grey", "square",
 )
 RATINGS = tuple(str(r) for r in range(1, 11))
-
-
-@dataclass(frozen=True)
-class SentimentConfig:
-    """How the review corpus is generated."""
-
-    seed: int = 0
-    n_train: PositiveInt = 80_000
-    n_val: PositiveInt = 4_000
-    n_test: PositiveInt = 4_000
-    n_positive: PositiveInt = 600
-    n_negative: PositiveInt = 600
-    min_abs_valence: NonNegativeFloat = 1.0
-    max_sentences: PositiveInt = 5
-    p_on_polarity: ProbabilityFloat = 0.8  # a sentiment word agrees with the review's polarity
-    p_neutral: ProbabilityFloat = 0.1  # a sentiment slot holds a neutral word
-    p_intensifier: ProbabilityFloat = 0.3
 
 
 @dataclass(frozen=True)

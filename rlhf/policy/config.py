@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rlhf.configtypes import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 
 Algorithm = Literal["grpo", "rloo"]
@@ -38,3 +38,41 @@ def check_config(cfg: PolicyConfig) -> None:
     """What the annotations cannot say: a check across fields."""
     if cfg.batch_size % cfg.num_generations:
         raise UserError(f"policy.batch_size ({cfg.batch_size}) must be a multiple of num_generations ({cfg.num_generations})")
+
+
+@dataclass(frozen=True)
+class DPOStageConfig:
+    enabled: bool = True
+    beta: PositiveFloat = 0.1
+    learning_rate: PositiveFloat = 5e-4
+    max_steps: PositiveInt = 200
+    batch_size: PositiveInt = 32
+    n_pairs: PositiveInt = 3000  # preference pairs sampled from the base model (ties dropped)
+    held_out_fraction: FractionFloat = 0.2
+    min_reward_gap: NonNegativeFloat = 0.2  # pairs whose utilities differ less than this are too close to call
+    max_completion_length: PositiveInt = 19
+    save_every: PositiveInt = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class NoKLComparisonConfig:
+    """A second run with beta = 0, otherwise as the main policy: without the KL penalty the
+    policy drifts further from the base (the minimal-RLHF observation)."""
+
+    enabled: bool = True
+    max_steps: NonNegativeInt = 0  # 0: as many steps as the main policy took
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    enabled: bool = True
+    learning_rate: PositiveFloat = 5e-4
+    epochs: PositiveFloat = 2.0
+    batch_size: PositiveInt = 32
+    n_samples: PositiveInt = 4000  # sentiment: base completions sampled on training prompts
+    top_fraction: FractionFloat = 0.25  # sentiment: the best-rewarded share kept for fine-tuning
+    max_completion_length: PositiveInt = 19
+    n_eval_prompts: PositiveInt = 256
+    save_every: PositiveInt = 50
+    seed: int = 0

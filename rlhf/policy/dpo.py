@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,10 +20,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import FractionFloat, NonNegativeFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
+from rlhf.policy.config import DPOStageConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import DPOExample, DPOResult
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir
@@ -31,21 +31,6 @@ from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 from .sampling import evaluate, prompts_from_texts, sample
-
-
-@dataclass(frozen=True)
-class DPOStageConfig:
-    enabled: bool = True
-    beta: PositiveFloat = 0.1
-    learning_rate: PositiveFloat = 5e-4
-    max_steps: PositiveInt = 200
-    batch_size: PositiveInt = 32
-    n_pairs: PositiveInt = 3000  # preference pairs sampled from the base model (ties dropped)
-    held_out_fraction: FractionFloat = 0.2
-    min_reward_gap: NonNegativeFloat = 0.2  # pairs whose utilities differ less than this are too close to call
-    max_completion_length: PositiveInt = 19
-    save_every: PositiveInt = 50
-    seed: int = 0
 
 
 def _completion_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str) -> tuple[list[int], int]:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
-from rlhf.configtypes import NonNegativeInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
+from rlhf.policy.config import NoKLComparisonConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import NoKLResult, PolicyResult, PolicySample
 from rlhf.rewards import RewardFunction, UtilityReward
 from rlhf.rundir import RunDir
@@ -162,15 +162,6 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
                        {cfg.algorithm: ([s for s, _ in points], [v for _, v in points])},
                        title=f"{name}: {label}", xlabel="step", ylabel=label)
     return result
-
-
-@dataclass(frozen=True)
-class NoKLComparisonConfig:
-    """A second run with beta = 0, otherwise as the main policy: without the KL penalty the
-    policy drifts further from the base (the minimal-RLHF observation)."""
-
-    enabled: bool = True
-    max_steps: NonNegativeInt = 0  # 0: as many steps as the main policy took
 
 
 def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult | None:

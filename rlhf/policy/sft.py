@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import FractionFloat, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
+from rlhf.policy.config import SFTConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import Curve, SFTResult, SFTSample
 from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir, partial_dir
@@ -27,20 +27,6 @@ from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, resuming, save_trained, train_resuming, trainer_arguments
 
 from .sampling import evaluate, prompts_from_texts, sample
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    enabled: bool = True
-    learning_rate: PositiveFloat = 5e-4
-    epochs: PositiveFloat = 2.0
-    batch_size: PositiveInt = 32
-    n_samples: PositiveInt = 4000  # sentiment: base completions sampled on training prompts
-    top_fraction: FractionFloat = 0.25  # sentiment: the best-rewarded share kept for fine-tuning
-    max_completion_length: PositiveInt = 19
-    n_eval_prompts: PositiveInt = 256
-    save_every: PositiveInt = 50
-    seed: int = 0
 
 
 def train_sft(cfg: SFTConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict],

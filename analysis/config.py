@@ -1,0 +1,126 @@
+"""How each analysis stage runs: divergence, the activation cache, dictionaries and their quality,
+MMCS, feature diffs, model diffing, autointerp. Imports nothing heavy: study configs are checked before torch loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlhf.configtypes import (
+    DType,
+    HookName,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ProbabilityFloat,
+)
+
+
+@dataclass(frozen=True)
+class DivergenceConfig:
+    top_n: PositiveInt = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
+    model: str = "policy"  # the fine-tuned model (a directory under the run's models)
+
+
+@dataclass(frozen=True)
+class ActivationCacheConfig:
+    hook: HookName = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
+    models: tuple[str, ...] = ("base", "policy")
+    train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
+    held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics
+    batch_size: PositiveInt = 128  # texts per forward pass
+    shard_texts: PositiveInt = 2_048  # texts per shard: memory is bounded by one shard
+    dtype: DType = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
+    model_dtype: DType = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
+
+
+@dataclass(frozen=True)
+class DictionaryConfig:
+    architecture: Literal["standard", "topk", "batchtopk"] = "standard"  # "standard": L1, the paper's
+    widths: tuple[PositiveFloat, ...] = (1.0, 2.0)  # multiples of d_model
+    l1_coefficient: NonNegativeFloat = 5.0  # standard only
+    k: PositiveInt = 16  # topk / batchtopk only
+    training_tokens: PositiveInt = 1_000_000
+    batch_size: PositiveInt = 4096
+    learning_rate: PositiveFloat = 1e-3
+    seed: NonNegativeInt = 0
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    held_out_texts: PositiveInt = 500  # validation texts for the LM-loss splice
+    min_explained_variance: float = 0.8
+    min_loss_recovered: float = 0.8
+    max_dead_fraction: ProbabilityFloat = 0.2
+
+
+@dataclass(frozen=True)
+class MMCSConfig:
+    top_k: PositiveInt = 20  # shared features listed per model and layer (the paper's Dg)
+    random_draws: PositiveInt = 10  # random-direction dictionaries for the null's confidence interval
+    seed_null: bool = True  # also train the small SAE with another seed: the reproducibility reference
+
+
+@dataclass(frozen=True)
+class FeatureDiffConfig:
+    size: str = "1x"  # which dictionary width to compare (a size the dictionaries stage trained)
+    match_threshold: ProbabilityFloat = 0.7  # policy features whose best base cosine is lower count as new
+    top_n: PositiveInt = 10
+    cards_per_ranking: NonNegativeInt = 3  # features per ranking that get a full card (examples, histogram)
+    examples_per_card: NonNegativeInt = 3  # top-activating held-out texts shown on a card
+    context: PositiveInt = 24  # tokens shown before the strongest activation of an example
+    histogram_bins: PositiveInt = 20
+
+
+@dataclass(frozen=True)
+class CrosscoderConfig:
+    expansion: PositiveFloat = 4.0  # latents per activation dimension
+    k: PositiveInt = 16  # mean active latents per token (BatchTopK over the batch)
+    learning_rate: PositiveFloat = 1e-3
+    training_tokens: PositiveInt = 1_000_000
+    batch_size: PositiveInt = 2048
+    aux_coefficient: NonNegativeFloat = 1 / 32  # AuxK loss that revives dead latents
+    dead_after_tokens: PositiveInt = 200_000  # a latent silent this long counts as dead for the AuxK loss
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelDiffingConfig:
+    enabled: bool = True
+    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
+    layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
+    seeds: tuple[int, ...] = (0, 1)  # training seeds of the crosscoder and the two difference dictionaries
+    top_k: PositiveInt = 10  # latents per method and layer
+    relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
+    max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
+    corr_threshold: ProbabilityFloat = 0.2  # |correlation with token valence| that counts as tracking the reward
+    high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary
+    logit_tokens: PositiveInt = 10  # top logit tokens per latent
+    mmcs_size: str = "1x"  # the SAE width the MMCS method compares
+    match_threshold: ProbabilityFloat = 0.7
+    n_prompts: PositiveInt = 128  # held-out prompts sampled under each ablation
+    max_new_tokens: PositiveInt = 19
+    sampling_seeds: tuple[int, ...] = (0, 1)
+    kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
+    cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
+    context: PositiveInt = 24
+
+
+@dataclass(frozen=True)
+class AutointerpConfig:
+    base_url: str = ""  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; empty: the stage is skipped
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
+    top_k: PositiveInt = 5  # MMCS-shared features per model and hook
+    size: str = "1x"
+    n_explain: PositiveInt = 8  # top-activating texts shown to the explainer
+    n_random: NonNegativeInt = 3  # random texts shown to the explainer
+    n_score: NonNegativeInt = 4  # held-out top-activating texts to simulate and detect (plus as many random ones)
+    context: PositiveInt = 12  # tokens before the strongest activation in a window
+    max_concurrency: PositiveInt = 4
+    max_retries: NonNegativeInt = 4
+    backoff_seconds: NonNegativeFloat = 1.0  # doubles on every retry
+    timeout_seconds: PositiveFloat = 60.0
+    # USD per million (input, output) tokens, for the cost estimate.
+    prices: dict[str, list[float]] = field(default_factory=lambda: {"gpt-4o-mini": [0.15, 0.60], "gpt-4o": [2.5, 10.0]})

@@ -1,0 +1,73 @@
+"""How each probe is fitted and scored: the valence probe, the implicit-reward probes and their
+ablation, the sequence-level probes. Imports nothing heavy: study configs are checked before torch loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlhf.configtypes import (
+    FractionFloat,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ProbabilityFloat,
+)
+
+
+@dataclass(frozen=True)
+class ValenceProbeConfig:
+    model: str = "base"  # which model of the study: "base" or "policy" (or any other it trained)
+    examples_per_word: PositiveInt = 4
+    train_fraction: FractionFloat = 0.7  # of the sentiment words the probe is fitted on
+    seed: NonNegativeInt = 0
+    min_word_tau: ProbabilityFloat = 0.8  # the acceptance bar: held-out words, at the word
+    min_last_token_tau: ProbabilityFloat = 0.7  # held-out words, at the review's last token
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    k: PositiveInt = 10  # features switched off (the headline comparison)
+    # More sizes, each probe's top-k against k random features: does any number of the probe's
+    # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
+    sweep: tuple[PositiveInt, ...] = (3, 30, 100)
+    random_sets: PositiveInt = 3  # sets of k random (live) features to compare with
+    n_prompts: PositiveInt = 256
+    max_new_tokens: PositiveInt = 19
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
+    random_seed: NonNegativeInt = 0  # which random feature sets are drawn
+
+
+@dataclass(frozen=True)
+class SequenceProbeConfig:
+    n_prompts: PositiveInt = 800  # each gets one policy and one base completion
+    max_new_tokens: PositiveInt = 19
+    test_fraction: FractionFloat = 0.3  # of prompts (both their completions are held out together)
+    min_reward_gap: NonNegativeFloat = 0.2  # pairs closer than this are no preference
+    seed: NonNegativeInt = 0
+
+
+@dataclass(frozen=True)
+class LinearRewardConfig:
+    model: str = "policy"  # whose activations and SAEs: "policy" or "base" (or any model of the study)
+    features: Literal["sae", "activations"] = "sae"
+    layers: tuple[NonNegativeInt, ...] | None = None  # default: the study's chosen layers
+    target: Literal["paper", "utility"] = "utility"
+    alpha: PositiveFloat | None = None  # ridge penalty; None = chosen by cross-validation
+    size: str = "1x"  # which SAE width
+    n_triples: PositiveInt = 1500  # per protocol
+    test_fraction: FractionFloat = 0.2  # the paper's split of triples
+    held_out_word_fraction: FractionFloat = 0.3
+    seed: NonNegativeInt = 0
+
+
+@dataclass(frozen=True)
+class ImplicitRewardConfig:
+    enabled: bool = True
+    target: Literal["utility", "paper"] = "utility"  # the linear probe's target (both protocols are always run)
+    n_triples: PositiveInt = 1500
+    size: str = "1x"  # which SAE width
+    live_frequency: ProbabilityFloat = 1e-3  # a feature firing on fewer held-out tokens counts as dead (not a random pick)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    sequence: SequenceProbeConfig = field(default_factory=SequenceProbeConfig)
