@@ -6,7 +6,6 @@ annotator disagreement (hidden context for distributional reward models).
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,8 +31,10 @@ def load_lexicon() -> dict[str, LexiconEntry]:
         parts = line.strip().split("\t")
         if len(parts) < 4:
             continue
-        word, mean, std, ratings = parts[0], float(parts[1]), float(parts[2]), ast.literal_eval(parts[3])
-        entries[word] = LexiconEntry(word, mean, std, tuple(int(r) for r in ratings))
+        # The ratings are a bracketed list of ints. Parsed by hand: ast.literal_eval is not safe to
+        # call from several threads at once in CPython 3.11 (SystemError), and autointerp scores in threads.
+        word, mean, std, ratings = parts[0], float(parts[1]), float(parts[2]), parts[3].strip().strip("[]")
+        entries[word] = LexiconEntry(word, mean, std, tuple(int(r) for r in ratings.split(",")))
     return entries
 
 

@@ -29,7 +29,7 @@ from rlhf.config import Kind, ReadAt, RewardModelConfig  # noqa: F401  (re-expor
 from rlhf.errors import UserError
 from rlhf.rundir import partial_dir
 from rlhf.seeding import seeded
-from rlhf.training import is_main_process, save_trained, trainer_arguments
+from rlhf.training import is_main_process, quiet, save_trained, trainer_arguments
 
 SQRT_2PI = math.sqrt(2 * math.pi)
 
@@ -161,7 +161,7 @@ def train_reward_model(cfg: RewardModelConfig, init: Path, tokenizer: PreTrained
                                   for k in ("chosen", "rejected")})
     trainer = DistributionalRewardTrainer(kind=cfg.kind, model=model, regulariser=cfg.regulariser, args=args,
                                           train_dataset=data, processing_class=tokenizer)
-    trainer.train()
+    quiet(trainer).train()
     model = trainer.model.float().cpu()
     if is_main_process():  # under accelerate launch every process trains, one saves
         save_trained(model, tokenizer, out)

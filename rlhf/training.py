@@ -13,6 +13,7 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from rlhf.rundir import atomic_dir
 from rlhf.tokenizer import save_tokenizer
@@ -47,13 +48,30 @@ def resuming(trainer_cls: type[Trainer]) -> type[Trainer]:
     return type(f"Resuming{trainer_cls.__name__}", (FromPretrainedResume, trainer_cls), {})
 
 
+class BarOnly(ProgressCallback):
+    """The trainer's progress bar without the dict of numbers it prints at every logging step
+    (hundreds of lines a stage): the numbers stay in the trainer's log history, which the
+    stages keep as curves and plot."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        return None
+
+
+def quiet(trainer: Trainer) -> Trainer:
+    """One progress bar for the trainer's steps and no per-step printing."""
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(BarOnly)
+    return trainer
+
+
 def train_resuming(trainer: Trainer, checkpoints: Path, stage: str = "") -> bool:
-    """Train, resuming from the last complete checkpoint in ``checkpoints`` if a killed run left one;
-    returns whether it resumed."""
+    """Train quietly (``quiet``), resuming from the last complete checkpoint in ``checkpoints`` if
+    a killed run left one; returns whether it resumed."""
     resume = has_checkpoint(checkpoints)
     if resume and stage:
         tqdm.write(f"{stage}: resuming from the last checkpoint in {checkpoints}")
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    quiet(trainer).train(resume_from_checkpoint=True if resume else None)
     return resume
 
 
