@@ -16,7 +16,7 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write, atomic_write_json, read_json
@@ -30,8 +30,6 @@ class Artifact:
     Fields annotated ``torch.Tensor`` are stored in ``<path>.safetensors``; everything else
     in ``<path>`` as JSON.
     """
-
-    TENSOR: ClassVar[str] = "Tensor"
 
     @classmethod
     def path(cls, run: RunDir) -> Path:

@@ -105,7 +105,6 @@ class RunDir:
     probes = property(lambda self: self.root / "probes")
     report = property(lambda self: self.root / "report")
     manifests = property(lambda self: self.root / "manifests")
-    logs = property(lambda self: self.root / "logs")
     config_file = property(lambda self: self.root / "config.json")
 
     # models: models/<name>/ (HF save_pretrained + tokenizer)
@@ -145,9 +144,6 @@ class RunDir:
 
     def started_marker(self, stage: str) -> Path:
         return self.manifests / f".{stage}.started"
-
-    def log(self, stage: str) -> Path:
-        return self.logs / f"{stage}.log"
 
     def texts(self, split: str) -> list[str]:
         """The corpus split's texts (``train``, ``val`` or ``test``), one per line."""

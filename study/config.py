@@ -91,8 +91,9 @@ class StudyConfig:
 def _hook_fields(obj: Any, where: str = "") -> list[tuple[str, str]]:
     """(key, value) of every field annotated ``HookName`` in a config tree."""
     out = []
+    hints = typing.get_type_hints(type(obj), include_extras=True)
     for f in fields(obj):
-        value, kind = getattr(obj, f.name), typing.get_type_hints(type(obj), include_extras=True)[f.name]
+        value, kind = getattr(obj, f.name), hints[f.name]
         key = f"{where}.{f.name}" if where else f.name
         if dataclasses.is_dataclass(value):
             out += _hook_fields(value, key)
