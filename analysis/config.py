@@ -124,3 +124,21 @@ class AutointerpConfig:
     timeout_seconds: PositiveFloat = 60.0
     # USD per million (input, output) tokens, for the cost estimate.
     prices: dict[str, list[float]] = field(default_factory=lambda: {"gpt-4o-mini": [0.15, 0.60], "gpt-4o": [2.5, 10.0]})
+
+
+@dataclass(frozen=True)
+class RewardAttributionConfig:
+    enabled: bool = True
+    n_prompts: PositiveInt = 128  # held-out prompts; the policy's completions of them are teacher-forced
+    max_new_tokens: PositiveInt = 19
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds of the completions: every fraction's spread
+    layers: tuple[NonNegativeInt, ...] = ()  # cached layers whose dictionaries are attributed; empty: all
+    # Dictionaries to attribute: the SAE pair (sae_policy, sae_base, at `size`), and model diffing's
+    # crosscoder, SAE on differences and difference dictionary (its first training seed).
+    dictionaries: tuple[Literal["sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary"], ...] = (
+        "sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary")
+    size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
+    ks: tuple[PositiveInt, ...] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary
+    random_sets: PositiveInt = 3  # sets of k random live latents beside each ranking
+    writer_features: Literal["sae", "activations"] = "sae"  # what the writer probe reads
+    scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale

@@ -71,3 +71,20 @@ class ImplicitRewardConfig:
     live_frequency: ProbabilityFloat = 1e-3  # a feature firing on fewer held-out tokens counts as dead (not a random pick)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     sequence: SequenceProbeConfig = field(default_factory=SequenceProbeConfig)
+
+
+@dataclass(frozen=True)
+class WriterProbeConfig:
+    """The writer probe: from a model's features at each completion position to the expected
+    utility of its next token (what that position writes, where the implicit-reward probe reads)."""
+
+    model: str = "policy"
+    features: Literal["sae", "activations"] = "sae"
+    layers: tuple[NonNegativeInt, ...] | None = None  # default: the study's chosen layers
+    size: str = "1x"
+    n_prompts: PositiveInt = 256  # held-out prompts, one sampled completion each
+    max_new_tokens: PositiveInt = 19
+    test_fraction: FractionFloat = 0.3  # of prompts: every position of a test prompt is held out
+    alpha: PositiveFloat | None = None  # ridge penalty; None = chosen by cross-validation
+    seed: NonNegativeInt = 0  # prompts, sampling and the split
+    scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale

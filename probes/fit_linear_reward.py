@@ -11,6 +11,10 @@ VADER valence). Its per-word predictions are then ranked against VADER under two
 protocols: the paper's (80/20 split of triples, so test words may have been seen) and
 held-out words (the probe never saw the test words). An untrained probe (random weights),
 the raw-activation probe and an embedding-only probe are scored beside it.
+
+With ``--target next_utility`` it fits the writer probe instead (``probes/writer.py``): from the
+model's features at every position of its own completions to the expected utility of the next
+token, on held-out prompts.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from transformer_lens import HookedTransformer
 from analysis.activations import activations_at
 from analysis.dictionaries import load_sae
 from analysis.results import ActivationIndex, SAEIndex
-from probes.config import LinearRewardConfig  # noqa: F401  (re-exported: callers import it from here)
+from probes.config import LinearRewardConfig, WriterProbeConfig
 from probes.contrastive import ContrastiveSet, contrastive_set, sentiment_pools
 from probes.metrics import fit_ridge, rank_metrics, ridge_alpha
 from probes.results import (
@@ -265,15 +269,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--features", choices=("sae", "activations"), default=defaults.features,
                    help="SAE codes of the chosen layers, concatenated (default), or the raw activations at the same hooks")
     p.add_argument("--layers", type=int, nargs="+", help="layers to read (default: the study's chosen layers)")
-    p.add_argument("--target", choices=("paper", "utility"), default=defaults.target,
+    p.add_argument("--target", choices=("paper", "utility", "next_utility"), default=defaults.target,
                    help="utility: the swapped word's VADER valence (default); paper: signed distance of the variant's "
-                        "feature vector from its neutral variant's")
+                        "feature vector from its neutral variant's; next_utility: the writer probe (probes/writer.py), "
+                        "at every position of the model's own completions of held-out prompts, the expected utility "
+                        "of the next token")
     p.add_argument("--alpha", type=float, help="ridge penalty, > 0 (default: chosen by cross-validation)")
     p.add_argument("--size", default=defaults.size, help="SAE width to use, as the dictionaries stage names it (default 1x)")
     p.add_argument("--triples", type=int, default=defaults.n_triples,
                    help=f"contrastive triples per protocol, at least {MIN_TRIPLES} (default {defaults.n_triples})")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the triples and the splits (default 0)")
-    p.add_argument("--out", type=Path, help="JSON file to write (default: <run-dir>/probes/linear_reward_<model>_<features>.json)")
+    p.add_argument("--prompts", type=int, default=WriterProbeConfig().n_prompts,
+                   help=f"next_utility only: held-out prompts completed and read (default {WriterProbeConfig().n_prompts})")
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help="seed of the triples and the splits (next_utility: of the prompts, sampling and split) (default 0)")
+    p.add_argument("--out", type=Path, help="JSON file to write (default: <run-dir>/probes/linear_reward_<model>_<features>.json; "
+                                            "next_utility: <run-dir>/probes/writer_probe_<model>_<features>.json)")
     return p.parse_args(argv)
 
 
@@ -284,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--alpha must be > 0, got {args.alpha}")
         if args.seed < 0:
             raise UserError(f"--seed must be >= 0, got {args.seed}")
+        if args.target == "next_utility":
+            return _writer_main(args)
         cfg = LinearRewardConfig(model=args.model, features=args.features, layers=tuple(args.layers) if args.layers else None,
                                  target=args.target, alpha=args.alpha, size=args.size, n_triples=args.triples, seed=args.seed)
         run_dir = RunDir(args.run_dir)
@@ -296,6 +308,29 @@ def main(argv: list[str] | None = None) -> int:
           f"({result.n_features} features), target {args.target}")
     print(result.notes[0])
     print(result.table())
+    print("top features: " + ", ".join(f"{f.hook.split('.')[1]}:{f.feature} ({f.coefficient:+.3f})"
+                                      for f in result.top_features[:8]))
+    print(f"written: {out}")
+    return 0
+
+
+def _writer_main(args: argparse.Namespace) -> int:
+    from probes.writer import fit_writer_probe
+
+    if args.prompts < 4:
+        raise UserError(f"--prompts must be at least 4, got {args.prompts}")
+    cfg = WriterProbeConfig(model=args.model, features=args.features, layers=tuple(args.layers) if args.layers else None,
+                            size=args.size, n_prompts=args.prompts, alpha=args.alpha, seed=args.seed)
+    run_dir = RunDir(args.run_dir)
+    if not run_dir.root.is_dir():
+        raise UserError(f"run directory {run_dir.root} does not exist")
+    result = fit_writer_probe(run_dir, cfg)
+    out = result.save(run_dir, args.out)
+    print(f"writer probe: model {args.model}, {args.features} at {', '.join(result.hooks)} ({result.n_features} features), "
+          f"target: expected utility of the next token")
+    print(f"{result.n_prompts} prompts: {result.train_positions} training positions, {result.test_positions} held out")
+    print(f"held-out Kendall tau {result.kendall_tau:.3f}, R^2 {result.r2:.3f}; untrained tau "
+          f"{result.untrained_tau:.3f} ± {result.untrained_tau_std:.3f}, R^2 {result.untrained_r2:.3f}")
     print("top features: " + ", ".join(f"{f.hook.split('.')[1]}:{f.feature} ({f.coefficient:+.3f})"
                                       for f in result.top_features[:8]))
     print(f"written: {out}")

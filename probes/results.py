@@ -156,6 +156,37 @@ class LinearRewardResult(Artifact):
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class WriterProbeResult(Artifact):
+    """``probes/writer_probe_<model>_<features>.json``: a ridge probe from a model's features at each
+    completion position to the expected utility of the next token, scored on held-out prompts."""
+
+    model: str
+    features: Literal["sae", "activations"]
+    size: str
+    hooks: tuple[str, ...]
+    n_features: int
+    n_prompts: int
+    train_positions: int
+    test_positions: int
+    alpha: float  # the ridge penalty used
+    kendall_tau: float  # held-out positions: prediction vs expected next-token utility
+    r2: float
+    untrained_tau: float  # mean over random-weight probes (no fitting)
+    untrained_tau_std: float
+    untrained_r2: float
+    top_features: tuple[TopFeature, ...]  # largest positive coefficients: features that write utility
+    seed: int
+    seconds: float = 0.0
+
+    @classmethod
+    def path(cls, run: RunDir, model: str = "policy", features: str = "sae") -> Path:
+        return run.probes / f"writer_probe_{model}_{features}.json"
+
+    def save(self, run: RunDir, path: Path | None = None) -> Path:
+        return atomic_write_json(path or self.path(run, self.model, self.features), to_json(self))
+
+
 def _load_from(cls: type[A], path: Path) -> A:
     if not path.exists():
         raise UserError(f"{path} does not exist: run the stage that writes it first")

@@ -23,6 +23,7 @@ from analysis.config import (
     MMCSConfig,
     ModelDiffingConfig,
     QualityConfig,
+    RewardAttributionConfig,
 )
 from probes.config import ImplicitRewardConfig, ValenceProbeConfig
 from rlhf.config import (
@@ -41,7 +42,7 @@ from rlhf.policy.config import check_config as check_policy_config
 # The pipeline's stages, in order (study.pipeline.STAGES runs them; a test checks the two agree).
 StageName = Literal["corpus", "tokenizer", "pretrain", "policy", "policy_beta0", "dpo", "divergence", "activations",
                     "dictionaries", "sae_quality", "mmcs", "feature_diff", "model_diffing", "autointerp", "conversion",
-                    "valence_probe", "implicit_reward", "hidden_context", "sft", "digits"]
+                    "valence_probe", "implicit_reward", "reward_attribution", "hidden_context", "sft", "digits"]
 STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
 
 
@@ -66,6 +67,7 @@ class StudyConfig:
     feature_diff: FeatureDiffConfig = field(default_factory=FeatureDiffConfig)
     model_diffing: ModelDiffingConfig = field(default_factory=ModelDiffingConfig)
     implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
+    reward_attribution: RewardAttributionConfig = field(default_factory=RewardAttributionConfig)
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)

@@ -87,6 +87,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("valence_probe", "valence_probe", ("pretrain",), "probes.valence:valence_probe",
           lambda r: (r.probes / "valence_base.json",)),
     Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), "probes.implicit_reward:implicit_reward_stage"),
+    Stage("reward_attribution", "reward_attribution", ("model_diffing", "implicit_reward"),
+          "analysis.reward_attribution:reward_attribution_stage"),
     Stage("hidden_context", "hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
           distributed=True),
     Stage("sft", "sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),

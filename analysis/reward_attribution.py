@@ -1,0 +1,293 @@
+"""Stage: where the reward lives. Measures the policy's reward gain G exactly (``reward_gain``),
+patches layers and components and swaps weights (``patching``), ranks every dictionary's latents by
+attribution patching and checks the rankings by real splicing (``feature_attribution``), beside
+random live latents, the implicit-reward probe's features and the writer probe's (``probes.writer``).
+
+Every fraction is computed once per sampling seed of the policy's completions, so each comes
+with its spread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from analysis.config import RewardAttributionConfig
+from analysis.crosscoder import load_crosscoder
+from analysis.dictionaries import load_sae
+from analysis.feature_attribution import (
+    Dictionary,
+    Encoded,
+    LayerInputs,
+    crosscoder_dictionary,
+    difference_sae_dictionary,
+    direct_gradients,
+    direction_dictionary,
+    encode,
+    gradients,
+    latent_scores,
+    layer_inputs,
+    sae_dictionary,
+    splice_fractions,
+)
+from analysis.interventions import sample_with_hooks
+from analysis.model_diffing import work_dir
+from analysis.patching import SiteEffect, activation_sites, cache_sites, check_pair, patch_sites, weight_sites
+from analysis.results import (
+    ActivationIndex,
+    Curve,
+    DictionaryInfo,
+    DivergenceResult,
+    GainEstimate,
+    LatentShare,
+    ModelDiffingResult,
+    RewardAttributionResult,
+    SiteFractions,
+    WriterProbeSummary,
+)
+from analysis.reward_gain import Completions, GainSplit, sample_completions, sampled_reward, split_gain, token_utility
+from probes.config import WriterProbeConfig
+from probes.results import ImplicitRewardResult
+from probes.writer import fit_writer_probe
+from rlhf.errors import UserError
+from rlhf.hooked import to_hooked
+from rlhf.plots import plt, save_figure
+from rlhf.policy import prompts_from_texts
+from rlhf.rundir import RunDir
+
+PROMPT_SEED = 13  # the held-out prompts (the sampling seeds vary the completions)
+TOP_LATENTS = 5  # per dictionary and hook, listed with their single-latent splice
+
+
+def load_dictionaries(cfg: RewardAttributionConfig, run_dir: RunDir, hook: str, dictionary_seed: int) -> list[Dictionary]:
+    """The configured dictionaries at one hook, each as per-latent differences."""
+    out = []
+    for name in cfg.dictionaries:
+        if name.startswith("sae_"):
+            model = name.removeprefix("sae_")
+            path = run_dir.sae(model, hook, cfg.size)
+            if not (path / "cfg.json").exists():
+                raise UserError(f"reward_attribution: no {cfg.size} SAE of the {model} at {hook}; "
+                                "set reward_attribution.size to a width the dictionaries stage trained")
+            out.append(sae_dictionary(name, hook, load_sae(path)))
+            continue
+        work = work_dir(run_dir, hook)
+        path = {"crosscoder": work / f"crosscoder_seed{dictionary_seed}.safetensors",
+                "difference_dictionary": work / f"difference_dictionary_seed{dictionary_seed}.safetensors",
+                "difference_sae": work / f"difference_sae_seed{dictionary_seed}"}[name]
+        if not path.exists():
+            raise UserError(f"reward_attribution.dictionaries lists {name!r}, but model diffing trained none at {hook} "
+                            f"({path.name}); enable model_diffing for that layer or drop {name!r}")
+        if name == "crosscoder":
+            out.append(crosscoder_dictionary(name, hook, load_crosscoder(path)))
+        elif name == "difference_sae":
+            out.append(difference_sae_dictionary(name, hook, load_sae(path)))
+        else:
+            dd = load_crosscoder(path)
+            out.append(direction_dictionary(name, hook, dd.W_dec[:, 0] / dd.out_scale[0]))
+    return out
+
+
+def probe_rankings(run_dir: RunDir, size: str) -> dict[str, dict[str, list[int]]]:
+    """ranking name -> hook -> latents of the policy's SAE, best first: the implicit-reward probe's."""
+    found = ImplicitRewardResult.load_if_exists(run_dir)
+    if found is None or found.linear.policy_sae.size != size:
+        return {}
+    ranked: dict[str, list[int]] = defaultdict(list)
+    for f in found.linear.policy_sae.top_features:
+        if f.coefficient > 0:
+            ranked[f.hook].append(f.feature)
+    return {"implicit_reward_probe": dict(ranked)}
+
+
+def _site_rows(per_seed: list[list[SiteEffect]]) -> tuple[SiteFractions, ...]:
+    return tuple(SiteFractions(site=effects[0].site.name, layer=effects[0].site.layer, component=effects[0].site.component,
+                               recovered=tuple(e.recovered for e in effects), removed=tuple(e.removed for e in effects))
+                 for effects in zip(*per_seed))
+
+
+def attribute(cfg: RewardAttributionConfig, models: tuple[HookedTransformer, HookedTransformer], batch: Completions,
+              u: Float[Tensor, " vocab"], split: GainSplit, encoded: Encoded, grads: list[Tensor], direct: list[Tensor],
+              rankings: dict[str, dict[str, list[int]]], seed: int, with_top: bool, inputs: LayerInputs | None = None
+              ) -> tuple[dict[str, dict[int, tuple[float | None, float | None]]], list[LatentShare]]:
+    """One dictionary at one hook: its live latents ranked by attribution patching, beside random live
+    latents and the given rankings (e.g. probes'), each spliced at every k. Returns ranking -> k ->
+    (fraction recovered, fraction removed) (random: the mean over the sets; None where a ranking is
+    shorter than k), and with ``with_top`` the top latents' estimated and real single-latent shares."""
+    base, policy = models
+    hook, live = encoded.dictionary.hook, encoded.live
+    unit = batch.n_rows * split.gain  # latent scores are summed over rows: to fractions of G
+    scores = latent_scores(encoded, grads) / unit
+    ordered = sorted(live, key=lambda i: -float(scores[i]))
+    gen = torch.Generator().manual_seed(1000 * seed + 1)
+    candidates = {"attribution": [ordered],
+                  "random": [[live[int(i)] for i in torch.randperm(len(live), generator=gen)] for _ in range(cfg.random_sets)]}
+    alive = set(live)
+    candidates |= {name: [[i for i in by_hook.get(hook, []) if i in alive]] for name, by_hook in rankings.items()}
+    out: dict[str, dict[int, tuple[float | None, float | None]]] = {}
+    for name, orders in candidates.items():
+        out[name] = {}
+        for k in cfg.ks:
+            runs = [splice_fractions(base, policy, batch, u, encoded, order[:k], split, inputs) for order in orders if len(order) >= k]
+            out[name][k] = (float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))) if runs else (None, None)
+    shares = []
+    if with_top:
+        direct_scores = latent_scores(encoded, direct) / unit
+        for i in ordered[:TOP_LATENTS]:
+            rec, rem = splice_fractions(base, policy, batch, u, encoded, [i], split, inputs)
+            shares.append(LatentShare(hook, encoded.dictionary.name, i, float(scores[i]), float(direct_scores[i]), rec, rem))
+    return out, shares
+
+
+def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> RewardAttributionResult | None:
+    """Stage: ``analysis/reward_attribution.json`` with heat maps and splicing curves."""
+    if not cfg.enabled:
+        return None
+    started = time.time()
+    if not cfg.seeds:
+        raise UserError("reward_attribution.seeds is empty: give at least one sampling seed")
+    if not (run_dir.policy / "config.json").exists():
+        raise UserError(f"reward_attribution needs a policy, and {run_dir.policy} holds none: run the policy stage first")
+    hooks = ActivationIndex.load(run_dir).hooks_at(cfg.layers)
+    diffing = ModelDiffingResult.load_if_exists(run_dir)
+    dictionary_seed = diffing.seeds[0] if diffing is not None else 0
+    dictionaries = {h: load_dictionaries(cfg, run_dir, h, dictionary_seed) for h in hooks}
+    smallest = min((d for ds in dictionaries.values() for d in ds), key=lambda d: d.n_latents)
+    if max(cfg.ks) > smallest.n_latents:
+        raise UserError(f"reward_attribution.ks goes up to {max(cfg.ks)}, but {smallest.name} at {smallest.hook} has "
+                        f"{smallest.n_latents} latents; lower the largest k")
+    base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
+    check_pair(base, policy)
+    n_layers = base.cfg.n_layers
+    u = token_utility(policy.tokenizer, policy.cfg.d_vocab, cfg.scale)
+    eos = policy.tokenizer.eos_token_id
+    prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
+    rankings = probe_rankings(run_dir, cfg.size)
+    gains, patching, swaps, writers = [], [], [], []
+    splices: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
+    removals: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
+    infos: dict[tuple[str, str], DictionaryInfo] = {}
+    top: list[LatentShare] = []
+    for s, seed in enumerate(tqdm(cfg.seeds, desc="reward attribution", unit="seed")):
+        batch = sample_completions(policy, prompts, max_new_tokens=cfg.max_new_tokens, seed=seed)
+        base_texts, _, base_masks = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
+        split = split_gain(base, policy, batch, u, eos)
+        gains.append(GainEstimate(
+            seed=seed, expected_base=split.base, expected_policy=split.policy, gain=split.gain,
+            utility_part=split.utility_part, ending_part=split.ending_part, eos_base=split.eos_base,
+            eos_policy=split.eos_policy, sampled_base=sampled_reward(base_texts, cfg.scale),
+            sampled_policy=sampled_reward(batch.texts, cfg.scale),
+            sampled_gain=sampled_reward(batch.texts, cfg.scale) - sampled_reward(base_texts, cfg.scale),
+            length_base=sum(int(m.sum()) for m in base_masks) / len(prompts),
+            length_policy=sum(int(m.sum()) for _, m in batch.groups) / batch.n_rows))
+        patching.append(patch_sites(base, policy, batch, u, activation_sites(n_layers), split.base, split.policy))
+        swaps.append(patch_sites(base, policy, batch, u, weight_sites(n_layers), split.base, split.policy))
+        seed_rankings = dict(rankings)
+        if "sae_policy" in cfg.dictionaries:
+            writer = fit_writer_probe(run_dir, WriterProbeConfig(
+                features=cfg.writer_features, layers=cfg.layers or None, size=cfg.size, seed=seed, scale=cfg.scale),
+                policy, batch)
+            writers.append(WriterProbeSummary(seed, writer.kendall_tau, writer.r2, writer.untrained_tau,
+                                              writer.untrained_tau_std))
+            if cfg.writer_features == "sae":
+                ranked: dict[str, list[int]] = defaultdict(list)
+                for f in writer.top_features:
+                    ranked[f.hook].append(f.feature)
+                seed_rankings["writer_probe"] = dict(ranked)
+        acts = {"base": cache_sites(base, batch, list(hooks)), "policy": cache_sites(policy, batch, list(hooks))}
+        direct = direct_gradients(base, batch, u)
+        models = (base, policy)
+        for hook in hooks:
+            grads = gradients(base, batch, u, hook)
+            inputs = layer_inputs(base, policy, batch, hook)
+            for dictionary in dictionaries[hook]:
+                encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
+                infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
+                                                                len(encoded.live))
+                extra = seed_rankings if dictionary.name == "sae_policy" else {}
+                fractions, shares = attribute(cfg, models, batch, u, split, encoded, grads, direct, extra, seed,
+                                              with_top=s == 0, inputs=inputs)
+                for name, by_k in fractions.items():
+                    for k, (rec, rem) in by_k.items():
+                        splices[(hook, dictionary.name, name)][k].append(rec)
+                        removals[(hook, dictionary.name, name)][k].append(rem)
+                top += shares
+    curves = []
+    for key, by_k in splices.items():
+        ks = tuple(k for k in cfg.ks if all(v is not None for v in by_k[k]))
+        if ks:
+            curves.append(Curve(hook=key[0], dictionary=key[1], ranking=key[2], ks=ks,
+                                recovered=tuple(tuple(by_k[k]) for k in ks),
+                                removed=tuple(tuple(removals[key][k]) for k in ks)))
+    divergence = DivergenceResult.load_if_exists(run_dir)
+    result = RewardAttributionResult(
+        seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
+        weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
+        writer=tuple(writers), divergence_ranking=divergence.ranking if divergence else (),
+        dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg))
+    plot_heatmaps(result, n_layers, RewardAttributionResult.figure(run_dir, "patching"))
+    plot_curves(result, RewardAttributionResult.figure(run_dir, "curves"))
+    result.save(run_dir)
+    return result
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def heat_grid(rows: tuple[SiteFractions, ...], n_layers: int, direction: str) -> tuple[list[str], list[str], np.ndarray]:
+    """Rows embed, layer 0..n-1, unembed, all; one column per component; mean over seeds (NaN where no site)."""
+    components = sorted({r.component for r in rows if r.layer is not None}, key=lambda c: [r.component for r in rows].index(c))
+    labels = ["embed", *[f"layer {i}" for i in range(n_layers)], "unembed", "all"]
+    grid = np.full((len(labels), len(components)), np.nan)
+    for r in rows:
+        value = float(np.mean(getattr(r, direction)))
+        if r.layer is not None:
+            grid[1 + r.layer, components.index(r.component)] = value
+        else:
+            grid[labels.index(r.component), 0] = value
+    return labels, components, grid
+
+
+def plot_heatmaps(result: RewardAttributionResult, n_layers: int, path: Path) -> None:
+    fig, axes = plt.subplots(2, 2, figsize=(9, 2.2 + 0.55 * (n_layers + 3)), dpi=110)
+    for row, (name, sites) in enumerate((("activation patching", result.patching), ("weight swap", result.weight_swap))):
+        for col, direction in enumerate(("recovered", "removed")):
+            labels, components, grid = heat_grid(sites, n_layers, direction)
+            ax = axes[row, col]
+            ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+            ax.set_xticks(range(len(components)), components, fontsize=8)
+            ax.set_yticks(range(len(labels)), labels, fontsize=8)
+            ax.set_title(f"{name}: fraction of G {direction}", fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_curves(result: RewardAttributionResult, path: Path) -> None:
+    hooks = sorted({c.hook for c in result.curves})
+    fig, axes = plt.subplots(max(1, len(hooks)), 2, figsize=(10, 3 * max(1, len(hooks))), dpi=100, squeeze=False)
+    styles = {"attribution": "-", "random": ":", "implicit_reward_probe": "--", "writer_probe": "-."}
+    colours = {name: f"C{i}" for i, name in enumerate(sorted({c.dictionary for c in result.curves}))}
+    for row, hook in enumerate(hooks):
+        for col, direction in enumerate(("recovered", "removed")):
+            ax = axes[row, col]
+            for c in (c for c in result.curves if c.hook == hook):
+                values = np.array(getattr(c, direction))
+                ax.errorbar(c.ks, values.mean(1), yerr=values.std(1), label=c.method, linestyle=styles.get(c.ranking, "-"),
+                            color=colours[c.dictionary], marker="o", markersize=3, capsize=2)
+            ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+            ax.set_xscale("log")
+            ax.set(title=f"{hook}: fraction of G {direction}", xlabel="k latents spliced", ylabel="fraction of G")
+            ax.grid(alpha=0.3)
+    axes[0, 1].legend(fontsize=6, loc="best")
+    save_figure(fig, path)

@@ -1,0 +1,139 @@
+"""The reward gain measured exactly: the expected utility of each next-token choice, teacher-forced.
+
+On fixed prompts with fixed completions (the policy's own samples), a model's expected
+reward of its next-token choices is sum over completion positions of E_{t ~ p(.|prefix)}[u(t)],
+where u(t) is the token's share of the utility reward (its VADER valence / the reward's
+scale; 0 for tokens outside the lexicon and for end-of-text). It has no sampling noise, so
+G = policy - base on the same tokens is a number that interventions (patching, swapping
+weights, splicing latents) can move and be scored by exactly.
+
+G splits exactly, position by position, into a per-token utility part and a not-ending part:
+E[u] = (1 - p_eos) E[u | not end], so
+    E_P - E_B = (1 - pB_eos) (E_P[u|not end] - E_B[u|not end])   (what the chosen tokens earn)
+              + (pB_eos - pP_eos) E_P[u|not end]                  (ending less often, and what that earns)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformers import PreTrainedTokenizerBase
+
+from analysis.interventions import Hooks, sample_with_hooks
+from rlhf.lexicon import valence
+from rlhf.rewards import vader_utility
+
+
+def token_utility(tokenizer: PreTrainedTokenizerBase, d_vocab: int, scale: float = 5.0) -> Float[Tensor, " vocab"]:
+    """u(t): each token's VADER valence over the reward's scale, padded with zeros to the model's
+    vocabulary. A word the tokenizer splits earns nothing here (the reward scores whole words);
+    on the organism's corpus-trained tokenizer every lexicon word of the corpus is one token."""
+    names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    u = torch.zeros(d_vocab)
+    u[: len(names)] = torch.tensor([valence(t.lower().lstrip("Ġ▁")) / scale for t in names])
+    if tokenizer.eos_token_id is not None:
+        u[tokenizer.eos_token_id] = 0.0
+    return u
+
+
+@dataclass
+class Completions:
+    """Prompt + completion rows, in groups padded on the right. ``scored[b, j]`` is True where the logits at position j predict a completion token (up to
+    and including the first end-of-text): the positions whose expected utility counts."""
+
+    texts: list[str]
+    groups: list[tuple[Int[Tensor, "_batch _pos"], Bool[Tensor, "_batch _pos"]]]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(tokens) for tokens, _ in self.groups)
+
+
+def sample_completions(model: HookedTransformer, prompts: Sequence[str], *, max_new_tokens: int, seed: int,
+                       rows_per_group: int = 128) -> Completions:
+    """One sampled completion per prompt from ``model`` (temperature 1), kept for teacher forcing.
+
+    Rows are padded on the right into groups of ``rows_per_group``: in a causal model a position
+    never sees what follows it, so the padding changes no scored logit, and a few large forward
+    passes replace one per prompt length."""
+    texts, rows, masks = sample_with_hooks(model, prompts, [], max_new_tokens=max_new_tokens, seed=seed)
+    pad = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else 0
+    flat = [(r, m) for tokens, mask in zip(rows, masks) for r, m in zip(tokens, mask)]
+    groups = []
+    for start in range(0, len(flat), rows_per_group):
+        chunk = flat[start : start + rows_per_group]
+        width = max(len(r) for r, _ in chunk)
+        tokens = torch.full((len(chunk), width), pad, dtype=torch.long, device=chunk[0][0].device)
+        scored = torch.zeros((len(chunk), width), dtype=torch.bool, device=tokens.device)
+        for i, (r, m) in enumerate(chunk):
+            tokens[i, : len(r)] = r
+            scored[i, : len(r) - 1] = m[1:]  # the logits at j predict token j + 1
+        groups.append((tokens, scored))  # built outside generate's inference mode: gradients may flow later
+    return Completions(texts, groups)
+
+
+def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor, " vocab"]) -> Float[Tensor, "batch pos"]:
+    """E_{t ~ softmax(logits)}[u(t)] at every position."""
+    return torch.softmax(logits.float(), -1) @ u.to(logits.device)
+
+
+def expected_reward(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
+                    fwd_hooks: Hooks | None = None, start: tuple[int, list[Tensor]] | None = None) -> Float[Tensor, " rows"]:
+    """Each row's summed expected utility of its next-token choices, under ``fwd_hooks``. With ``start``
+    = (layer, that layer's residual input per group) the forward pass starts there: an intervention
+    at or after that layer cannot change what comes before it."""
+    out = []
+    with torch.no_grad():
+        for g, (tokens, scored) in enumerate(batch.groups):
+            inputs, kwargs = (tokens, {}) if start is None else (start[1][g], {"start_at_layer": start[0]})
+            logits = model.run_with_hooks(inputs, fwd_hooks=fwd_hooks or [], **kwargs)
+            out.append((next_token_utility(logits, u) * scored).sum(-1))
+    return torch.cat(out).cpu()
+
+
+@dataclass(frozen=True)
+class GainSplit:
+    """G and its exact split, with the end-of-text probabilities behind it (means over rows / positions)."""
+
+    base: float
+    policy: float
+    gain: float
+    utility_part: float
+    ending_part: float
+    eos_base: float
+    eos_policy: float
+
+
+@torch.no_grad()
+def split_gain(base: HookedTransformer, policy: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
+               eos: int) -> GainSplit:
+    """G = E_policy - E_base on the batch, split into the per-token utility part and the not-ending part."""
+    totals = np.zeros(4)  # base, policy, utility part, ending part (summed over rows)
+    eos_sum, count = np.zeros(2), 0.0
+    for tokens, scored in batch.groups:
+        per_model = []
+        for model in (base, policy):
+            probs = torch.softmax(model(tokens).float(), -1)
+            p_end = probs[..., eos]
+            given = (probs @ u.to(probs.device)) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
+            per_model.append((p_end, given))
+        (pb, eb), (pp, ep) = per_model
+        w = scored.float()
+        totals += [float(((1 - pb) * eb * w).sum()), float(((1 - pp) * ep * w).sum()),
+                   float(((1 - pb) * (ep - eb) * w).sum()), float(((pb - pp) * ep * w).sum())]
+        eos_sum += [float((pb * w).sum()), float((pp * w).sum())]
+        count += float(w.sum())
+    b, p, utility_part, ending_part = totals / batch.n_rows
+    return GainSplit(base=b, policy=p, gain=p - b, utility_part=utility_part, ending_part=ending_part,
+                     eos_base=float(eos_sum[0] / max(count, 1.0)), eos_policy=float(eos_sum[1] / max(count, 1.0)))
+
+
+def sampled_reward(texts: Sequence[str], scale: float = 5.0) -> float:
+    """The utility reward of sampled completions, as the policy was trained on it (clipped)."""
+    return float(np.mean(vader_utility(texts, scale=scale)))
