@@ -1,10 +1,12 @@
-"""End-to-end wall time of a finished study, stage by stage, from its manifests.
+"""End-to-end wall time of finished studies, stage by stage, from their manifests.
 
     .venv/bin/python bench/stages.py --run-dir runs/sentiment
+    .venv/bin/python bench/stages.py --run-dir before/sentiment --run-dir runs/sentiment
 
 Each stage records its own wall time when it finishes; this prints them in pipeline
 order with each stage's share of the total, so the slow stages stand out whatever the
-machine's speed.
+machine's speed. With two run directories (e.g. before and after a change, run on the same
+machine) it prints both and each stage's ratio, the second over the first.
 """
 
 from __future__ import annotations
@@ -12,22 +14,39 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlhf.errors import UserError
 from rlhf.rundir import RunDir
-from study.pipeline import status
+from study.pipeline import STAGES, status
+
+
+def seconds(run_dir: str) -> dict[str, float]:
+    """Finished stage -> its wall time in seconds."""
+    return {name: m.seconds for name, m in status(RunDir(run_dir)) if m is not None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", default="runs/sentiment", help="a finished study (default runs/sentiment)")
+    parser.add_argument("--run-dir", action="append", help="a finished study (default runs/sentiment); give two to compare")
     args = parser.parse_args()
-    rows = [r for r in status(RunDir(args.run_dir)) if r.get("seconds") is not None]
-    if not rows:
-        sys.exit(f"error: {args.run_dir} has no finished stage (run bash scripts/study.sh first)")
-    total = sum(r["seconds"] for r in rows)
-    print(f"{'stage':<16} {'seconds':>9} {'share':>7}")
-    for r in rows:
-        print(f"{r['stage']:<16} {r['seconds']:9.1f} {r['seconds'] / total:7.1%}")
-    print(f"{'total':<16} {total:9.1f} {1:7.0%}")
+    dirs = args.run_dir or ["runs/sentiment"]
+    if len(dirs) > 2:
+        sys.exit("error: give one run directory, or two to compare")
+    try:
+        runs = [seconds(d) for d in dirs]
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    if not any(runs):
+        sys.exit(f"error: {', '.join(dirs)} has no finished stage (run bash scripts/study.sh first)")
+    names = [s.name for s in STAGES if any(s.name in r for r in runs)]
+    totals = [sum(r.values()) for r in runs]
+    header = f"{'stage':<20}" + "".join(f" {'seconds':>9} {'share':>7}" for _ in runs) + (f" {'ratio':>7}" if len(runs) == 2 else "")
+    print(header)
+    for name in names:
+        cells = "".join(f" {r[name]:9.1f} {r[name] / t:7.1%}" if name in r else f" {'-':>9} {'-':>7}" for r, t in zip(runs, totals))
+        ratio = f" {runs[1][name] / runs[0][name]:7.2f}" if len(runs) == 2 and name in runs[0] and name in runs[1] else ""
+        print(f"{name:<20}{cells}{ratio}")
+    ratio = f" {totals[1] / totals[0]:7.2f}" if len(runs) == 2 else ""
+    print(f"{'total':<20}" + "".join(f" {t:9.1f} {1:7.0%}" for t in totals) + ratio)
 
 
 if __name__ == "__main__":

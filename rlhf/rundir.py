@@ -145,6 +145,10 @@ class RunDir:
     def started_marker(self, stage: str) -> Path:
         return self.manifests / f".{stage}.started"
 
+    def log(self, stage: str) -> Path:
+        """Everything a stage's libraries said (warnings, logging, their progress bars' text)."""
+        return self.root / "logs" / f"{stage}.log"
+
     def texts(self, split: str) -> list[str]:
         """The corpus split's texts (``train``, ``val`` or ``test``), one per line."""
         path = self.corpus / f"{split}.txt"

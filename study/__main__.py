@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="re-run this stage (and so everything after it) even if finished; repeatable")
     run.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    run.add_argument("--verbose", action="store_true",
+                     help="print the libraries' warnings, logging and every progress bar as they come (by default "
+                          "they go to runs/<study>/logs/<stage>.log and the console shows one line per stage)")
     for name, text in (("report", "rebuild report/index.html and summary.json from the artifacts"),
                        ("status", "list each stage with its manifest (finished, seconds, fingerprint)")):
         p = sub.add_parser(name, help=text)
@@ -67,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
             from study.pipeline import run_study
 
-            run_dir = run_study(cfg, force=tuple(args.force), until=args.until)
-            print(f"report: {run_dir.report / 'index.html'}")
+            run_study(cfg, force=tuple(args.force), until=args.until, verbose=args.verbose)
         elif args.command == "report":
             from study.report import build_report
 

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from rlhf.training import process_state
 from study.config import STAGE_NAMES, StudyConfig
+from study.console import headline, stage_output
 from study.manifest import Manifest
 from study.report import build_report
 
@@ -147,8 +148,10 @@ def run_study(
     force: tuple[str, ...] = (),
     until: str | None = None,
     log: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> RunDir:
-    """Run every stage that is not already done; then assemble the report."""
+    """Run every stage that is not already done; then assemble the report. Unless ``verbose``, the
+    libraries' warnings, logging and finished progress bars go to ``logs/<stage>.log``, not the console."""
     for name in (*force, *([until] if until else []), *cfg.stages):
         if name not in STAGE_NAMES:
             raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
@@ -188,7 +191,8 @@ def run_study(
             started = time.time()
             section = getattr(cfg, stage.section) if stage.section else cfg
             if stage.distributed or main:
-                stage.run(section, run_dir)
+                with stage_output(run_dir.log(stage.name), verbose):
+                    stage.run(section, run_dir)
             state.wait_for_everyone()
             seconds = time.time() - started
             if main:
@@ -204,6 +208,12 @@ def run_study(
             break
     if main:
         log(f"[report] {build_report(run_dir)}")
+        summary = read_json(run_dir.report / "summary.json")
+        lines = headline(summary)
+        if lines:
+            log("headline figures (all of them: report/summary.json):")
+            for line in lines:
+                log(line)
     return run_dir
 
 

@@ -138,3 +138,18 @@ def test_a_missing_or_empty_corpus_split_is_named(tmp_path):
         run_dir.texts("val")
     (run_dir.corpus / "train.txt").write_text("a b .\nc d .\n", encoding="utf-8")
     assert run_dir.texts("train") == ["a b .", "c d ."]
+
+
+def test_console_shows_stage_lines_and_headline_while_library_chatter_goes_to_the_stage_log(tiny_run, capfd):
+    cfg, run_dir, _ = tiny_run
+    lines: list[str] = []
+    run_study(cfg, force=("conversion",), log=lines.append)
+    console = capfd.readouterr()
+    assert "[conversion] running" in lines and any(line.startswith("[conversion] finished in") for line in lines)
+    assert lines[lines.index("headline figures (all of them: report/summary.json):") + 1].split()[0] == "reward_gain"
+    # TransformerLens's deprecation warning on every conversion lands in the log, not on the console.
+    assert "DeprecationWarning" not in console.err + console.out
+    assert "HookedTransformer is deprecated" in run_dir.log("conversion").read_text()
+    size = run_dir.log("conversion").stat().st_size
+    run_study(cfg, force=("conversion",), log=lines.append, verbose=True)
+    assert run_dir.log("conversion").stat().st_size == size, "--verbose leaves everything on the console"
