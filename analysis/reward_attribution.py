@@ -56,7 +56,7 @@ from analysis.results import (
 )
 from analysis.reward_gain import Completions, GainSplit, sample_completions, sampled_reward, split_gain, token_utility
 from probes.config import WriterProbeConfig
-from probes.results import ImplicitRewardResult
+from probes.results import LinearRewardResult
 from probes.writer import fit_writer_probe
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
@@ -98,12 +98,16 @@ def load_dictionaries(cfg: RewardAttributionConfig, run_dir: RunDir, hook: str, 
 
 
 def probe_rankings(run_dir: RunDir, size: str) -> dict[str, dict[str, list[int]]]:
-    """ranking name -> hook -> latents of the policy's SAE, best first: the implicit-reward probe's."""
-    found = ImplicitRewardResult.load_if_exists(run_dir)
-    if found is None or found.linear.policy_sae.size != size:
+    """ranking name -> hook -> latents of the policy's SAE, best first: the implicit-reward probe's
+    (as the implicit_reward stage or ``python -m probes.fit_linear_reward`` saved it)."""
+    path = LinearRewardResult.path(run_dir, "policy", "sae")
+    if not path.exists():
+        return {}
+    found = LinearRewardResult.load_for(run_dir, "policy", "sae")
+    if found.size != size:
         return {}
     ranked: dict[str, list[int]] = defaultdict(list)
-    for f in found.linear.policy_sae.top_features:
+    for f in found.top_features:
         if f.coefficient > 0:
             ranked[f.hook].append(f.feature)
     return {"implicit_reward_probe": dict(ranked)}
