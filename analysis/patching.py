@@ -129,7 +129,8 @@ def patch_sites(base: HookedTransformer, policy: HookedTransformer, batch: Compl
     if abs(gain) < 1e-12:
         raise UserError("the policy's expected reward equals the base's on these completions: there is no gain to attribute")
     hooks = sorted({s.hook for s in sites if s.hook})
-    acts = {"base": cache_sites(base, batch, hooks), "policy": cache_sites(policy, batch, hooks)}
+    # Weight swaps have no hook: no forward pass to cache anything.
+    acts = {"base": cache_sites(base, batch, hooks), "policy": cache_sites(policy, batch, hooks)} if hooks else {"base": {}, "policy": {}}
     out = []
     for site in sites:
         into_base = _patched(base, batch, u, site, acts["policy"], policy)

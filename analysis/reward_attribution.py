@@ -185,12 +185,12 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
         batch = sample_completions(policy, prompts, max_new_tokens=cfg.max_new_tokens, seed=seed)
         base_texts, _, base_masks = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
         split = split_gain(base, policy, batch, u, eos)
+        sampled_base, sampled_policy = sampled_reward(base_texts, cfg.scale), sampled_reward(batch.texts, cfg.scale)
         gains.append(GainEstimate(
             seed=seed, expected_base=split.base, expected_policy=split.policy, gain=split.gain,
             utility_part=split.utility_part, ending_part=split.ending_part, eos_base=split.eos_base,
-            eos_policy=split.eos_policy, sampled_base=sampled_reward(base_texts, cfg.scale),
-            sampled_policy=sampled_reward(batch.texts, cfg.scale),
-            sampled_gain=sampled_reward(batch.texts, cfg.scale) - sampled_reward(base_texts, cfg.scale),
+            eos_policy=split.eos_policy, sampled_base=sampled_base, sampled_policy=sampled_policy,
+            sampled_gain=sampled_policy - sampled_base,
             length_base=sum(int(m.sum()) for m in base_masks) / len(prompts),
             length_policy=sum(int(m.sum()) for _, m in batch.groups) / batch.n_rows))
         patching.append(patch_sites(base, policy, batch, u, activation_sites(n_layers), split.base, split.policy))
