@@ -20,6 +20,7 @@ from rlhf.configtypes import (
 @dataclass(frozen=True)
 class DivergenceConfig:
     top_n: PositiveInt = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
+    layers: tuple[NonNegativeInt, ...] = ()  # analyse these layers instead of the top_n most diverged
     model: str = "policy"  # the fine-tuned model (a directory under the run's models)
 
 

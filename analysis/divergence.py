@@ -111,13 +111,19 @@ def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> DivergenceResult
     base, policy = load_hf(run_dir.base), load_hf(run_dir.model(cfg.model))
     report = divergence_report(base, policy)
     top_n = min(cfg.top_n, len(report["layers"]))
+    chosen = tuple(sorted(report["ranking"][:top_n]))
+    if cfg.layers:
+        absent = sorted(set(cfg.layers) - set(report["ranking"]))
+        if absent:
+            raise UserError(f"divergence.layers names layer {absent[0]}, but the model has layers 0-{len(report['ranking']) - 1}")
+        chosen, top_n = tuple(sorted(set(cfg.layers))), len(set(cfg.layers))
     result = DivergenceResult(
         model=cfg.model,
         layers={int(k): {c: DivergenceRow(**row) for c, row in comps.items()} for k, comps in report["layers"].items()},
         total={int(k): v for k, v in report["total"].items()},
         normalised={int(k): v for k, v in report["normalised"].items()},
         outside={name: DivergenceRow(**row) for name, row in report["outside"].items()},
-        ranking=tuple(report["ranking"]), top_n=top_n, chosen_layers=tuple(sorted(report["ranking"][:top_n])),
+        ranking=tuple(report["ranking"]), top_n=top_n, chosen_layers=chosen,
         seconds=time.time() - started,
     )
     result.save(run_dir)

@@ -105,6 +105,12 @@ def _val(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:
     return torch.cat(list(load_shards(run_dir.activations(model, hook, "val"))))
 
 
+def _unchanged(run_dir: RunDir, hook: str, rtol: float = 1e-6) -> bool:
+    """Whether the policy's held-out activations at ``hook`` equal the base's (to float noise)."""
+    base, policy = _val(run_dir, "base", hook), _val(run_dir, "policy", hook)
+    return float((policy - base).norm()) <= rtol * float(base.norm())
+
+
 def _chunks(x: Float[Tensor, "tokens ..."], size: int = 4096) -> list[Tensor]:
     return [x[i : i + size] for i in range(0, len(x), size)]
 
@@ -357,7 +363,13 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
     missing = [layer for layer in cfg.layers if layer not in index.by_layer]
     if missing:
         raise UserError(f"model_diffing.layers {missing} are not cached; cached layers: {sorted(index.by_layer)}")
-    hooks = index.hooks_at(cfg.layers)
+    # Where the fine-tune left the activations as they were (layers before the first changed weight),
+    # every difference is zero: there is nothing to diff, and a dictionary of zeros cannot be trained.
+    unchanged = [h for h in index.hooks_at(cfg.layers) if _unchanged(run_dir, h)]
+    hooks = [h for h in index.hooks_at(cfg.layers) if h not in unchanged]
+    if not hooks:
+        raise UserError(f"the policy's cached activations equal the base's at every hook ({', '.join(unchanged)}): "
+                        "the fine-tune changed nothing up to these layers; cache later ones (divergence.layers)")
     tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
     high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
     if not high:
@@ -384,6 +396,7 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
         high_utility=cfg.high_utility, relative_norm_threshold=cfg.relative_norm_threshold,
         unedited_reward=float(np.mean(list(unedited.values()))), high_utility_vocabulary=len(high),
         kl=KLTokens(**kl_info, tokens=tuple(vocab[t] for t in kl_top[:20])), layers=tuple(layers),
+        unchanged_hooks=tuple(unchanged),
         summary=_summary(layers), seconds=time.time() - started, config=asdict(cfg))
     _plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.plot_path(run_dir))
     result.save(run_dir)

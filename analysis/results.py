@@ -520,6 +520,7 @@ class ModelDiffingResult(Artifact):
     summary: dict[str, dict[str, SeedStat]]  # method -> score name -> stat
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    unchanged_hooks: tuple[str, ...] = ()  # cached hooks where the policy's activations equal the base's: not diffed
 
     @classmethod
     def path(cls, run: RunDir) -> Path:

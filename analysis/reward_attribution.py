@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +164,10 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
     hooks = ActivationIndex.load(run_dir).hooks_at(cfg.layers)
     diffing = ModelDiffingResult.load_if_exists(run_dir)
     dictionary_seed = diffing.seeds[0] if diffing is not None else 0
-    dictionaries = {h: load_dictionaries(cfg, run_dir, h, dictionary_seed) for h in hooks}
+    # Where the activations did not change, model diffing trained nothing: only the SAE pair is read there.
+    unchanged = set(diffing.unchanged_hooks) if diffing is not None else set()
+    sae_pair = replace(cfg, dictionaries=tuple(n for n in cfg.dictionaries if n.startswith("sae_")))
+    dictionaries = {h: load_dictionaries(sae_pair if h in unchanged else cfg, run_dir, h, dictionary_seed) for h in hooks}
     smallest = min((d for ds in dictionaries.values() for d in ds), key=lambda d: d.n_latents)
     if max(cfg.ks) > smallest.n_latents:
         raise UserError(f"reward_attribution.ks goes up to {max(cfg.ks)}, but {smallest.name} at {smallest.hook} has "

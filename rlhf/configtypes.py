@@ -43,6 +43,23 @@ class Hook:
         return None
 
 
+@dataclass(frozen=True)
+class RewardSpec:
+    """Which reward scores completions: ``vader`` (the paper's utility), ``model:<dir or hub id>`` (a
+    sequence classifier or TRL reward model), ``python:package.module:function`` (any callable
+    ``(prompts, completions) -> list[float]``) or ``study:reward_<kind>`` (a reward model of the
+    hidden_context stage)."""
+
+    def check(self, value: Any) -> str | None:
+        kind, sep, rest = str(value).partition(":")
+        if value == "vader" or (sep and rest and kind in ("model", "study")):
+            return None
+        if kind == "python" and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", rest):
+            return None
+        return (f"must be one of 'vader', 'model:<dir or hub id>', 'python:package.module:function', "
+                f"'study:reward_<kind>'; got {value!r}")
+
+
 Positive = Range(gt=0)
 NonNegative = Range(ge=0)
 Fraction = Range(gt=0, le=1)  # a share of something, e.g. a split
@@ -55,6 +72,7 @@ NonNegativeFloat = Annotated[float, NonNegative]
 FractionFloat = Annotated[float, Fraction]
 ProbabilityFloat = Annotated[float, Probability]
 HookName = Annotated[str, Hook()]
+Reward = Annotated[str, RewardSpec()]
 
 DType = Literal["float32", "bfloat16", "float16"]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.pretrained.weight_conversions import (
     convert_gpt2_weights,
@@ -30,7 +31,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from rlhf.config import ConversionConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.results import ConversionResult, ConvertedModel
-from rlhf.rundir import RunDir
+from rlhf.rundir import RunDir, read_json
 from rlhf.tokenizer import load_tokenizer
 
 
@@ -204,12 +205,24 @@ def to_hooked(
     return hooked
 
 
+def causal_models(run_dir: RunDir) -> dict[str, Path]:
+    """Every causal LM the study holds (base, policies, DPO, SFT, adopted ones), by name; reward
+    models (sequence classifiers) and the tokenizer are not language models and are left out."""
+    out = {}
+    for path in sorted(run_dir.models.glob("*/config.json")):
+        architectures = read_json(path).get("architectures") or []
+        if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+            out[path.parent.name] = path.parent
+    return dict(sorted(out.items(), key=lambda item: (item[0] not in ("base", "policy"), item[0] != "base", item[0])))
+
+
 def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> ConversionResult:
-    """Stage: convert every saved model of the study and record the logit agreement."""
+    """Stage: convert every causal LM of the study and record the logit agreement."""
+    models = causal_models(run_dir)
+    if not models:
+        raise UserError(f"no model to convert in {run_dir.models}")
     results: dict[str, ConvertedModel] = {}
-    for name, path in (("base", run_dir.base), ("policy", run_dir.policy)):
-        if not path.exists():
-            continue
+    for name, path in tqdm(models.items(), desc="conversion", unit="model"):
         started = time.time()
         hf = load_hf(path)
         hooked = to_hooked(hf, tokenizer=path, atol=cfg.atol)
@@ -219,8 +232,6 @@ def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> ConversionResult
             n_layers=hooked.cfg.n_layers, d_model=hooked.cfg.d_model, d_vocab=hooked.cfg.d_vocab,
             seconds=time.time() - started,
         )
-    if not results:
-        raise UserError(f"no model to convert in {run_dir.models}")
     result = ConversionResult(atol=cfg.atol, models=results)
     result.save(run_dir)
     return result

@@ -105,6 +105,7 @@ class PolicyResult(Artifact):
     curves: dict[str, Curve]  # reward, kl, exact_kl, completions/mean_length, repeated_bigrams
     samples: tuple[PolicySample, ...]
     seconds: float
+    reward: str = "vader"  # the reward spec that trained it (the default: results written before rewards were pluggable)
 
     NAME = "policy"
 
@@ -163,6 +164,7 @@ class DPOResult(Artifact):
     curves: dict[str, Curve]  # loss, rewards/accuracies, rewards/margins
     examples: tuple[DPOExample, ...]
     seconds: float
+    reward: str = "vader"  # the reward spec that ranked the pairs
 
     @classmethod
     def path(cls, run: RunDir) -> Path:
@@ -184,8 +186,8 @@ class SFTResult(Artifact):
     n_samples: int
     top_fraction: float
     rows: int
-    reward_threshold: float
-    mean_reward_of_rows: float
+    reward_threshold: float | None  # None when the model was adopted (sft.from_model), not trained here
+    mean_reward_of_rows: float | None
     base: PolicyEvaluation
     sft: PolicyEvaluation
     reward_gain: float

@@ -4,6 +4,7 @@
     python -m study report --run-dir runs/sentiment          # rebuild the report from artifacts
     python -m study status --run-dir runs/sentiment          # which stages are finished
     python -m study convert --model runs/sentiment/models/base  # check a model converts to TransformerLens
+    python -m study compare --base EleutherAI/pythia-70m --policy ./my-rlhf-run  # analyse a pair trained elsewhere
 """
 
 from __future__ import annotations
@@ -45,6 +46,31 @@ def _parser() -> argparse.ArgumentParser:
                        ("status", "list each stage with its manifest (finished, seconds, fingerprint)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--run-dir", required=True, help="a study's run directory, e.g. runs/sentiment")
+    cmp = sub.add_parser(
+        "compare", help="analyse a base model and a fine-tune of it trained elsewhere (no training)",
+        description="Analyse a base model and a fine-tune of it that were trained elsewhere: parameter divergence, "
+        "activation caches, SAEs, MMCS, feature diffs, model diffing and conversion, ending in "
+        "runs/<name>/report/index.html. The fine-tune must have the base's architecture and vocabulary. The stages "
+        "that score against the VADER lexicon (valence probe, implicit-reward probe, reward attribution) run when "
+        "--reward is vader. The config is kept as runs/<name>/config.json; `python -m study run --config` on it "
+        "resumes or repeats the comparison.")
+    cmp.add_argument("--base", required=True, help="the base model: a local directory or a hub id")
+    cmp.add_argument("--policy", required=True, help="the fine-tune of the base: a local directory or a hub id")
+    cmp.add_argument("--corpus", default="", help="texts to cache activations on: a .csv/.json/.jsonl/.parquet/.txt "
+                     "file or a hub dataset id (default: the embedded sentiment organism's generated reviews)")
+    cmp.add_argument("--text-column", default="text", help="the corpus column holding the text (default: text)")
+    cmp.add_argument("--layers", type=int, nargs="+", default=[], metavar="N",
+                     help="layers to analyse (default: the most diverged, up to divergence.top_n = 5)")
+    cmp.add_argument("--reward", default="vader",
+                     help="the reward the fine-tune was trained for, as in [policy] reward: vader (default), "
+                          "model:<dir or id>, python:package.module:function, study:<reward model>")
+    cmp.add_argument("--name", default="", help="the run directory's name (default: compare-<policy's last path part>)")
+    cmp.add_argument("--runs-dir", default="runs", help="parent of the run directory (default: runs)")
+    cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                     help="any other config value, in TOML syntax, e.g. --set dictionaries.training_tokens=200000 "
+                          "--set activations.hook='blocks.{layer}.hook_resid_post'; repeatable")
+    cmp.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    cmp.add_argument("--verbose", action="store_true", help="print the libraries' warnings and progress bars as they come")
     conv = sub.add_parser("convert", help="convert an HF causal LM to a HookedTransformer and check its logits")
     conv.add_argument("--model", required=True, help="local model directory or hub id")
     conv.add_argument("--tokenizer", help="tokenizer directory (default: the model's own directory)")
@@ -71,6 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             from study.pipeline import run_study
 
             run_study(cfg, force=tuple(args.force), until=args.until, verbose=args.verbose)
+        elif args.command == "compare":
+            from study.compare import compare_config
+
+            cfg, left_out = compare_config(args.base, args.policy, corpus=args.corpus, text_column=args.text_column,
+                                           layers=tuple(args.layers), name=args.name, runs_dir=args.runs_dir,
+                                           reward=args.reward, settings=tuple(args.settings))
+            if args.until and args.until not in cfg.stages:
+                raise UserError(f"--until {args.until}: a comparison runs {', '.join(cfg.stages)}")
+            if left_out:
+                print(f"[compare] skipping {', '.join(left_out)}: they score against the VADER lexicon and the reward "
+                      f"is {args.reward}")
+            from study.pipeline import run_study
+
+            run_study(cfg, until=args.until, verbose=args.verbose)
         elif args.command == "report":
             from study.report import build_report
 

@@ -7,6 +7,7 @@ choices: a typo must never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -36,13 +37,13 @@ from rlhf.config import (
 )
 from rlhf.configtypes import Hook
 from rlhf.errors import UserError
-from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig
+from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig, check_reward_label
 from rlhf.policy.config import check_config as check_policy_config
 
 # The pipeline's stages, in order (study.pipeline.STAGES runs them; a test checks the two agree).
-StageName = Literal["corpus", "tokenizer", "pretrain", "policy", "policy_beta0", "dpo", "divergence", "activations",
-                    "dictionaries", "sae_quality", "mmcs", "feature_diff", "model_diffing", "autointerp", "conversion",
-                    "valence_probe", "implicit_reward", "reward_attribution", "hidden_context", "sft", "digits"]
+StageName = Literal["corpus", "tokenizer", "pretrain", "hidden_context", "sft", "policy", "policy_beta0", "dpo", "divergence",
+                    "activations", "dictionaries", "sae_quality", "mmcs", "feature_diff", "model_diffing", "autointerp",
+                    "conversion", "valence_probe", "implicit_reward", "reward_attribution", "digits"]
 STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
 
 
@@ -75,6 +76,10 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)
+        check_reward_label("dpo", self.dpo.reward, self.dpo.reward_label)
+        if self.policy.init == "sft" and not (self.sft.enabled and (not self.stages or "sft" in self.stages)):
+            raise UserError("policy.init = \"sft\" starts RL from the sft stage's model: enable [sft] "
+                            "(and list \"sft\" in stages when stages is set)")
         if bool(self.pretrain.from_model) != (self.tokenizer.source != "corpus"):
             raise UserError("pretrain.from_model and tokenizer.source go together: either both name the same "
                             "pretrained model, or from_model is empty and tokenizer.source is \"corpus\"")
@@ -196,14 +201,15 @@ def config_from_dict(data: dict[str, Any]) -> StudyConfig:
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read a study config; ``overrides`` (e.g. ``{"runs_dir": "/tmp/x"}``) win over the file."""
+    """Read a study config (TOML, or a run directory's config.json); ``overrides`` (e.g. ``{"runs_dir": "/tmp/x"}``) win over the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist (see configs/ for examples)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path} is not valid TOML: {err}") from err
+    try:  # TOML, or the JSON a run directory keeps (runs/<study>/config.json) to repeat that study
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from err
     data.update(overrides or {})
     try:
         return config_from_dict(data)

@@ -50,10 +50,26 @@ class Stage:
     # Trains with a Hugging Face trainer in one process: under a multi-process launch that
     # trainer would wait for peers that never join, so such a run is refused.
     one_process: bool = False
+    # Stages it reads only under some configs (the policy reads the SFT model when RL starts from it).
+    reads: Callable[[StudyConfig], tuple[str, ...]] = lambda cfg: ()
+
+    def inputs(self, cfg: StudyConfig) -> tuple[str, ...]:
+        """The stages whose artifacts this one reads under ``cfg``."""
+        return (*self.after, *self.reads(cfg))
 
     def run(self, section: Any, run_dir: RunDir) -> Any:
         module, _, function = self.function.partition(":")
         return getattr(importlib.import_module(module), function)(section, run_dir)
+
+
+def _trains(cfg: StudyConfig, stage: str) -> bool:
+    """Whether the study runs ``stage`` (an optional model's stage: listed, or all listed, and enabled)."""
+    return (not cfg.stages or stage in cfg.stages) and getattr(cfg, stage).enabled
+
+
+def _reward_stage(reward: str) -> tuple[str, ...]:
+    """The stage that trains a ``study:`` reward (the hidden_context stage's reward models)."""
+    return ("hidden_context",) if reward.startswith("study:") else ()
 
 
 STAGES: tuple[Stage, ...] = (
@@ -62,13 +78,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("pretrain", "pretrain", ("tokenizer",), "rlhf.pretrain:pretrain",
           lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
           distributed=True),
+    Stage("hidden_context", "hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
+          distributed=True),
+    Stage("sft", "sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
+          distributed=True),
     Stage("policy", "policy", ("pretrain",), "rlhf.policy:train_policy",
           lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
-          distributed=True),
+          distributed=True, reads=lambda cfg: (*(("sft",) if cfg.policy.init == "sft" else ()), *_reward_stage(cfg.policy.reward))),
     Stage("policy_beta0", "policy_beta0", ("policy",), "rlhf.policy:no_kl_comparison",
           scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
     Stage("dpo", "dpo", ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
-          distributed=True),
+          distributed=True, reads=lambda cfg: _reward_stage(cfg.dpo.reward)),
     Stage("divergence", "divergence", ("policy",), "analysis.divergence:divergence_stage",
           lambda r: (r.analysis / "divergence.json",)),
     Stage("activations", "activations", ("divergence",), "analysis.activations:cache_stage",
@@ -84,16 +104,14 @@ STAGES: tuple[Stage, ...] = (
           scratch=lambda r: (r.stage_dir("model_diffing"),)),
     Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
     Stage("conversion", "conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
-          lambda r: (r.analysis / "conversion.json",)),
+          lambda r: (r.analysis / "conversion.json",),
+          reads=lambda cfg: tuple(n for n in ("policy_beta0", "dpo", "sft") if _trains(cfg, n))),
     Stage("valence_probe", "valence_probe", ("pretrain",), "probes.valence:valence_probe",
           lambda r: (r.probes / "valence_base.json",)),
-    Stage("implicit_reward", "implicit_reward", ("dictionaries", "dpo"), "probes.implicit_reward:implicit_reward_stage"),
+    Stage("implicit_reward", "implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
+          reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
     Stage("reward_attribution", "reward_attribution", ("model_diffing", "implicit_reward"),
           "analysis.reward_attribution:reward_attribution_stage"),
-    Stage("hidden_context", "hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
-          distributed=True),
-    Stage("sft", "sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
-          one_process=True),
     Stage("digits", "digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
           one_process=True),
 )
@@ -114,7 +132,7 @@ def fingerprints(cfg: StudyConfig) -> dict[str, str]:
     out: dict[str, str] = {}
     for stage in STAGES:
         section = asdict(getattr(cfg, stage.section)) if stage.section else None
-        payload = json.dumps({"config": section, "after": [out[a] for a in stage.after]}, sort_keys=True)
+        payload = json.dumps({"config": section, "after": [out[a] for a in stage.inputs(cfg)]}, sort_keys=True)
         out[stage.name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return out
 
@@ -157,7 +175,7 @@ def run_study(
             raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
     chosen = set(cfg.stages or STAGE_NAMES)
     for stage in STAGES:
-        missing = [a for a in stage.after if stage.name in chosen and a not in chosen]
+        missing = [a for a in stage.inputs(cfg) if stage.name in chosen and a not in chosen]
         if missing:
             raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
     # Under ``accelerate launch`` every process runs this loop: distributed stages run in all of
@@ -175,7 +193,7 @@ def run_study(
     for stage in STAGES:
         if stage.name not in chosen:
             continue
-        stale_input = any(a in ran for a in stage.after)
+        stale_input = any(a in ran for a in stage.inputs(cfg))
         if stage.name not in force and not stale_input and is_done(run_dir, stage, prints[stage.name]):
             log(f"[{stage.name}] done already, skipped")
         else:

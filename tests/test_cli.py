@@ -26,10 +26,13 @@ def assert_user_error(result: subprocess.CompletedProcess, text: str) -> None:
 
 def test_help_lists_every_command_and_option():
     out = run("--help").stdout
-    for word in ("run", "report", "status", "convert"):
+    for word in ("run", "compare", "report", "status", "convert"):
         assert word in out
     out = run("run", "--help").stdout
     for option in ("--config", "--runs-dir", "--force", "--until"):
+        assert option in out
+    out = run("compare", "--help").stdout
+    for option in ("--base", "--policy", "--corpus", "--text-column", "--layers", "--reward", "--set"):
         assert option in out
 
 

@@ -93,8 +93,13 @@ def test_two_process_reward_models(copied, fewer_pairs):
     assert (copy.model("reward_mean_variance") / "config.json").exists()
 
 
-def test_a_one_process_stage_is_refused_under_a_launch(copied, fewer_pairs):
-    _, runs = copied
-    run = launch(runs, "--force", "sft", "--until", "sft", config=fewer_pairs)
+def test_two_process_sft_and_a_one_process_stage_refused(copied):
+    original, runs = copied
+    run = launch(runs, "--force", "sft", "--until", "sft")
+    assert run.returncode == 0, run.stderr[-3000:]
+    copy = RunDir(runs / original.name)
+    assert read_json(copy.manifest("sft"))["processes"] == 2
+    assert (copy.model("sft") / "config.json").exists() and read_json(copy.training / "sft.json")["reward_gain"] > 0
+    run = launch(runs, "--force", "digits", "--until", "digits")
     assert run.returncode != 0
-    assert "trains in a single process" in run.stderr and "--until hidden_context" in run.stderr
+    assert "trains in a single process" in run.stderr and "--until reward_attribution" in run.stderr

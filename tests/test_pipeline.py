@@ -29,10 +29,13 @@ def test_base_model_reaches_the_entropy_floor(tiny_run):
     assert (run_dir.training / "pretrain.png").stat().st_size > 5000
 
 
-def test_conversion_of_the_trained_model(tiny_run):
+def test_conversion_of_every_model_of_the_study(tiny_run):
     _, run_dir, _ = tiny_run
     conv = read_json(run_dir.analysis / "conversion.json")
-    assert conv["models"]["base"]["max_abs_logit_diff"] < 1e-4
+    # Every causal LM; the reward models of hidden_context are sequence classifiers and are left out.
+    assert set(conv["models"]) == {"base", "policy", "policy_beta0", "dpo", "sft"}
+    assert (run_dir.model("reward_mean_variance") / "config.json").exists()
+    assert all(m["max_abs_logit_diff"] < 1e-4 for m in conv["models"].values())
 
 
 def test_base_model_knows_sentiment_and_random_init_does_not(tiny_run):

@@ -159,3 +159,20 @@ def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
     train_policy(small, copy, name="resumable")
     r = PolicyResult.load_named(copy, "resumable")
     assert r.resumed is True and r.steps == 4
+
+
+def test_rl_from_the_sft_model_pays_its_kl_to_it(tiny_run, tmp_path):
+    """init = "sft": the policy starts from the SFT model and the KL is taken to it. With a
+    vanishing learning rate the policy is the SFT model, so its KL to its start is zero."""
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    r = train_policy(replace(cfg.policy, init="sft", learning_rate=1e-12, max_steps=1, n_eval_prompts=16), copy,
+                     name="from_sft")
+    sft, base, policy = (load_hf(copy.model(n)).state_dict() for n in ("sft", "base", "from_sft"))
+    assert max(float((policy[k] - sft[k]).abs().max()) for k in sft) < 1e-6
+    assert max(float((policy[k] - base[k]).abs().max()) for k in base) > 1e-3
+    assert r.config.init == "sft" and r.policy.mean_kl_per_token == pytest.approx(0.0, abs=1e-4)
+    shutil.rmtree(copy.model("sft"))
+    with pytest.raises(UserError, match="policy.init = 'sft' but there is no model in .*run the sft stage first"):
+        train_policy(replace(cfg.policy, init="sft", max_steps=1), copy, name="again")

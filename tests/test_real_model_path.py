@@ -1,43 +1,13 @@
 """The real-model path (hub model + real dataset) exercised offline: a local HF-format
 checkpoint with a byte-level BPE tokenizer, and a local IMDb-style JSONL file."""
 
-import json
-
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
 from rlhf.errors import UserError
-from rlhf.organisms.sentiment import SentimentOrganism
 from rlhf.results import ConversionResult, DPOResult, PolicyResult, PretrainResult
 from rlhf.rundir import read_json
 from study.config import config_from_dict
 from study.pipeline import run_study
-
-
-@pytest.fixture(scope="module")
-def local_hub(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hub")
-    organism = SentimentOrganism()
-    reviews = [r.text.replace(" .", ".") for r in organism.reviews(400, seed=11)]
-    rows = [{"text": f"{t} <br /><br />A second paragraph.", "label": i % 2} for i, t in enumerate(reviews)]
-    data = root / "imdb.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(reviews, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    model_dir = root / "pythia-like"
-    tok.save_pretrained(model_dir)
-    torch.manual_seed(0)
-    GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=320, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
-    )).save_pretrained(model_dir)
-    return data, model_dir
 
 
 def real_config(tmp_path, data, model_dir, **dataset):

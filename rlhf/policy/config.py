@@ -6,14 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Reward
 from rlhf.errors import UserError
 
 Algorithm = Literal["grpo", "rloo"]
+Init = Literal["base", "sft"]
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    # A hub id or local directory: adopt that fine-tune of the base as the policy instead of training one.
+    from_model: str = ""
+    init: Init = "base"  # the model RL starts from and whose KL it pays: the base, or the sft stage's model
+    reward: Reward = "vader"
+    reward_label: str = ""  # for reward = "model:<classifier>": the label whose logit is the reward
     algorithm: Algorithm = "grpo"
     beta: NonNegativeFloat = 0.1  # KL coefficient against the base model
     learning_rate: PositiveFloat = 1e-4
@@ -38,11 +44,24 @@ def check_config(cfg: PolicyConfig) -> None:
     """What the annotations cannot say: a check across fields."""
     if cfg.batch_size % cfg.num_generations:
         raise UserError(f"policy.batch_size ({cfg.batch_size}) must be a multiple of num_generations ({cfg.num_generations})")
+    check_reward_label("policy", cfg.reward, cfg.reward_label)
+    if cfg.from_model and cfg.init != "base":
+        raise UserError(f"policy.from_model adopts a trained policy, so policy.init = {cfg.init!r} has no effect; "
+                        "remove one of them")
+
+
+def check_reward_label(section: str, reward: str, label: str) -> None:
+    if label and not reward.startswith("model:"):
+        raise UserError(f"{section}.reward_label = {label!r} names a classifier's label, but {section}.reward = "
+                        f"{reward!r} is not a 'model:' reward")
 
 
 @dataclass(frozen=True)
 class DPOStageConfig:
     enabled: bool = True
+    from_model: str = ""  # adopt this DPO fine-tune of the base instead of training one
+    reward: Reward = "vader"  # ranks each pair of base completions (see PolicyConfig.reward)
+    reward_label: str = ""
     beta: PositiveFloat = 0.1
     learning_rate: PositiveFloat = 5e-4
     max_steps: PositiveInt = 200
@@ -67,6 +86,7 @@ class NoKLComparisonConfig:
 @dataclass(frozen=True)
 class SFTConfig:
     enabled: bool = True
+    from_model: str = ""  # adopt this supervised fine-tune of the base instead of training one
     learning_rate: PositiveFloat = 5e-4
     epochs: PositiveFloat = 2.0
     batch_size: PositiveInt = 32

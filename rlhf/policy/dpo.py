@@ -1,5 +1,6 @@
-"""DPO: offline preference learning from pairs of base-model completions ranked by the
-utility reward, with TRL's DPOTrainer, and the policy's implicit reward.
+"""DPO: offline preference learning from pairs of base-model completions ranked by a
+reward (``dpo.reward``, the VADER utility by default), with TRL's DPOTrainer, and the
+policy's implicit reward.
 
 A DPO policy carries its reward in closed form: r(x, y) = beta * log(pi(y|x) / pi_ref(y|x)).
 How often that implicit reward orders held-out pairs like the true reward says how
@@ -20,12 +21,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.adopt import adopt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.policy.config import DPOStageConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import DPOExample, DPOResult
-from rlhf.rewards import UtilityReward
+from rlhf.rewards import RewardFunction, make_reward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
@@ -93,10 +95,10 @@ def dpo_implicit_reward(
 
 
 def preference_pairs(
-    base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], reward: UtilityReward,
+    base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], reward: RewardFunction,
     cfg: DPOStageConfig,
 ) -> list[dict[str, str | float]]:
-    """Two sampled base completions per prompt; the higher utility is chosen."""
+    """Two sampled base completions per prompt; the higher reward is chosen."""
     a = sample(base, tokenizer, prompts, max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 10)
     b = sample(base, tokenizer, prompts, max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 11)
     ra = reward(prompts=prompts, completions=a.completions)
@@ -110,28 +112,12 @@ def preference_pairs(
     return pairs
 
 
-def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
-    """Stage: preference pairs from the base model, ``models/dpo`` trained with DPOTrainer,
-    and the implicit reward's accuracy on held-out pairs. None when disabled, and in the
+def _train(cfg: DPOStageConfig, run_dir: RunDir, tokenizer: PreTrainedTokenizerBase, train: list[dict]
+           ) -> tuple[PreTrainedModel | None, int, list[dict]]:
+    """DPOTrainer from the base on the training pairs: (model, steps, log history); no model in the
     other processes of a launch."""
-    if not cfg.enabled:
-        return None
-    if cfg.beta <= 0:
-        raise UserError(f"dpo.beta must be > 0, got {cfg.beta}")
     from trl import DPOConfig, DPOTrainer
 
-    started = time.time()
-    tokenizer = load_tokenizer(run_dir.base)
-    base = load_hf(run_dir.base)
-    texts = run_dir.texts("train")
-    reward = UtilityReward()
-    pairs = preference_pairs(base, tokenizer, prompts_from_texts(texts, cfg.n_pairs, cfg.seed + 5), reward, cfg)
-    random.Random(cfg.seed).shuffle(pairs)
-    n_test = int(cfg.held_out_fraction * len(pairs))
-    test, train = pairs[:n_test], pairs[n_test:]
-    if len(train) < cfg.batch_size or n_test < 10:
-        raise UserError(f"only {len(pairs)} preference pairs differ by {cfg.min_reward_gap} or more; raise dpo.n_pairs")
-    target = run_dir.model("dpo")
     checkpoints = run_dir.model_partial("dpo") / "checkpoints"
     args = DPOConfig(
         **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every),
@@ -143,8 +129,39 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
                                    train_dataset=Dataset.from_dict({k: [p[k] for p in train] for k in columns}))
     train_resuming(trainer, checkpoints)
     if not is_main_process():
+        return None, 0, []
+    return trainer.model.float().cpu(), trainer.state.global_step, trainer.state.log_history
+
+
+def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
+    """Stage: preference pairs from the base model, ``models/dpo`` trained with DPOTrainer,
+    and the implicit reward's accuracy on held-out pairs. None when disabled, and in the
+    other processes of a launch."""
+    if not cfg.enabled:
         return None
-    policy = trainer.model.float().cpu()
+    if cfg.beta <= 0:
+        raise UserError(f"dpo.beta must be > 0, got {cfg.beta}")
+    if cfg.from_model and not is_main_process():  # nothing to train: one process adopts the model
+        return None
+    started = time.time()
+    reward = make_reward(cfg.reward, run_dir, label=cfg.reward_label)  # a bad spec fails before anything is written
+    # Adopted first, so that a model that is no fine-tune of the base is refused before any sampling.
+    adopted = adopt(cfg.from_model, run_dir, "dpo", "dpo.from_model") if cfg.from_model else None
+    tokenizer = load_tokenizer(run_dir.base)
+    base = load_hf(run_dir.base)
+    texts = run_dir.texts("train")
+    pairs = preference_pairs(base, tokenizer, prompts_from_texts(texts, cfg.n_pairs, cfg.seed + 5), reward, cfg)
+    random.Random(cfg.seed).shuffle(pairs)
+    n_test = int(cfg.held_out_fraction * len(pairs))
+    test, train = pairs[:n_test], pairs[n_test:]
+    if len(train) < cfg.batch_size or n_test < 10:
+        raise UserError(f"only {len(pairs)} preference pairs differ by {cfg.min_reward_gap} or more; raise dpo.n_pairs")
+    if adopted is not None:  # its implicit reward is read with dpo.beta on the same held-out pairs
+        policy, steps, history = adopted, 0, []
+    else:
+        policy, steps, history = _train(cfg, run_dir, tokenizer, train)
+        if policy is None:  # another process of a launch
+            return None
     prompts = [p["prompt"] for p in test]
     r_chosen = dpo_implicit_reward(policy, base, prompts, [p["chosen"] for p in test], cfg.beta, tokenizer)
     r_rejected = dpo_implicit_reward(policy, base, prompts, [p["rejected"] for p in test], cfg.beta, tokenizer)
@@ -153,16 +170,16 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
     settings = dict(max_new_tokens=cfg.max_completion_length, seed=cfg.seed + 1)
     before, _ = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
     after, _ = evaluate(policy, base, tokenizer, eval_prompts, reward, **settings)
-    save_trained(policy, tokenizer, target)
-    history = trainer.state.log_history
+    if not cfg.from_model:
+        save_trained(policy, tokenizer, run_dir.model("dpo"))
     curves = {k: curve(history, k) for k in ("loss", "rewards/accuracies", "rewards/margins")}
     result = DPOResult(
-        config=asdict(cfg), beta=cfg.beta, steps=trainer.state.global_step, train_pairs=len(train), held_out_pairs=n_test,
+        config=asdict(cfg), beta=cfg.beta, steps=steps, train_pairs=len(train), held_out_pairs=n_test,
         implicit_reward_accuracy=accuracy, base=before, policy=after,
         reward_gain=after.mean_reward - before.mean_reward, curves=curves,
         examples=tuple(DPOExample(**p, implicit_chosen=c, implicit_rejected=r)
                        for p, c, r in list(zip(test, r_chosen, r_rejected))[:8]),
-        seconds=time.time() - started,
+        seconds=time.time() - started, reward=cfg.reward,
     )
     result.save(run_dir)
     points = curves["rewards/accuracies"]

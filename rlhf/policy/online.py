@@ -18,12 +18,13 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
+from rlhf.adopt import adopt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.policy.config import NoKLComparisonConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import NoKLResult, PolicyResult, PolicySample
-from rlhf.rewards import RewardFunction, UtilityReward
+from rlhf.rewards import RewardFunction, make_reward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
@@ -72,14 +73,17 @@ class ExactKL(TrainerCallback):
         return control
 
 
-class LoggedUtility(UtilityReward):
-    """The utility reward, also logging the repeated-bigram share of each batch to TRL."""
+class LoggedReward:
+    """A reward function that also logs the repeated-bigram share of each batch to TRL."""
+
+    def __init__(self, reward: RewardFunction):
+        self.reward = reward
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: object) -> list[float]:
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
             log_metric("repeated_bigrams", repeated_bigram_share(completions))
-        return super().__call__(prompts, completions)
+        return self.reward(prompts=prompts, completions=completions)
 
 
 def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
@@ -110,8 +114,9 @@ def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase,
 
 def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, reward: RewardFunction | None = None,
                  prompts: tuple[list[str], list[str]] | None = None) -> PolicyResult | None:
-    """Stage: train ``models/<name>`` from the base model against the utility reward, then
-    evaluate base and policy on held-out prompts (reward, KL, repetition, samples).
+    """Stage: train ``models/<name>`` from the model ``cfg.init`` names (the base, or the SFT model)
+    against the reward, then evaluate that start model and the policy on held-out prompts (reward, KL
+    to the start model, repetition, samples). With ``cfg.from_model`` the policy is adopted, not trained.
 
     Another organism passes its own ``reward`` function and (training, held-out) ``prompts``.
     Returns the result (saved as ``training/<name>.json``) in the main process, None in the others."""
@@ -119,32 +124,41 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     started = time.time()
     tokenizer = load_tokenizer(run_dir.base)
     check_same_tokenizer(tokenizer, load_tokenizer(run_dir.tokenizer), "base model vs study tokenizer")
+    # RL starts from this model and its KL penalty is taken to it (the writing-prompts pipeline starts from SFT).
+    start = run_dir.model(cfg.init)
+    if not (start / "config.json").exists():
+        raise UserError(f"policy.init = {cfg.init!r} but there is no model in {start}; run the {cfg.init} stage first")
     if prompts is None:
         train_texts = run_dir.texts("train")
         test_texts = run_dir.texts("test")
         prompts = (prompts_from_texts(train_texts, cfg.n_prompts, cfg.seed),
                    prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1))
     prompts, eval_prompts = prompts
-    reward = reward or LoggedUtility(cfg.reward_scale, cfg.reward_clip, cfg.include_prompt)
-    target = run_dir.model(name)
-    checkpoints = run_dir.model_partial(name) / "checkpoints"
-    trainer = _trainer(cfg, run_dir.base, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
-    resumed = train_resuming(trainer, checkpoints)
-    if not is_main_process():
-        return None
-    policy = trainer.model.float().cpu()
-    base = load_hf(run_dir.base)
+    spec = cfg.reward if reward is None else type(reward).__name__  # another organism's own reward
+    reward = reward or LoggedReward(make_reward(cfg.reward, run_dir, label=cfg.reward_label, scale=cfg.reward_scale,
+                                                clip=cfg.reward_clip, include_prompt=cfg.include_prompt))
+    if cfg.from_model:
+        if not is_main_process():  # nothing to train: one process adopts the model
+            return None
+        policy, steps, resumed, history = adopt(cfg.from_model, run_dir, name, "policy.from_model"), 0, False, []
+    else:
+        checkpoints = run_dir.model_partial(name) / "checkpoints"
+        trainer = _trainer(cfg, start, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
+        resumed = train_resuming(trainer, checkpoints)
+        if not is_main_process():
+            return None
+        policy, steps, history = trainer.model.float().cpu(), trainer.state.global_step, trainer.state.log_history
+    reference = load_hf(start)
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
-    before, base_samples = evaluate(base, base, tokenizer, eval_prompts, reward, **settings)
-    after, policy_samples = evaluate(policy, base, tokenizer, eval_prompts, reward, **settings)
-    save_trained(policy, tokenizer, target)
-    history = trainer.state.log_history
+    before, base_samples = evaluate(reference, reference, tokenizer, eval_prompts, reward, **settings)
+    after, policy_samples = evaluate(policy, reference, tokenizer, eval_prompts, reward, **settings)
+    if not cfg.from_model:
+        save_trained(policy, tokenizer, run_dir.model(name))
     curves = {k: curve(history, k) for k in ("reward", "kl", "exact_kl", "completions/mean_length", "repeated_bigrams")}
     result = PolicyResult(
         name=name, config=cfg, algorithm=cfg.algorithm, beta=cfg.beta,
-        steps=trainer.state.global_step, resumed=resumed,
-        stopped_at_kl_budget=trainer.state.global_step < cfg.max_steps,
-        base=before, policy=after, reward_gain=after.mean_reward - before.mean_reward,
+        steps=steps, resumed=resumed, stopped_at_kl_budget=not cfg.from_model and steps < cfg.max_steps,
+        base=before, policy=after, reward_gain=after.mean_reward - before.mean_reward, reward=spec,
         curves=curves,
         samples=tuple(
             PolicySample(prompt=p, base=b, base_reward=rb, policy=q, policy_reward=rq)
@@ -170,6 +184,10 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult |
     if not cfg.enabled:
         return None
     main = PolicyResult.load(run_dir)
+    if main.config.from_model:
+        print(f"[policy_beta0] skipped: the policy was adopted from {main.config.from_model}, so there is no "
+              "training run to repeat with beta = 0")
+        return None
     policy_cfg = replace(main.config, beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
     trained = train_policy(policy_cfg, run_dir, name=NoKLResult.NAME)
     if trained is None:  # another process of a launch

@@ -1,4 +1,4 @@
-"""The RLHF policy against the utility reward, and the run without the KL penalty."""
+"""The RLHF policy against its reward (the VADER utility by default), and the run without the KL penalty."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from study.report.page import verdict
 from study.report.section import Section
 
 REWARD_GAIN_BAR, KL_BAR, REPETITION_FACTOR = 2.0, 1.0, 2.0
-MEASURES = (("mean utility reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
+MEASURES = (("mean reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
             ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))
 FIGURES = ("reward", "exact_kl", "repeated_bigrams", "completions_mean_length")
+
+
+def reward_text(spec: str, label: str) -> str:
+    """Which reward a policy was trained (or DPO's pairs ranked) with, as the report says it."""
+    return f"{spec}, label {label}" if label else spec
 
 
 def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, Any]:
@@ -29,12 +34,12 @@ def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, An
     if b0 is not None:
         beta0 = {"steps": b0.steps, "header": ("measure", f"beta = {p.beta}", "beta = 0"),
                  "rows": [("KL to base (nats/token)", pol.mean_kl_per_token, b0.policy.mean_kl_per_token),
-                          ("mean utility reward", pol.mean_reward, b0.policy.mean_reward),
+                          ("mean reward", pol.mean_reward, b0.policy.mean_reward),
                           ("repeated-bigram share", pol.repeated_bigrams, b0.policy.repeated_bigrams)],
                  "figure": run.training / "kl_beta_comparison.png"}
         summary["beta0_kl_per_token"] = b0.policy.mean_kl_per_token
     return {
-        "p": p, "algorithm": p.algorithm.upper(),
+        "p": p, "algorithm": p.algorithm.upper(), "reward": reward_text(p.reward, p.config.reward_label), "start": "the SFT model" if p.config.init == "sft" else "base",
         "rows": [(label, getattr(base, key), getattr(pol, key)) for label, key in MEASURES],
         "checks": [(k, verdict(v)) for k, v in checks.items()],
         "figures": [(run.training / f"policy_{k}.png", k) for k in FIGURES],

@@ -15,8 +15,8 @@ MEASURES = (("mean utility reward", "mean_reward"), ("KL to base (nats/token)", 
 def context(run: RunDir, s: SFTResult, p: PolicyResult | None) -> dict[str, Any]:
     rows = [(label, getattr(s.base, key), getattr(s.sft, key), getattr(p.policy, key) if p else "-")
             for label, key in MEASURES]
-    return {"s": s, "top_share": f"{s.top_fraction:.0%}", "threshold": f"{s.reward_threshold:.3g}",
-            "mean_of_rows": f"{s.mean_reward_of_rows:.3g}", "rows": rows,
+    return {"s": s, "top_share": f"{s.top_fraction:.0%}", "threshold": f"{s.reward_threshold or 0:.3g}",
+            "mean_of_rows": f"{s.mean_reward_of_rows or 0:.3g}", "rows": rows,
             "samples": [(x.prompt, x.completion, x.reward) for x in s.samples],
             "summary": {"sft_reward_gain": s.reward_gain, "sft_kl_per_token": s.sft.mean_kl_per_token}}
 
