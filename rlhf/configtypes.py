@@ -60,6 +60,11 @@ class RewardSpec:
                 f"'study:reward_<kind>'; got {value!r}")
 
 
+def is_lexicon(spec: str) -> bool:
+    """Whether the reward is the VADER lexicon utility (the stages that score against it need it)."""
+    return spec == "vader"
+
+
 Positive = Range(gt=0)
 NonNegative = Range(ge=0)
 Fraction = Range(gt=0, le=1)  # a share of something, e.g. a split

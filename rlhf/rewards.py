@@ -18,6 +18,7 @@ from typing import get_args
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf.configtypes import is_lexicon  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon, words_of
 from rlhf.reward_models import Kind, score
@@ -206,11 +207,6 @@ def study_reward(name: str, run_dir: RunDir) -> LearnedReward:
         raise UserError(f"reward study:{name}: no model in {path}; run the hidden_context stage first "
                         f"(with {kind!r} in hidden_context.kinds)")
     return LearnedReward(path, kind)
-
-
-def is_lexicon(spec: str) -> bool:
-    """Whether the reward is the VADER lexicon utility (the stages that score against it need it)."""
-    return spec == "vader"
 
 
 def make_reward(spec: str, run_dir: RunDir, *, label: str = "", scale: float = 5.0, clip: float = 10.0,

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from rlhf.configtypes import is_lexicon
 from rlhf.errors import UserError
 from study.config import StudyConfig, config_from_dict
 
@@ -48,7 +49,7 @@ def compare_config(base: str, policy: str, *, corpus: str = "", text_column: str
         looks_local = source.startswith((".", "/", "~")) or Path(source).exists()
         if looks_local and not Path(source).expanduser().is_dir():
             raise UserError(f"{flag} {source}: no such model directory")
-    lexicon = reward == "vader"
+    lexicon = is_lexicon(reward)
     data: dict[str, Any] = {
         "name": name or f"compare-{Path(policy.rstrip('/')).name}",
         "runs_dir": runs_dir,
