@@ -1,11 +1,12 @@
 """What changed between the base and the policy dictionaries, feature by feature.
 
 Each policy feature is matched to its closest base feature by decoder cosine (MCS).
-Three rankings: (a) policy features with no close base match, (b) matched pairs whose
-firing frequency changed most on the same held-out tokens, (c) features whose decoder
-direction writes most towards high-utility tokens through the unembedding. For the
-organism each feature is also scored against the known reward: the correlation of its
-activation with the VADER valence of the current token.
+Three rankings of the policy features that fire on held-out text (the others are counted and
+set aside): (a) policy features with no close base match, (b) matched pairs whose firing
+frequency changed most on the same held-out tokens, (c) features whose decoder direction
+writes most towards high-utility tokens through the unembedding. For the organism each feature
+is also scored against the known reward: the correlation of its activation with the VADER
+valence of the current token.
 """
 
 from __future__ import annotations
@@ -117,8 +118,12 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
                                      histogram_counts(active_b, edges))
         return FeatureCard(**row(i), examples=shown, histogram=histogram)
 
-    new, changed = diff_features(mcs, freq_p, freq_b[match], cfg.match_threshold)
-    aligned = [int(i) for i in torch.argsort(alignment, descending=True)]
+    # A policy feature that never fires on the held-out texts is a training artefact, not something
+    # the fine-tune added: no ranking, count or card includes one.
+    fires = freq_p > 0
+    new, changed = ([i for i in ranked if fires[i]] for ranked in diff_features(mcs, freq_p, freq_b[match],
+                                                                                 cfg.match_threshold))
+    aligned = [int(i) for i in torch.argsort(alignment, descending=True) if fires[i]]
     rankings = {"new": new, "changed": changed, "writes_utility": aligned}
     carded = sorted({i for ranked in rankings.values() for i in ranked[: cfg.cards_per_ranking]})
     diff = sorted({i for ranked in (new, changed) for i in ranked[: cfg.top_n]})
@@ -136,6 +141,7 @@ def diff_hook(run_dir: RunDir, hook: str, cfg: FeatureDiffConfig, token_valence:
             policy_max_abs_corr=float(utility_corr.abs().max()),
             base_max_abs_corr=float(utility_corr_base.abs().max()),
         ),
+        set_aside=int((~fires).sum()),
     )
 
 

@@ -381,13 +381,14 @@ class HookFeatureDiff:
     hook: str
     size: str
     n_features: int
-    n_new: int  # policy features without a base match above the threshold
+    n_new: int  # policy features that fire on held-out text without a base match above the threshold
     new: tuple[FeatureRow, ...]
     changed: tuple[FeatureRow, ...]
     writes_utility: tuple[FeatureRow, ...]
     cards: dict[int, FeatureCard]
     max_abs_utility_corr: float
     reward_tracking: RewardTracking
+    set_aside: int = 0  # policy features that never fire on held-out text: not ranked, counted or carded
 
     def rankings(self) -> dict[str, tuple[FeatureRow, ...]]:
         return {"new": self.new, "changed": self.changed, "writes_utility": self.writes_utility}
@@ -423,6 +424,7 @@ class MethodScore:
     recall: float
     reward_change: float | None = None  # when the latents' directions are projected out; None without latents
     kl_per_token: float | None = None
+    set_aside: int = 0  # latents of its dictionary that never fire on held-out text: never ranked
 
 
 @dataclass(frozen=True)
@@ -479,11 +481,12 @@ class LatentCard:
 @dataclass(frozen=True)
 class LayerDiffing:
     hook: str
-    methods: dict[str, tuple[MethodScore, ...]]  # method name (model_diffing.METHODS) -> one row per seed
+    methods: dict[str, tuple[MethodScore, ...]]  # method name (analysis.diffing.METHODS) -> one row per seed
     random_directions: AblationEffect
     crosscoder: dict[int, CrosscoderMetrics]  # per training seed
     latents: LatentStats  # of the first seed's crosscoder
     cards: tuple[LatentCard, ...]
+    cards_set_aside: int = 0  # that crosscoder's latents never firing on held-out text: never carded
 
 
 @dataclass(frozen=True)
@@ -529,6 +532,11 @@ class ModelDiffingResult(Artifact):
     @classmethod
     def plot_path(cls, run: RunDir) -> Path:
         return run.analysis / "model_diffing.png"
+
+    @classmethod
+    def relative_norms_path(cls, run: RunDir, hook: str) -> Path:
+        """The histogram of one hook's crosscoder relative decoder norms (live latents, every seed)."""
+        return run.analysis / f"model_diffing_relative_norms_{hook}.png"
 
 
 # -- autointerp (helper "diffing") -----------------------------------------------------------------------------
@@ -715,3 +723,100 @@ class RewardAttributionResult(Artifact):
     @classmethod
     def figure(cls, run: RunDir, name: str) -> Path:
         return run.analysis / f"reward_attribution_{name}.png"
+
+
+# -- model-diffing methods of analysis/diffing: activation-difference lens, stage-wise SAE, logit amplification --
+
+
+@dataclass(frozen=True)
+class LensPosition:
+    """The mean policy-minus-base activation at one text position, read through the policy's logit lens."""
+
+    position: int  # 0 = the first text token (after BOS, when the tokenizer adds one)
+    norm: float  # ||mean difference||
+    relative_norm: float  # over the mean ||base activation|| at that position
+    cosine_to_mean: float  # with the difference averaged over the positions (the steering direction)
+    promoted: tuple[str, ...]  # the logit lens's top tokens, most promoted first
+    high_utility_share: float  # share of them in the high-utility vocabulary
+
+
+@dataclass(frozen=True)
+class SteeringPoint:
+    """The base sampled with alpha * (typical activation norm) * (unit difference direction) added at the hook."""
+
+    alpha: float
+    reward: tuple[float, ...]  # the base's mean utility, per sampling seed
+    reward_change: float  # mean over seeds, against alpha = 0
+    share_of_gain: float | None  # reward_change / G; None without G
+    kl_per_token: float  # steered base against the unsteered base, on the steered samples
+    example: str
+
+
+@dataclass(frozen=True)
+class ActivationDifferenceLens:
+    """Minder et al. 2025's activation-difference lens at one hook, and steering the base with it."""
+
+    hook: str
+    texts: int  # unrelated texts averaged over
+    activation_norm: float  # mean ||base activation|| over the lens positions: the steering scale
+    positions: tuple[LensPosition, ...]
+    promoted: tuple[str, ...]  # the logit lens of the direction averaged over positions
+    high_utility_share: float
+    steering: tuple[SteeringPoint, ...]
+    gain: float | None  # G the steering shares are taken of
+    gain_source: str  # "given" (e.g. the exact G of analysis.reward_gain) or "sampled" (policy - base, same prompts and seeds)
+
+
+@dataclass(frozen=True)
+class MovedLatent:
+    """A latent of the base's SAE after fine-tuning it on the policy's activations."""
+
+    latent: int
+    movement: float  # 1 - min(encoder cosine, decoder cosine): the ranking score
+    encoder_cosine: float  # fine-tuned vs base encoder vector
+    decoder_cosine: float
+    decoder_norm_change: float  # (||d_after|| - ||d_before||) / ||d_before||
+    frequency: float  # firing frequency on the policy's held-out tokens, fine-tuned SAE
+
+
+@dataclass(frozen=True)
+class StagewiseSAE:
+    """Bricken et al. 2024's stage-wise diffing at one hook: the base SAE fine-tuned on the policy's activations."""
+
+    hook: str
+    training_tokens: int
+    seed: int
+    latents: int
+    live: int  # latents that fire on the policy's held-out tokens: the only ones ranked
+    set_aside: int  # latents that never fire there (training artefacts, not differences)
+    explained_variance_before: float  # the base SAE on the policy's held-out activations
+    explained_variance_after: float  # the fine-tuned one
+    top: tuple[MovedLatent, ...]  # live latents, most moved first
+
+
+@dataclass(frozen=True)
+class AmplifiedSamples:
+    """Samples from softmax(logits_base + a (logits_policy - logits_base)) on held-out prompts."""
+
+    a: float
+    utility: tuple[float, ...]  # mean VADER utility of the completions, per seed
+    mean_length: float  # completion tokens before end-of-text
+    repeated_bigram_share: float
+    high_utility_token_share: float  # share of the sampled tokens in the high-utility vocabulary
+    rising_tokens: tuple[str, ...]  # tokens whose frequency rises most over the policy's own (a = 1) samples
+    rising_token_ids: tuple[int, ...]
+    precision: float  # share of the rising tokens in the high-utility vocabulary
+    recall: float  # share of the high-utility vocabulary among the rising tokens
+    example: str
+
+
+@dataclass(frozen=True)
+class LogitAmplification:
+    """Logit-diff amplification: which tokens and behaviours exaggerating the fine-tune exposes."""
+
+    prompts: int
+    seeds: tuple[int, ...]
+    max_new_tokens: int
+    high_utility: float  # VADER valence at or above which a token is in the high-utility vocabulary
+    high_utility_vocabulary: int
+    samples: tuple[AmplifiedSamples, ...]  # by a, ascending; a = 1 (the policy) always among them

@@ -24,6 +24,7 @@ from transformer_lens import HookedTransformer
 from analysis.config import RewardAttributionConfig
 from analysis.crosscoder import load_crosscoder
 from analysis.dictionaries import load_sae
+from analysis.diffing import work_dir
 from analysis.feature_attribution import (
     Dictionary,
     Encoded,
@@ -40,7 +41,6 @@ from analysis.feature_attribution import (
     splice_fractions,
 )
 from analysis.interventions import sample_with_hooks
-from analysis.model_diffing import work_dir
 from analysis.patching import SiteEffect, activation_sites, cache_sites, check_pair, patch_sites, weight_sites
 from analysis.results import (
     ActivationIndex,

@@ -100,7 +100,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("mmcs", "mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
     Stage("feature_diff", "feature_diff", ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
           lambda r: (r.analysis / "feature_diff.json",)),
-    Stage("model_diffing", "model_diffing", ("dictionaries",), "analysis.model_diffing:model_diffing_stage",
+    Stage("model_diffing", "model_diffing", ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
           scratch=lambda r: (r.stage_dir("model_diffing"),)),
     Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
     Stage("conversion", "conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",

@@ -1,9 +1,13 @@
-"""The BatchTopK crosscoder and latent scaling on synthetic activations with planted directions."""
+"""The BatchTopK crosscoder and latent scaling on synthetic activations with planted directions.
+
+The synthetic pair mimics a base and its fine-tune: sparse sums of shared feature directions in both
+streams, plus one direction written only by the policy (what the fine-tune added)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from analysis.crosscoder import (
     CrosscoderConfig,
@@ -11,13 +15,14 @@ from analysis.crosscoder import (
     latent_scaling,
     load_crosscoder,
     paired_stream,
+    plot_relative_norms,
     relative_norms,
     save_crosscoder,
     train_crosscoder,
 )
 from rlhf.errors import UserError
 
-D, N_SHARED = 32, 48
+D, N_SHARED = 32, 40
 
 
 def directions() -> torch.Tensor:
@@ -47,8 +52,8 @@ def batches(seed: int, size: int = 1024):
 
 @pytest.fixture(scope="module")
 def trained():
-    cfg = CrosscoderConfig(expansion=3.0, k=4, training_tokens=400_000, batch_size=1024, learning_rate=3e-3,
-                           dead_after_tokens=50_000)
+    # The default recipe; 48 latents for the 41 planted features (the demo's defaults are sized likewise).
+    cfg = CrosscoderConfig(expansion=1.5, k=4, training_tokens=400_000)
     model = train_crosscoder(cfg, batches(1), sources=[0, 1], targets=[0, 1])
     held = [synthetic(1024, 10_000 + i) for i in range(8)]
     return model, held
@@ -72,6 +77,17 @@ def test_recovers_a_shared_and_a_policy_only_direction(trained):
     assert cos_specific > 0.95 and rel[specific] > 0.8
 
 
+def test_finds_the_planted_policy_only_direction_with_few_dead_latents(trained):
+    model, held = trained
+    metrics = evaluate(model, held, [0, 1], [0, 1])
+    # At most the surplus of latents over planted features stays silent (AuxK revives the rest).
+    assert metrics["dead_fraction"] <= (model.n_latents - N_SHARED - 1) / model.n_latents
+    specific, cos_specific = _best(model, 1, directions()[-1])
+    assert cos_specific > 0.9  # its policy decoder is the planted direction
+    assert float(relative_norms(model).detach()[specific]) > 0.9  # and its base decoder is (nearly) empty: policy-only
+    assert metrics["firing_frequency"][specific] > 0.05  # it fires on held-out tokens (planted at 0.15)
+
+
 def test_latent_scaling_separates_them(trained):
     model, held = trained
     dirs = directions()
@@ -84,7 +100,7 @@ def test_latent_scaling_separates_them(trained):
 
 
 def test_difference_dictionary_reads_base_and_writes_policy():
-    cfg = CrosscoderConfig(expansion=2.0, k=4, training_tokens=200_000, batch_size=1024, learning_rate=3e-3)
+    cfg = CrosscoderConfig(expansion=2.0, k=4, training_tokens=200_000)
     model = train_crosscoder(cfg, batches(3), sources=[0], targets=[1])
     metrics = evaluate(model, [synthetic(1024, 20_000)], [0], [1])
     # The policy-only direction is invisible in the base, so its variance stays unexplained; the rest is explained.
@@ -100,11 +116,22 @@ def test_save_and_load_round_trip(trained, tmp_path):
     assert torch.equal(model(x)[1], again(x)[1])
     with pytest.raises(UserError, match="no crosscoder"):
         load_crosscoder(tmp_path / "missing.safetensors")
+    # A file saved before the recipe marker (an old run's dead-latent crosscoder) is refused, not reused.
+    state = load_file(str(path))
+    del state["recipe"]
+    save_file(state, str(tmp_path / "old.safetensors"))
+    with pytest.raises(UserError, match="older crosscoder recipe; delete it and re-run model_diffing"):
+        load_crosscoder(tmp_path / "old.safetensors")
+
+
+def test_plot_relative_norms_writes_a_png(trained, tmp_path):
+    model, _ = trained
+    rel = relative_norms(model).detach().tolist()
+    path = plot_relative_norms(tmp_path / "rel.png", {"seed 0": rel, "seed 1": rel[::-1]}, title="t", threshold=0.7)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_paired_stream_refuses_caches_of_different_tokens(tmp_path):
-    from safetensors.torch import save_file
-
     from analysis.results import CachedHook
 
     for name, tokens in (("a", [1, 2, 3]), ("b", [1, 2, 4])):

@@ -17,6 +17,9 @@ def test_feature_diffs_rank_and_score_policy_features(tiny_run):
         assert alignments == sorted(alignments, reverse=True)
         assert all(-1 <= c.utility_corr <= 1 for c in h.changed)
         assert 0 < h.max_abs_utility_corr <= 1
+        # Only features that fire on the held-out texts are ranked or carded; the others are counted.
+        assert all(c.freq_policy > 0 for ranked in h.rankings().values() for c in ranked)
+        assert all(c.freq_policy > 0 for c in h.cards.values()) and 0 <= h.set_aside < h.n_features
         # Each card's data is complete: the report draws it without reading anything else.
         for i, card in h.cards.items():
             assert card.feature == i and len(card.histogram.edges) == cfg.feature_diff.histogram_bins + 1
@@ -90,3 +93,31 @@ def test_dictionaries_that_cannot_be_compared_are_named(tiny_run):
     other.cfg.metadata.hook_name = "blocks.9.hook_resid_post"
     with pytest.raises(UserError, match="different hooks"):
         _check_comparable(small, other, hook)
+
+
+def test_a_feature_that_never_fires_is_set_aside(tiny_run, tmp_path):
+    """Silence the policy feature writing most towards high-utility tokens (its ranking reads only its
+    decoder) in a copy of the tiny study: it leaves every ranking and card, and the count grows by one."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from analysis.feature_diff import diff_hook, policy_vocabulary
+    from rlhf.rundir import RunDir
+
+    cfg, original, _ = tiny_run
+    run_dir = RunDir(shutil.copytree(original.root, tmp_path / "run"))
+    h = FeatureDiffResult.load(run_dir).hooks[0]
+    top = h.writes_utility[0].feature
+    path = run_dir.sae("policy", h.hook, cfg.feature_diff.size) / "sae_weights.safetensors"
+    state = load_file(str(path))
+    state["W_enc"][:, top] = 0.0
+    state["b_enc"][top] = -1e4
+    save_file(state, str(path))
+    tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
+    after = diff_hook(run_dir, h.hook, cfg.feature_diff, token_valence, unembed, vocab, tokenizer)
+    assert after.set_aside == h.set_aside + 1
+    assert all(top not in [c.feature for c in ranked] for ranked in after.rankings().values()) and top not in after.cards
+    assert [c.feature for c in after.writes_utility][: len(h.writes_utility) - 1] == [c.feature for c in h.writes_utility[1:]]
+    page = (original.report / "feature_diff.html").read_text()
+    assert "policy features that never fire on the held-out texts are set aside" in page

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import shutil
 
-from analysis.model_diffing import METHODS, ModelDiffingConfig, model_diffing_stage
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from analysis.config import ModelDiffingConfig
+from analysis.diffing import METHODS, Context, HookData, work_dir
+from analysis.diffing.method import pick
+from analysis.diffing.stage import model_diffing_stage
 from analysis.results import ActivationIndex, ModelDiffingResult
 from rlhf.errors import UserError
+from rlhf.rundir import RunDir
 
 
 def test_every_method_is_scored_on_every_layer(tiny_run):
@@ -32,11 +40,18 @@ def test_every_method_is_scored_on_every_layer(tiny_run):
         assert 0 <= c.dead_fraction < 1 and c.l0 > 0
         lat = layer.latents
         assert len(lat.relative_norm) == c.n_latents and all(0 <= r <= 1 for r in lat.relative_norm)
+        # The crosscoder methods set aside exactly the crosscoder's dead latents, and name only firing ones.
+        dead = sum(f == 0 for f in lat.frequency)
+        assert dead == round(c.dead_fraction * c.n_latents) == layer.cards_set_aside
+        for name in ("crosscoder_scaling", "crosscoder_norm"):
+            assert layer.methods[name][0].set_aside == dead
+            assert all(lat.frequency[i] > 0 for i in layer.methods[name][0].latents)
         # The crosscoder-scaling method only names latents leaning to the policy, most specific first.
         named = layer.methods["crosscoder_scaling"][0].latents
         assert all(lat.relative_norm[i] > cfg.model_diffing.relative_norm_threshold for i in named)
-        # The cards' data: the latents leaning furthest to the policy, with their top texts.
+        # The cards' data: the firing latents leaning furthest to the policy, with their top texts.
         assert len(layer.cards) <= cfg.model_diffing.cards
+        assert all(card.frequency > 0 for card in layer.cards)
         assert [card.relative_norm for card in layer.cards] == sorted((card.relative_norm for card in layer.cards), reverse=True)
         assert all(len(e.tokens) == len(e.policy) == len(e.base) for card in layer.cards for e in card.examples)
     assert len(result.kl.tokens) == 20 and result.kl.mean_kl > 0
@@ -47,25 +62,73 @@ def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
     page = (run_dir.report / "index.html").read_text()
     assert "Model diffing against the known reward" in page and "crosscoder + latent scaling" in page
     assert "crosscoder latent" in page and ModelDiffingResult.plot_path(run_dir).exists()
+    assert "latents set aside (never fire)" in page
 
 
 def test_a_rerun_reuses_the_saved_dictionaries_and_finds_the_same_latents(tiny_run):
-    from analysis.model_diffing import _val, find_latents, work_dir
-
     cfg, run_dir, _ = tiny_run
     layer = ModelDiffingResult.load(run_dir).layers[0]
-    hook, work = layer.hook, work_dir(run_dir, layer.hook)
+    work = work_dir(run_dir, layer.hook)
     saved = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
     assert any(p.name == "crosscoder_seed0.safetensors" for p in saved)
     assert any(p.name == "difference_dictionary_seed0.safetensors" for p in saved)
-    found, _ = find_latents(cfg.model_diffing, run_dir, hook, 0, _val(run_dir, "base", hook), _val(run_dir, "policy", hook),
-                            work)
-    assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == saved  # loaded, not retrained
+    ctx, at = Context.load(cfg.model_diffing, run_dir), HookData.load(run_dir, layer.hook)
     for name in ("crosscoder_scaling", "difference_dictionary", "difference_sae"):
-        assert tuple(found[name].latents) == layer.methods[name][0].latents, name
+        found = METHODS[name].find(ctx, at, 0)
+        assert tuple(found.latents) == layer.methods[name][0].latents, name
+        assert found.set_aside == layer.methods[name][0].set_aside, name
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == saved  # loaded, not retrained
 
 
 def test_unknown_layers_are_refused_with_the_cached_ones(tiny_run):
     _, run_dir, _ = tiny_run
     with pytest.raises(UserError, match="not cached; cached layers"):
         model_diffing_stage(ModelDiffingConfig(layers=(99,)), run_dir)
+
+
+def test_a_ranking_counts_only_latents_that_fire_on_held_out_text():
+    codes = torch.tensor([[0.0, 1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 3.0, 0.0]])  # latents 0 and 2 never fire
+    directions = torch.arange(10.0).reshape(5, 2)
+    found = pick([0, 2, 3, 1, 4], codes, directions, k=2)
+    assert found.latents == [3, 1] and found.set_aside == 2
+    assert torch.equal(found.activations, codes[:, [3, 1]]) and torch.equal(found.directions, directions[[3, 1]])
+    assert pick([0, 2], codes, directions, k=2).latents == []
+
+
+def _silence(path, key_enc: str, key_bias: str, latent: int, encoder_axis: int) -> None:
+    """Zero one latent's encoder and push its bias far below zero in a saved dictionary: it never fires."""
+    state = load_file(str(path))
+    state[key_enc].select(encoder_axis, latent).zero_()
+    state[key_bias][latent] = -1e4
+    save_file(state, str(path))
+
+
+def test_a_latent_that_never_fires_is_neither_ranked_nor_carded(tiny_run, tmp_path):
+    """Silence, in a copy of the tiny study, the crosscoder latent carded first and the MMCS method's top
+    feature: neither is named or carded any more, and each count of set-aside latents grows by one."""
+    from analysis.diffing import cards
+    from analysis.diffing.crosscoder import crosscoded
+
+    cfg, original, _ = tiny_run
+    run_dir = RunDir(shutil.copytree(original.root, tmp_path / "run"))
+    layer = ModelDiffingResult.load(run_dir).layers[0]
+    hook, ctx = layer.hook, Context.load(cfg.model_diffing, run_dir)
+    first = layer.cards[0].latent
+    _silence(work_dir(run_dir, hook) / "crosscoder_seed0.safetensors", "W_enc", "b_enc", first, 2)
+    top = layer.methods["mmcs_diff"][0].latents[0]
+    _silence(run_dir.sae("policy", hook, cfg.model_diffing.mmcs_size) / "sae_weights.safetensors", "W_enc", "b_enc",
+             top, 1)
+    at = HookData.load(run_dir, hook)
+
+    c = crosscoded(ctx, at, 0)
+    assert c.latents.frequency[first] == 0
+    carded = [card.latent for card in cards.latent_cards(c, at, ctx)]
+    assert first not in carded and carded[: len(layer.cards) - 1] == [card.latent for card in layer.cards[1:]]
+    for name in ("crosscoder_scaling", "crosscoder_norm"):
+        found = METHODS[name].find(ctx, at, 0)
+        assert first not in found.latents and found.set_aside == layer.methods[name][0].set_aside + 1
+
+    before = layer.methods["mmcs_diff"][0]
+    found = METHODS["mmcs_diff"].find(ctx, at, 0)
+    assert top not in found.latents and found.set_aside == before.set_aside + 1
+    assert found.latents[: before.n - 1] == [i for i in before.latents if i != top]

@@ -1,5 +1,5 @@
-"""Base vs policy feature diffs: the three rankings per hook, whether the diff tracks the reward,
-and a card per top feature (with the autointerp explanation where one exists). The cards also
+"""Base vs policy feature diffs: the three rankings per hook (of the features that fire on held-out
+text; how many never do is shown), whether the diff tracks the reward, and a card per top feature (with the autointerp explanation where one exists). The cards also
 make up ``report/feature_diff.html`` (``cards_page_body``)."""
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def _feature_link(h: HookFeatureDiff, feature: int) -> Markup | int:
 def cards(run: RunDir, diff: FeatureDiffResult, autointerp: AutointerpResult | None) -> list[dict[str, Any]]:
     """Every hook's cards, with the LLM's explanation of the feature where autointerp ran."""
     explained = autointerp.explained() if autointerp is not None else {}
-    return [{"hook": h.hook, "cards": [feature_card(h.hook, c, explained.get((h.hook, c.feature))) for c in h.cards.values()]}
+    return [{"hook": h.hook, "set_aside": h.set_aside,
+             "cards": [feature_card(h.hook, c, explained.get((h.hook, c.feature))) for c in h.cards.values()]}
             for h in diff.hooks]
 
 
@@ -38,7 +39,8 @@ def context(run: RunDir, diff: FeatureDiffResult, autointerp: AutointerpResult |
         rows = [(kind, _feature_link(h, c.feature), c.mcs, c.freq_policy, c.freq_base_match, c.utility_corr,
                  c.utility_corr_base_match, c.logit_alignment, " ".join(c.top_logit_tokens))
                 for kind, key in RANKINGS for c in h.rankings()[key][:3]]
-        hooks.append({"hook": h.hook, "size": h.size, "n_new": h.n_new, "n_features": h.n_features, "rows": rows})
+        hooks.append({"hook": h.hook, "size": h.size, "n_new": h.n_new, "n_features": h.n_features, "rows": rows,
+                      "set_aside": h.set_aside})
     tracking = [(h.hook, *(getattr(h.reward_tracking, k) for k in TRACKING)) for h in diff.hooks]
     diffs = [h.reward_tracking.diff_features_mean_abs_corr for h in diff.hooks]
     bases = [h.reward_tracking.their_base_matches_mean_abs_corr for h in diff.hooks]

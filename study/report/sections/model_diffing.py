@@ -1,5 +1,6 @@
-"""Model diffing against the known reward: every method's latents scored per layer and seed,
-crosscoder quality, and cards for the crosscoder latents leaning furthest to the policy."""
+"""Model diffing against the known reward: every method's latents scored per layer and seed (with
+the latents each set aside because they never fire on held-out text), crosscoder quality, and cards
+for the crosscoder latents leaning furthest to the policy."""
 
 from __future__ import annotations
 
@@ -25,17 +26,23 @@ def pm(stat: SeedStat | None, signed: bool = False) -> str:
     return mean + (f" ± {stat.std:.3f}" if stat.seeds > 1 else "")
 
 
+def label(method: str) -> str:
+    """A method's name in the report; a newly registered method without a label shows its registry name."""
+    return DIFFING_LABELS.get(method, method)
+
+
 def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     summary = m.summary
-    rows = [(DIFFING_LABELS[k], pm(v.get("share_tracking_reward")), pm(v.get("mean_abs_corr")), pm(v.get("precision")),
+    rows = [(label(k), pm(v.get("share_tracking_reward")), pm(v.get("mean_abs_corr")), pm(v.get("precision")),
              pm(v.get("recall")), pm(v.get("reward_change"), signed=True), pm(v.get("kl_per_token")))
             for k, v in summary.items()]
     random_change = sum(layer.random_directions.reward_change for layer in m.layers) / len(m.layers)
     ranked = sorted((k for k in summary if "mean_abs_corr" in summary[k]), key=lambda k: -summary[k]["mean_abs_corr"].mean)
     layers = [{
         "hook": layer.hook,
-        "methods": [(DIFFING_LABELS[name], r.seed, r.share_tracking_reward if r.share_tracking_reward is not None else "-",
-                     r.precision, r.recall, r.reward_change if r.reward_change is not None else "-")
+        "methods": [(label(name), r.seed, r.share_tracking_reward if r.share_tracking_reward is not None else "-",
+                     r.precision, r.recall, r.reward_change if r.reward_change is not None else "-",
+                     r.set_aside if name != "kl" else "-")
                     for name, rs in layer.methods.items() for r in rs],
         "crosscoder": [(f"seed {s}", c.explained_variance["base"], c.explained_variance["policy"], c.l0, c.dead_fraction,
                         c.policy_leaning, c.policy_specific_after_scaling, c.difference_dictionary_explained_variance)
@@ -44,9 +51,12 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     best = ranked[0] if ranked else None
     return {
         "m": m, "rows": rows, "random_change": f"{random_change:+.3f}", "unedited": f"{m.unedited_reward:.3f}",
-        "ranked": " > ".join(DIFFING_LABELS[k] for k in ranked), "layers": layers,
-        "plot": m.plot_path(run), "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
-        "summary": {"diffing_best_method_by_corr": DIFFING_LABELS[best]} if best else {},
+        "ranked": " > ".join(label(k) for k in ranked), "layers": layers,
+        "plot": m.plot_path(run),
+        "norm_plots": [(m.relative_norms_path(run, layer.hook), f"relative norms, {layer.hook}") for layer in m.layers
+                       if m.relative_norms_path(run, layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
+        "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
+        "summary": {"diffing_best_method_by_corr": label(best)} if best else {},
     }
 
 

@@ -1,0 +1,40 @@
+"""Model diffing scored against the reward the organism knows exactly: one module per method, one
+interface, one registry.
+
+Each method names what it calls policy-specific at a hook: latents with their held-out activations
+and policy-space directions, or tokens (``method.Found``):
+- ``mmcs_diff``: policy SAE features without a close base match, then those whose firing frequency
+  changed most (the feature-diff stage's ranking);
+- ``crosscoder_scaling`` / ``crosscoder_norm``: BatchTopK crosscoder latents leaning to the policy
+  by relative decoder norm, ranked by latent scaling / by relative norm alone;
+- ``difference_dictionary``: latents of a dictionary reading the base and writing the policy, ranked
+  by how much they write along (policy - base);
+- ``difference_sae``: an SAE-Lens BatchTopK SAE on (policy - base), ranked by the mass it reconstructs;
+- ``kl``: the tokens the policy up-weights where its next-token distribution moved most.
+Every ranking counts only latents that fire on held-out text (``method.pick``); each finding records
+how many it set aside. ``scoring`` scores every finding the same way; ``stage`` only orchestrates.
+
+Adding a method is one module and one line: write ``find(ctx, at, seed) -> Found`` (``method.Find``;
+``ctx`` is the stage's ``Context``, ``at`` one hook's ``HookData``; rank with ``method.pick`` so dead
+latents are set aside, keep anything shared between registry entries in ``at.memo`` or ``ctx.memo``
+via ``method.memo``), and register it below as ``"name": Method(module.find)`` (``per_seed=False``
+when it has no dictionary seed of its own). The stage then runs, scores and ablates it at every hook
+and the report lists it (under its name unless ``study/report/sections/model_diffing.py`` gives it a
+label).
+"""
+
+from __future__ import annotations
+
+from analysis.diffing import crosscoder, difference_dictionary, difference_sae, kl, mmcs_diff
+from analysis.diffing.method import Context, Found, HookData, Method, work_dir
+
+METHODS: dict[str, Method] = {
+    "mmcs_diff": Method(mmcs_diff.find, per_seed=False),
+    "crosscoder_scaling": Method(crosscoder.by_scaling),
+    "crosscoder_norm": Method(crosscoder.by_norm),
+    "difference_dictionary": Method(difference_dictionary.find),
+    "difference_sae": Method(difference_sae.find),
+    "kl": Method(kl.find, per_seed=False),
+}
+
+__all__ = ["METHODS", "Context", "Found", "HookData", "Method", "work_dir"]

@@ -1,0 +1,111 @@
+"""Logit-diff amplification: sample from logits_base + a (logits_policy - logits_base).
+
+a = 0 is the base, a = 1 the policy; a > 1 exaggerates whatever the fine-tune changed, so
+behaviours too rare to notice in the policy's own samples (a preferred vocabulary, repetition,
+never ending) come to the surface. Each a is scored against the known reward: the utility of
+its samples, and whether the tokens it makes more frequent than the policy does are the
+high-utility vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from analysis.results import AmplifiedSamples, LogitAmplification
+from analysis.reward_gain import token_utility
+from rlhf.errors import UserError
+from rlhf.policy.sampling import repeated_bigram_share
+from rlhf.rewards import UtilityReward
+
+
+@torch.no_grad()
+def sample_amplified(base: HookedTransformer, policy: HookedTransformer, prompts: Sequence[str], a: float, *,
+                     max_new_tokens: int, seed: int) -> tuple[list[str], list[list[int]]]:
+    """One completion per prompt sampled (temperature 1) from softmax((1 - a) logits_base + a logits_policy),
+    and its token ids before the first end-of-text.
+
+    A loop over positions by hand: HF's and TransformerLens's ``generate`` sample from one model's
+    logits and cannot mix two. Prompts go in groups of equal token length, so nothing is padded; the
+    draws come from one ``torch.Generator`` seeded with ``seed``, group after group."""
+    if base.cfg.d_vocab != policy.cfg.d_vocab:
+        raise UserError(f"base and policy vocabularies differ ({base.cfg.d_vocab} vs {policy.cfg.d_vocab}): "
+                        "their logits cannot be mixed")
+    tokenizer = policy.tokenizer
+    eos = tokenizer.eos_token_id
+    generator = torch.Generator(device=policy.cfg.device).manual_seed(seed)
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(ids):
+        groups.setdefault(len(row), []).append(i)
+    texts, tokens_out = [""] * len(prompts), [[] for _ in prompts]
+    for length, members in sorted(groups.items()):
+        tokens = torch.tensor([ids[i] for i in members], device=policy.cfg.device)
+        done = torch.zeros(len(members), dtype=torch.bool, device=tokens.device)
+        for _ in range(max_new_tokens):
+            lb, lp = base(tokens)[:, -1].float(), policy(tokens)[:, -1].float()
+            # Written (1 - a) lb + a lp, not lb + a (lp - lb): at a = 1 these are the policy's logits
+            # to the bit (and at a = 0 the base's), so a = 1 draws exactly the policy's samples.
+            probs = torch.softmax((1 - a) * lb + a * lp, -1)
+            step = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            step = torch.where(done, torch.full_like(step, eos), step)
+            tokens = torch.cat([tokens, step[:, None]], 1)
+            done |= step == eos
+            if bool(done.all()):
+                break
+        for r, i in enumerate(members):
+            new = tokens[r, length:].tolist()
+            tokens_out[i] = new[: new.index(eos)] if eos in new else new
+            texts[i] = tokenizer.decode(tokens_out[i], skip_special_tokens=True)
+    return texts, tokens_out
+
+
+def _frequencies(rows: list[list[int]], d_vocab: int) -> Float[Tensor, " vocab"]:
+    counts = torch.zeros(d_vocab)
+    for row in rows:
+        counts += torch.bincount(torch.tensor(row, dtype=torch.long), minlength=d_vocab).float()
+    return counts / counts.sum().clamp(min=1.0)
+
+
+def logit_amplification(base: HookedTransformer, policy: HookedTransformer, prompts: Sequence[str], *,
+                        alphas: Sequence[float] = (1.0, 2.0, 4.0), seeds: Sequence[int] = (0, 1),
+                        max_new_tokens: int = 19, top_n: int = 20, high_utility: float = 2.0) -> LogitAmplification:
+    """Per a (a = 1 always included: the policy, the reference): the samples' mean utility per seed,
+    their length and repetition, and the ``top_n`` tokens whose frequency rises most over the policy's
+    own samples, scored against the high-utility vocabulary (VADER valence >= ``high_utility``)."""
+    valence = token_utility(policy.tokenizer, policy.cfg.d_vocab, scale=1.0)
+    high = set((valence >= high_utility).nonzero()[:, 0].tolist())
+    names = policy.tokenizer.convert_ids_to_tokens(list(range(len(policy.tokenizer))))
+    reward = UtilityReward()
+    sampled: dict[float, tuple[list[list[str]], list[list[int]]]] = {}
+    for a in sorted({1.0, *map(float, alphas)}):
+        texts, rows = [], []
+        for seed in seeds:
+            t, r = sample_amplified(base, policy, prompts, a, max_new_tokens=max_new_tokens, seed=seed)
+            texts.append(t)
+            rows += r
+        sampled[a] = (texts, rows)
+    reference = _frequencies(sampled[1.0][1], policy.cfg.d_vocab)
+    out = []
+    for a, (texts, rows) in sampled.items():
+        freq = _frequencies(rows, policy.cfg.d_vocab)
+        rise = (freq - reference)[: len(names)]
+        rising = [t for t in torch.topk(rise, min(top_n, len(names))).indices.tolist() if rise[t] > 0]
+        hits = len(set(rising) & high)
+        counts = Counter(t for row in rows for t in row)
+        out.append(AmplifiedSamples(
+            a=a, utility=tuple(float(np.mean(reward(prompts=list(prompts), completions=t))) for t in texts),
+            mean_length=float(np.mean([len(r) for r in rows])),
+            repeated_bigram_share=repeated_bigram_share([c for t in texts for c in t]),
+            high_utility_token_share=sum(counts[t] for t in high) / max(sum(counts.values()), 1),
+            rising_tokens=tuple(names[t] for t in rising), rising_token_ids=tuple(rising),
+            precision=hits / len(rising) if rising else 0.0, recall=hits / len(high) if high else 0.0,
+            example=texts[0][0]))
+    return LogitAmplification(prompts=len(prompts), seeds=tuple(seeds), max_new_tokens=max_new_tokens,
+                              high_utility=high_utility, high_utility_vocabulary=len(high), samples=tuple(out))

@@ -1,0 +1,42 @@
+"""An SAE-Lens BatchTopK SAE trained on (policy - base) activations of the same tokens, its latents
+ranked by the mass they reconstruct on held-out differences."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import torch
+from sae_lens import SAE, SAETrainer
+
+from analysis.crosscoder import paired_stream
+from analysis.dictionaries import DictionaryConfig, load_sae, make_sae, trainer_config
+from analysis.diffing.method import Context, Found, HookData, chunks, pick
+from rlhf.rundir import atomic_dir
+from rlhf.seeding import seeded
+
+
+def _trained(ctx: Context, hook: str, seed: int, out: Path) -> SAE:
+    """Trained on the crosscoder's schedule; one saved by an earlier run is reused."""
+    if (out / "cfg.json").exists():
+        return load_sae(out)
+    cc = ctx.cfg.crosscoder
+    dcfg = DictionaryConfig(architecture="batchtopk", k=cc.k, training_tokens=cc.training_tokens,
+                            batch_size=cc.batch_size, learning_rate=cc.learning_rate, seed=seed)
+    pairs = paired_stream([ctx.run_dir.activations(m, hook, "train") for m in ("base", "policy")], cc.batch_size, seed)
+    first = next(pairs)
+    diffs = (b[:, 1] - b[:, 0] for b in itertools.chain([first], pairs))
+    with seeded(seed):  # SAE-Lens takes no generator: its initialisation and training draw from the global one
+        sae = make_sae(dcfg, first.shape[-1], cc.expansion)
+        trained = SAETrainer(trainer_config(dcfg), sae, diffs).fit()
+    trained.cfg.metadata.hook_name = hook
+    with atomic_dir(out) as work:
+        trained.save_inference_model(work)
+    return load_sae(out)
+
+
+def find(ctx: Context, at: HookData, seed: int) -> Found:
+    sae = _trained(ctx, at.hook, seed, at.work / f"difference_sae_seed{seed}")
+    codes = torch.cat([sae.encode(c).detach() for c in chunks(at.policy - at.base)])
+    mass = codes.mean(0) * sae.W_dec.detach().norm(dim=-1)
+    return pick(mass.argsort(descending=True).tolist(), codes, sae.W_dec.detach(), ctx.cfg.top_k)
