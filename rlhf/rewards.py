@@ -18,9 +18,10 @@ from typing import get_args
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import is_lexicon  # noqa: F401  (re-exported: callers import it from here)
+from rlhf.configtypes import RewardSpec, is_lexicon  # noqa: F401  (is_lexicon re-exported: callers import it here)
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon, words_of
+from rlhf.policy.config import check_reward_label
 from rlhf.reward_models import Kind, score
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
@@ -213,16 +214,16 @@ def make_reward(spec: str, run_dir: RunDir, *, label: str = "", scale: float = 5
                 include_prompt: bool = False) -> RewardFunction:
     """The TRL reward function a config's ``reward`` names (see ``rlhf.configtypes.RewardSpec``);
     ``scale``, ``clip`` and ``include_prompt`` apply to the VADER utility, ``label`` to a classifier."""
+    # The same checks as a config's at load, for callers that build a reward without one.
+    problem = RewardSpec().check(spec)
+    if problem:
+        raise UserError(f"reward {problem}")
+    check_reward_label("reward", spec, label)
     kind, _, target = spec.partition(":")
-    if label and kind != "model":
-        raise UserError(f"reward_label = {label!r} names a classifier's label, but reward = {spec!r} is not a 'model:' reward")
-    if spec == "vader":
-        return UtilityReward(scale, clip, include_prompt)
-    if kind == "model" and target:
+    if kind == "model":
         return ClassifierReward(target, label)
-    if kind == "python" and target:
+    if kind == "python":
         return PythonReward(target)
-    if kind == "study" and target:
+    if kind == "study":
         return study_reward(target, run_dir)
-    raise UserError(f"unknown reward {spec!r}: use 'vader', 'model:<dir or hub id>', 'python:package.module:function' "
-                    "or 'study:reward_<kind>'")
+    return UtilityReward(scale, clip, include_prompt)

@@ -107,7 +107,9 @@ def test_compare_analyses_a_pair_trained_elsewhere(tmp_path, pair, capsys):
     # The kept config repeats the comparison: every stage is found finished.
     lines = []
     run_study(load_config(run.config_file), log=lines.append)
-    assert all(line.endswith("done already, skipped") for line in lines if line.startswith("[") and "report" not in line)
+    assert [line for line in lines if line.endswith("done already, skipped")] == \
+        [f"[{stage}] done already, skipped" for stage in ANALYSIS]
+    assert not [line for line in lines if line.endswith("running")]
 
     # A fine-tune of another architecture is refused with exit status 2; the adopted policy stays as it was.
     other = tmp_path / "other"
