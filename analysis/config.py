@@ -99,7 +99,7 @@ class ModelDiffingConfig:
     enabled: bool = True
     crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
     layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
-    seeds: tuple[int, ...] = (0, 1)  # training seeds of the crosscoder and the two difference dictionaries
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
     relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
     max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
@@ -114,6 +114,15 @@ class ModelDiffingConfig:
     kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
     cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
     context: PositiveInt = 24
+    # Causal score: the share of G recovered (removed) when the policy-minus-base difference projected
+    # on a method's top k directions is added to the base (taken out of the policy), per k.
+    splice_ks: tuple[PositiveInt, ...] = (10, 30)
+    lens_positions: PositiveInt = 5  # activation-difference lens: first text positions averaged over
+    steering_alphas: tuple[NonNegativeFloat, ...] = (0.5, 1.0, 2.0)  # lens steering, x the typical activation norm
+    stagewise_tokens: PositiveInt = 200_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
+    stagewise_learning_rate: PositiveFloat = 1e-3
+    amplification_alphas: tuple[PositiveFloat, ...] = (2.0, 4.0)  # logit-diff amplification a (a = 1 is the policy)
+    amplification_prompts: PositiveInt = 64  # held-out prompts sampled at each a
 
 
 @dataclass(frozen=True)

@@ -425,6 +425,17 @@ class MethodScore:
     reward_change: float | None = None  # when the latents' directions are projected out; None without latents
     kl_per_token: float | None = None
     set_aside: int = 0  # latents of its dictionary that never fire on held-out text: never ranked
+    splice: dict[int, SpliceEffect] = field(default_factory=dict)  # k -> its top k directions' share of G
+
+
+@dataclass(frozen=True)
+class SpliceEffect:
+    """The policy-minus-base difference projected on k directions at a hook: the share of G it recovers
+    added to the base, and removes taken out of the policy (means over the sampling seeds)."""
+
+    recovered: float
+    removed: float
+    directions: int = 0  # how many were spliced: k, or all a method names where it names fewer
 
 
 @dataclass(frozen=True)
@@ -487,6 +498,9 @@ class LayerDiffing:
     latents: LatentStats  # of the first seed's crosscoder
     cards: tuple[LatentCard, ...]
     cards_set_aside: int = 0  # that crosscoder's latents never firing on held-out text: never carded
+    random_splice: dict[int, SpliceEffect] = field(default_factory=dict)  # k random directions, the splice's floor
+    lens: ActivationDifferenceLens | None = None  # the activation-difference lens's reading and steering
+    stagewise: tuple[StagewiseSAE, ...] = ()  # stage-wise SAE fine-tuning, per dictionary seed
 
 
 @dataclass(frozen=True)
@@ -524,6 +538,8 @@ class ModelDiffingResult(Artifact):
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     unchanged_hooks: tuple[str, ...] = ()  # cached hooks where the policy's activations equal the base's: not diffed
+    gain: tuple[float, ...] = ()  # the exact reward gain G per sampling seed, which the splice shares divide
+    amplification: tuple[LogitAmplification, ...] = ()  # logit-diff amplification, per dictionary seed (as sampling seed)
 
     @classmethod
     def path(cls, run: RunDir) -> Path:
@@ -537,6 +553,11 @@ class ModelDiffingResult(Artifact):
     def relative_norms_path(cls, run: RunDir, hook: str) -> Path:
         """The histogram of one hook's crosscoder relative decoder norms (live latents, every seed)."""
         return run.analysis / f"model_diffing_relative_norms_{hook}.png"
+
+    @classmethod
+    def figure(cls, run: RunDir, name: str) -> Path:
+        """One of the stage's other figures ("steering", "amplification")."""
+        return run.analysis / f"model_diffing_{name}.png"
 
 
 # -- autointerp (helper "diffing") -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ SMALL = (
     "model_diffing.seeds=[0]", "model_diffing.top_k=3", "model_diffing.n_prompts=8", "model_diffing.sampling_seeds=[0]",
     "model_diffing.max_new_tokens=8", "model_diffing.kl_texts=20", "model_diffing.cards=1",
     "model_diffing.crosscoder.training_tokens=20000", "model_diffing.crosscoder.batch_size=512",
+    "model_diffing.stagewise_tokens=20000", "model_diffing.steering_alphas=[1.0]", "model_diffing.amplification_alphas=[2.0]",
 )
 
 

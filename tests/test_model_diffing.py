@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,10 +12,15 @@ from safetensors.torch import load_file, save_file
 from analysis.config import ModelDiffingConfig
 from analysis.diffing import METHODS, Context, HookData, work_dir
 from analysis.diffing.method import pick
+from analysis.diffing.scoring import Splice
 from analysis.diffing.stage import model_diffing_stage
-from analysis.results import ActivationIndex, ModelDiffingResult
+from analysis.patching import activation_sites, patch_sites
+from analysis.results import ActivationIndex, ModelDiffingResult, SeedStat
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir
+from study.report.sections.model_diffing import leaderboard, verdict
+
+TOKEN_METHODS = {"kl", "logit_amplification"}  # they name tokens, not latents
 
 
 def test_every_method_is_scored_on_every_layer(tiny_run):
@@ -30,11 +36,16 @@ def test_every_method_is_scored_on_every_layer(tiny_run):
         for name, rows in layer.methods.items():
             for row in rows:
                 assert 0 <= row.precision <= 1 and 0 <= row.recall <= 1
-                if name != "kl":
-                    # A crosscoder may find no latent leaning to the policy; the other methods always rank some.
-                    assert (0 if name.startswith("crosscoder") else 1) <= row.n <= k
-                    assert len(set(row.latents)) == row.n and 0 <= row.share_tracking_reward <= 1
-                    assert (row.reward_change is not None and row.kl_per_token >= 0) == (row.n > 0)
+                if name in TOKEN_METHODS:
+                    assert row.n == 0 and not row.splice and row.share_tracking_reward is None
+                    continue
+                # A crosscoder may find no latent leaning to the policy; the other methods always rank some.
+                assert (0 if name.startswith("crosscoder") else 1) <= row.n <= k
+                assert len(set(row.latents)) == row.n and 0 <= row.share_tracking_reward <= 1
+                assert (row.reward_change is not None and row.kl_per_token >= 0) == (row.n > 0)
+                # Every method naming directions gets the causal score at every k, on at most k of them.
+                assert set(row.splice) == (set(cfg.model_diffing.splice_ks) if row.n else set())
+                assert all(0 < e.directions <= kk for kk, e in row.splice.items())
         c = layer.crosscoder[0]
         assert c.explained_variance["base"] > 0.5 and c.explained_variance["policy"] > 0.5
         assert 0 <= c.dead_fraction < 1 and c.l0 > 0
@@ -54,7 +65,19 @@ def test_every_method_is_scored_on_every_layer(tiny_run):
         assert all(card.frequency > 0 for card in layer.cards)
         assert [card.relative_norm for card in layer.cards] == sorted((card.relative_norm for card in layer.cards), reverse=True)
         assert all(len(e.tokens) == len(e.policy) == len(e.base) for card in layer.cards for e in card.examples)
+        # The methods' own records: the lens per position with its steering curve, a stage-wise SAE per seed.
+        md = cfg.model_diffing
+        assert len(layer.lens.positions) == md.lens_positions and layer.lens.gain > 0
+        assert [p.alpha for p in layer.lens.steering] == [0.0, *md.steering_alphas]
+        assert layer.lens.steering[0].reward_change == 0 and layer.lens.steering[0].kl_per_token < 1e-6
+        assert [w.seed for w in layer.stagewise] == list(md.seeds)
+        assert all(w.live + w.set_aside == w.latents and w.training_tokens == md.stagewise_tokens for w in layer.stagewise)
+        assert set(layer.random_splice) == set(md.splice_ks)
     assert len(result.kl.tokens) == 20 and result.kl.mean_kl > 0
+    assert len(result.gain) == len(cfg.model_diffing.sampling_seeds) and all(g > 0 for g in result.gain)
+    assert [r.seeds for r in result.amplification] == [(s,) for s in cfg.model_diffing.seeds]
+    assert all([s.a for s in r.samples] == sorted({1.0, *cfg.model_diffing.amplification_alphas})
+               for r in result.amplification)
 
 
 def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
@@ -63,6 +86,39 @@ def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
     assert "Model diffing against the known reward" in page and "crosscoder + latent scaling" in page
     assert "crosscoder latent" in page and ModelDiffingResult.plot_path(run_dir).exists()
     assert "latents set aside (never fire)" in page
+    for section in ("Leaderboard", "By share of G its top 10 directions recover", "Activation-difference lens",
+                    "Logit-diff amplification", "stage-wise SAE fine-tuning"):
+        assert section in page, section
+    for figure in ("steering", "amplification"):
+        assert ModelDiffingResult.figure(run_dir, figure).exists()
+
+
+def test_splicing_every_direction_is_patching_the_hook(tiny_run):
+    """Known answer: the difference projected on a full basis is the whole difference, so the causal
+    score equals activation patching of the hook (``analysis.patching``) on the same completions."""
+    cfg, run_dir, _ = tiny_run
+    ctx = Context.load(cfg.model_diffing, run_dir)
+    splice = Splice.load(ctx)
+    hook = ModelDiffingResult.load(run_dir).layers[-1].hook
+    d = ctx.hooked("base").cfg.d_model
+    basis = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(3)))[0].T
+    full = replace(ctx.cfg, splice_ks=(d,))
+    effect = Splice(replace(ctx, cfg=full), splice.batches, splice.u)(hook, basis)[d]
+    (batch, split), = splice.batches
+    site = next(s for s in activation_sites(ctx.hooked("base").cfg.n_layers) if s.hook == hook)
+    patched, = patch_sites(ctx.hooked("base"), ctx.hooked("policy"), batch, splice.u, [site], split.base, split.policy)
+    assert effect.directions == d
+    assert effect.recovered == pytest.approx(patched.recovered, abs=1e-4)
+    assert effect.removed == pytest.approx(patched.removed, abs=1e-4)
+
+
+def test_the_leaderboard_ranks_methods_only_where_their_intervals_separate():
+    tight = {"a": SeedStat(0.50, 0.01, 3), "b": SeedStat(0.40, 0.01, 3), "c": SeedStat(0.10, 0.01, 3)}
+    assert leaderboard(tight) == [["a"], ["b"], ["c"]]
+    # The same means with wide spreads: a and b cannot be told apart, so neither is ahead.
+    wide = tight | {"a": SeedStat(0.50, 0.08, 3), "b": SeedStat(0.40, 0.05, 3)}
+    assert leaderboard(wide) == [["a", "b"], ["c"]]
+    assert "a ≈ b > c" in verdict({k: {"x": v} for k, v in wide.items()}, "x")
 
 
 def test_a_rerun_reuses_the_saved_dictionaries_and_finds_the_same_latents(tiny_run):
@@ -75,7 +131,7 @@ def test_a_rerun_reuses_the_saved_dictionaries_and_finds_the_same_latents(tiny_r
     ctx, at = Context.load(cfg.model_diffing, run_dir), HookData.load(run_dir, layer.hook)
     for name in ("crosscoder_scaling", "difference_dictionary", "difference_sae"):
         found = METHODS[name].find(ctx, at, 0)
-        assert tuple(found.latents) == layer.methods[name][0].latents, name
+        assert tuple(found.top(cfg.model_diffing.top_k).latents) == layer.methods[name][0].latents, name
         assert found.set_aside == layer.methods[name][0].set_aside, name
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == saved  # loaded, not retrained
 

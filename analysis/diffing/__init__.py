@@ -10,22 +10,37 @@ and policy-space directions, or tokens (``method.Found``):
 - ``difference_dictionary``: latents of a dictionary reading the base and writing the policy, ranked
   by how much they write along (policy - base);
 - ``difference_sae``: an SAE-Lens BatchTopK SAE on (policy - base), ranked by the mass it reconstructs;
-- ``kl``: the tokens the policy up-weights where its next-token distribution moved most.
+- ``activation_difference_lens``: the mean policy-minus-base activation on the first tokens of
+  unrelated text, per position (Minder et al. 2025); its record is the logit lens and the base steered with it;
+- ``stagewise_sae``: latents of the base's SAE that moved most when fine-tuned on the policy's
+  activations (Bricken et al. 2024); its record is the movement table;
+- ``kl``: the tokens the policy up-weights where its next-token distribution moved most;
+- ``logit_amplification``: the tokens that become more frequent than in the policy's samples when
+  sampling from base + a (policy - base), a > 1.
 Every ranking counts only latents that fire on held-out text (``method.pick``); each finding records
 how many it set aside. ``scoring`` scores every finding the same way; ``stage`` only orchestrates.
 
 Adding a method is one module and one line: write ``find(ctx, at, seed) -> Found`` (``method.Find``;
 ``ctx`` is the stage's ``Context``, ``at`` one hook's ``HookData``; rank with ``method.pick`` so dead
 latents are set aside, keep anything shared between registry entries in ``at.memo`` or ``ctx.memo``
-via ``method.memo``), and register it below as ``"name": Method(module.find)`` (``per_seed=False``
-when it has no dictionary seed of its own). The stage then runs, scores and ablates it at every hook
+via ``method.memo``, put the method's own numbers in ``Found.record``), and register it below as
+``"name": Method(module.find)`` (``per_seed=False`` when it has no dictionary seed of its own). The stage then runs, scores and ablates it at every hook
 and the report lists it (under its name unless ``study/report/sections/model_diffing.py`` gives it a
 label).
 """
 
 from __future__ import annotations
 
-from analysis.diffing import crosscoder, difference_dictionary, difference_sae, kl, mmcs_diff
+from analysis.diffing import (
+    act_diff_lens,
+    amplification,
+    crosscoder,
+    difference_dictionary,
+    difference_sae,
+    kl,
+    mmcs_diff,
+    stagewise,
+)
 from analysis.diffing.method import Context, Found, HookData, Method, work_dir
 
 METHODS: dict[str, Method] = {
@@ -34,7 +49,10 @@ METHODS: dict[str, Method] = {
     "crosscoder_norm": Method(crosscoder.by_norm),
     "difference_dictionary": Method(difference_dictionary.find),
     "difference_sae": Method(difference_sae.find),
+    "activation_difference_lens": Method(act_diff_lens.find, per_seed=False),
+    "stagewise_sae": Method(stagewise.find),
     "kl": Method(kl.find, per_seed=False),
+    "logit_amplification": Method(amplification.find),  # its seed draws the samples
 }
 
 __all__ = ["METHODS", "Context", "Found", "HookData", "Method", "work_dir"]

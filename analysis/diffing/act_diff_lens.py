@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -25,7 +26,6 @@ from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, SteeringPoint
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
 from rlhf.rewards import UtilityReward
 
 
@@ -161,8 +161,16 @@ def as_found(diffs: Float[Tensor, "pos d"], held_out: Float[Tensor, "tokens d"])
 
 
 def find(ctx: Context, at: HookData, seed: int) -> Found:
-    """The registry's interface: the lens's directions on ``kl_texts`` held-out corpus texts (no
-    dictionary, so ``seed`` does not apply; the steering curve is ``activation_difference_lens``'s)."""
-    base, policy = memo(ctx.memo, "hooked_models", lambda: (to_hooked(ctx.run_dir.base), to_hooked(ctx.run_dir.policy)))
-    diffs, _, _ = mean_difference(base, policy, at.hook, ctx.run_dir.texts("val")[: ctx.cfg.kl_texts])
-    return as_found(diffs, at.policy)
+    """The registry's interface: the lens at ``at.hook`` on ``kl_texts`` held-out corpus texts, its
+    per-position directions as the method's latents and its reading and steering curve as the record
+    (no dictionary, so ``seed`` does not apply). Steering shares are of the sampled gain on the
+    stage's prompts and sampling seeds, measured once for every hook."""
+    cfg = ctx.cfg
+    base, policy = ctx.hooked("base"), ctx.hooked("policy")
+    sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens)
+    gain = memo(ctx.memo, "sampled_gain", lambda: sampled_gain(base, policy, ctx.prompts, **sampling))
+    record, found = activation_difference_lens(
+        base, policy, at.hook, ctx.run_dir.texts("val")[: cfg.kl_texts], ctx.prompts, n_positions=cfg.lens_positions,
+        top_n=cfg.logit_tokens, alphas=(0.0, *cfg.steering_alphas), gain=gain, high_utility=cfg.high_utility,
+        held_out=at.policy, **sampling)
+    return replace(found, record=replace(record, gain_source="sampled"))

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.results import AmplifiedSamples, LogitAmplification
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
@@ -109,3 +110,23 @@ def logit_amplification(base: HookedTransformer, policy: HookedTransformer, prom
             example=texts[0][0]))
     return LogitAmplification(prompts=len(prompts), seeds=tuple(seeds), max_new_tokens=max_new_tokens,
                               high_utility=high_utility, high_utility_vocabulary=len(high), samples=tuple(out))
+
+
+def _measured(ctx: Context, seed: int) -> LogitAmplification:
+    """Amplification at the configured a for one sampling seed, once per stage run (it reads no hook)."""
+    cfg = ctx.cfg
+    return memo(ctx.memo, ("amplification", seed), lambda: logit_amplification(
+        ctx.hooked("base"), ctx.hooked("policy"), ctx.prompts[: cfg.amplification_prompts], alphas=cfg.amplification_alphas,
+        seeds=(seed,), max_new_tokens=cfg.max_new_tokens, top_n=cfg.top_k * cfg.logit_tokens, high_utility=cfg.high_utility))
+
+
+def find(ctx: Context, at: HookData, seed: int) -> Found:
+    """The registry's interface: the tokens whose frequency rises most over the policy's own samples at
+    the smallest configured a, sampled with ``seed``. It names tokens, not latents, the same at every hook."""
+    samples = {s.a: s for s in _measured(ctx, seed).samples}
+    return Found.of_tokens(list(samples[min(ctx.cfg.amplification_alphas)].rising_token_ids))
+
+
+def record(ctx: Context) -> tuple[LogitAmplification, ...]:
+    """Every seed's amplification measured by ``find``, for ``ModelDiffingResult.amplification``."""
+    return tuple(v for k, v in ctx.memo.items() if isinstance(k, tuple) and k[0] == "amplification")

@@ -67,9 +67,9 @@ def crosscoded(ctx: Context, at: HookData, seed: int) -> Crosscoded:
 
 def by_scaling(ctx: Context, at: HookData, seed: int) -> Found:
     c = crosscoded(ctx, at, seed)
-    return pick(sorted(c.leaning, key=lambda i: float(c.specificity[i])), c.codes, c.directions, ctx.cfg.top_k)
+    return pick(sorted(c.leaning, key=lambda i: float(c.specificity[i])), c.codes, c.directions, ctx.depth)
 
 
 def by_norm(ctx: Context, at: HookData, seed: int) -> Found:
     c = crosscoded(ctx, at, seed)
-    return pick(sorted(c.leaning, key=lambda i: -c.latents.relative_norm[i]), c.codes, c.directions, ctx.cfg.top_k)
+    return pick(sorted(c.leaning, key=lambda i: -c.latents.relative_norm[i]), c.codes, c.directions, ctx.depth)

@@ -41,4 +41,4 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     # How much each latent writes along the actual difference, per unit of direction.
     along = einsum(d.codes, at.policy - at.base, d.directions, "t m, t d, m d -> m") / d.directions.norm(dim=-1).clamp(
         min=1e-12)
-    return pick(along.argsort(descending=True).tolist(), d.codes, d.directions, ctx.cfg.top_k)
+    return pick(along.argsort(descending=True).tolist(), d.codes, d.directions, ctx.depth)

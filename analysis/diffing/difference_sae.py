@@ -39,4 +39,4 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     sae = _trained(ctx, at.hook, seed, at.work / f"difference_sae_seed{seed}")
     codes = torch.cat([sae.encode(c).detach() for c in chunks(at.policy - at.base)])
     mass = codes.mean(0) * sae.W_dec.detach().norm(dim=-1)
-    return pick(mass.argsort(descending=True).tolist(), codes, sae.W_dec.detach(), ctx.cfg.top_k)
+    return pick(mass.argsort(descending=True).tolist(), codes, sae.W_dec.detach(), ctx.depth)

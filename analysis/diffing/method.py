@@ -11,9 +11,9 @@ registry in ``analysis.diffing``.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from jaxtyping import Bool, Float
@@ -28,9 +28,11 @@ from analysis.crosscoder import BatchTopKCrosscoder, load_crosscoder, save_cross
 from analysis.feature_diff import policy_vocabulary
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
+from rlhf.policy import prompts_from_texts
 from rlhf.rundir import RunDir, hook_dirname
 
 T = TypeVar("T")
+PROMPT_SEED = 11  # draws the held-out prompts
 
 
 @dataclass
@@ -43,10 +45,15 @@ class Found:
     directions: Float[Tensor, "k d"]
     tokens: list[int] = field(default_factory=list)
     set_aside: int = 0  # latents of its dictionary that never fire on held-out text: never ranked
+    record: Any = None  # the method's own numbers at this hook and seed (the lens's reading, say), for the artifact
 
     @classmethod
     def of_tokens(cls, tokens: list[int]) -> Found:
         return cls([], torch.zeros(0, 0), torch.zeros(0, 0), tokens=tokens)
+
+    def top(self, k: int) -> Found:
+        """The first ``k`` latents (a method ranks ``Context.depth`` of them; most scores read ``top_k``)."""
+        return replace(self, latents=self.latents[:k], activations=self.activations[:, :k], directions=self.directions[:k])
 
 
 def memo(cache: dict, key: Hashable, compute: Callable[[], T]) -> T:
@@ -67,7 +74,13 @@ class Context:
     token_valence: Float[Tensor, " vocab"]
     unembed: Float[Tensor, "d vocab"]
     high: set[int]  # the high-utility vocabulary
+    prompts: list[str]  # held-out prompts: every sampled score completes these
     memo: dict = field(default_factory=dict)  # results shared across hooks (the per-token KL, hooked models)
+
+    @property
+    def depth(self) -> int:
+        """How many latents a method ranks: ``top_k`` for most scores, the largest splice k for the causal one."""
+        return max(self.cfg.top_k, *self.cfg.splice_ks)
 
     def hooked(self, model: str) -> HookedTransformer:
         """The run's ``model`` ("base" or "policy") as a TransformerLens model, loaded once."""
@@ -79,7 +92,8 @@ class Context:
         high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
         if not high:
             raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
-        return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high)
+        return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high,
+                   prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED))
 
 
 def held_out(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:

@@ -18,4 +18,4 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     codes_p, codes_b = encode(sae_p, at.policy), encode(sae_b, at.base)
     new, changed = diff_features(mcs, (codes_p > 0).float().mean(0), (codes_b > 0).float().mean(0)[match],
                                  cfg.match_threshold)
-    return pick(new + changed, codes_p, sae_p.W_dec.detach(), cfg.top_k)
+    return pick(new + changed, codes_p, sae_p.W_dec.detach(), ctx.depth)

@@ -1,8 +1,9 @@
 """Every method's finding scored the same way against the reward the organism knows exactly: the
 share of its latents whose held-out activation correlates with the current token's valence beyond a
 threshold (and their mean |r|), precision and recall of the high-utility vocabulary among their top
-logit tokens (or among the tokens a token-naming method names), and the change in the policy's
-reward when their directions are projected out of the hook (with the KL of that edit)."""
+logit tokens (or among the tokens a token-naming method names), the change in the policy's
+reward when their directions are projected out of the hook (with the KL of that edit), and the
+causal share of the exact reward gain G carried by their top k directions (``Splice``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from analysis.diffing.method import Context, Found
+from analysis.diffing.method import Context, Found, memo
+from analysis.feature_attribution import direction_dictionary, encode, layer_inputs, splice_fractions
 from analysis.feature_diff import pearson
 from analysis.interventions import directional_ablation, reward_under_hooks
-from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat
-from rlhf.policy import prompts_from_texts
+from analysis.patching import cache_sites
+from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect
+from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain, token_utility
 from rlhf.rewards import UtilityReward
 
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
@@ -59,11 +62,10 @@ class Ablation:
     @classmethod
     def load(cls, ctx: Context) -> Ablation:
         cfg = ctx.cfg
-        prompts = prompts_from_texts(ctx.run_dir.texts("test"), cfg.n_prompts, 11)
         hooked = ctx.hooked("policy")
         sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=UtilityReward())
-        unedited = {r["seed"]: r["mean_reward"] for r in reward_under_hooks(hooked, [], prompts, **sampling)}
-        return cls(hooked, prompts, sampling, unedited)
+        unedited = {r["seed"]: r["mean_reward"] for r in reward_under_hooks(hooked, [], ctx.prompts, **sampling)}
+        return cls(hooked, ctx.prompts, sampling, unedited)
 
     @property
     def unedited_reward(self) -> float:
@@ -81,6 +83,74 @@ class Ablation:
         return replace(row, **asdict(self(hook, found.directions)))
 
 
+@dataclass
+class Splice:
+    """The causal score, the same for every method that names directions: on the policy's own completions
+    of held-out prompts (one batch per sampling seed), the policy-minus-base difference at the hook
+    projected on the span of a method's top k directions is added to the base and taken out of the
+    policy; the change in expected reward is a share of the exact gain G (``analysis.reward_gain``).
+    The span, not each latent's own code, so that latents, SAE features and lens directions are
+    treated alike; ``random`` gives the floor k random directions reach."""
+
+    ctx: Context
+    batches: list[tuple[Completions, GainSplit]]  # per sampling seed
+    u: Float[Tensor, " vocab"]
+
+    @classmethod
+    def load(cls, ctx: Context) -> Splice:
+        base, policy = ctx.hooked("base"), ctx.hooked("policy")
+        # The sampled scores' utility scale, so that G reads in the units of the unedited reward.
+        u = token_utility(policy.tokenizer, policy.cfg.d_vocab, scale=UtilityReward().scale)
+        batches = []
+        for seed in ctx.cfg.sampling_seeds:
+            batch = sample_completions(policy, ctx.prompts, max_new_tokens=ctx.cfg.max_new_tokens, seed=seed)
+            batches.append((batch, split_gain(base, policy, batch, u, policy.tokenizer.eos_token_id)))
+        return cls(ctx, batches, u)
+
+    @property
+    def gain(self) -> tuple[float, ...]:
+        return tuple(split.gain for _, split in self.batches)
+
+    def _sites(self, hook: str) -> list[tuple]:
+        """Per sampling seed: both models' activations at ``hook`` and their inputs to its layer (once per hook)."""
+        def compute() -> list[tuple]:
+            models = self.ctx.hooked("base"), self.ctx.hooked("policy")
+            with torch.no_grad():
+                return [([cache_sites(m, batch, [hook])[hook] for m in models], layer_inputs(*models, batch, hook))
+                        for batch, _ in self.batches]
+        return memo(self.ctx.memo, ("splice_sites", hook), compute)
+
+    def __call__(self, hook: str, directions: Float[Tensor, "k d"]) -> dict[int, SpliceEffect]:
+        """Per configured k: the share of G the first k ``directions`` carry (all of them where there are
+        fewer: a method that names five directions is scored on the five; ``SpliceEffect.directions`` says so)."""
+        models = self.ctx.hooked("base"), self.ctx.hooked("policy")
+        out = {}
+        for k in self.ctx.cfg.splice_ks:
+            n = min(k, len(directions))
+            runs = []
+            for (batch, split), ((acts_b, acts_p), inputs) in zip(self.batches, self._sites(hook)):
+                encoded = encode(direction_dictionary(f"top {n}", hook, directions[:n]), acts_b, acts_p)
+                runs.append(splice_fractions(*models, batch, self.u, encoded, list(range(n)), split, inputs))
+            out[k] = SpliceEffect(recovered=float(np.mean([r for r, _ in runs])),
+                                  removed=float(np.mean([r for _, r in runs])), directions=n)
+        return out
+
+    def random(self, hook: str, d_model: int) -> dict[int, SpliceEffect]:
+        directions = torch.randn(max(self.ctx.cfg.splice_ks), d_model, generator=torch.Generator().manual_seed(0))
+        return self(hook, directions)
+
+    def scored(self, row: MethodScore, hook: str, found: Found) -> MethodScore:
+        return replace(row, splice=self(hook, found.directions)) if found.latents else row
+
+
+def values(row: MethodScore) -> dict[str, float]:
+    """A row's scores by name, the splice shares as ``recovered_top{k}`` / ``removed_top{k}``; None left out."""
+    out = {key: getattr(row, key) for key in SCORES if getattr(row, key) is not None}
+    for k, effect in row.splice.items():
+        out[f"recovered_top{k}"], out[f"removed_top{k}"] = effect.recovered, effect.removed
+    return out
+
+
 def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[str, SeedStat]]:
     """Per method: each score averaged over layers, then mean and spread over the dictionary seeds."""
     out = {}
@@ -89,9 +159,8 @@ def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[st
         for layer in layers:
             for row in layer.methods.get(method, ()):
                 bucket = per_seed.setdefault(row.seed, {})
-                for key in SCORES:
-                    if getattr(row, key) is not None:
-                        bucket.setdefault(key, []).append(getattr(row, key))
+                for key, value in values(row).items():
+                    bucket.setdefault(key, []).append(value)
         if not per_seed:
             continue
         keys = set().union(*per_seed.values())
@@ -99,3 +168,4 @@ def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[st
                                      std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
                                      seeds=len(per_seed)) for key in sorted(keys)}
     return out
+

@@ -12,12 +12,12 @@ from tqdm.auto import tqdm
 
 from analysis.config import ModelDiffingConfig
 from analysis.crosscoder import plot_relative_norms
-from analysis.diffing import METHODS, kl
+from analysis.diffing import METHODS, amplification, kl
 from analysis.diffing import cards as card_data
 from analysis.diffing.crosscoder import crosscoded
 from analysis.diffing.difference_dictionary import trained as difference_dictionary
 from analysis.diffing.method import Context, HookData, held_out
-from analysis.diffing.scoring import Ablation, score, summary
+from analysis.diffing.scoring import Ablation, Splice, score, summary
 from analysis.results import ActivationIndex, CrosscoderMetrics, LayerDiffing, MethodScore, ModelDiffingResult
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir
@@ -39,16 +39,21 @@ def _crosscoder_metrics(ctx: Context, at: HookData, seed: int) -> CrosscoderMetr
         difference_dictionary_dead_fraction=d.evaluation["dead_fraction"])
 
 
-def diff_layer(ctx: Context, ablation: Ablation, hook: str) -> LayerDiffing:
+def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, hook: str) -> LayerDiffing:
     """Every method at one hook scored against the reward, the crosscoders' numbers and cards."""
     cfg = ctx.cfg
     at = HookData.load(ctx.run_dir, hook)
     held_valence = ctx.token_valence[at.text.tokens]
     methods: dict[str, list[MethodScore]] = {}
-    for name, method in METHODS.items():
+    records: dict[str, list] = {}
+    for name, method in tqdm(METHODS.items(), desc=hook, unit="method", leave=False):
         for seed in cfg.seeds if method.per_seed else (0,):
             found = method.find(ctx, at, seed)
-            methods.setdefault(name, []).append(ablation.scored(score(found, held_valence, ctx, seed), hook, found))
+            head = found.top(cfg.top_k)
+            row = ablation.scored(score(head, held_valence, ctx, seed), hook, head)
+            methods.setdefault(name, []).append(splice.scored(row, hook, found))
+            if found.record is not None:
+                records.setdefault(name, []).append(found.record)
     random_dirs = torch.randn(cfg.top_k, at.base.shape[-1], generator=torch.Generator().manual_seed(0))
     first = crosscoded(ctx, at, cfg.seeds[0])
     live_norms = {f"seed {s}": [r for r, f in zip(c.latents.relative_norm, c.latents.frequency) if f > 0]
@@ -59,7 +64,10 @@ def diff_layer(ctx: Context, ablation: Ablation, hook: str) -> LayerDiffing:
         hook=hook, methods={k: tuple(v) for k, v in methods.items()}, random_directions=ablation(hook, random_dirs),
         crosscoder={s: _crosscoder_metrics(ctx, at, s) for s in cfg.seeds}, latents=first.latents,
         cards=card_data.latent_cards(first, at, ctx),
-        cards_set_aside=int(sum(f == 0 for f in first.latents.frequency)))
+        cards_set_aside=int(sum(f == 0 for f in first.latents.frequency)),
+        random_splice=splice.random(hook, at.base.shape[-1]),
+        lens=next(iter(records.get("activation_difference_lens", [])), None),
+        stagewise=tuple(records.get("stagewise_sae", ())))
 
 
 def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffingResult | None:
@@ -84,8 +92,8 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
         raise UserError(f"the policy's cached activations equal the base's at every hook ({', '.join(unchanged)}): "
                         "the fine-tune changed nothing up to these layers; cache later ones (divergence.layers)")
     ctx = Context.load(cfg, run_dir)
-    ablation = Ablation.load(ctx)
-    layers = [diff_layer(ctx, ablation, hook) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
+    ablation, splice = Ablation.load(ctx), Splice.load(ctx)
+    layers = [diff_layer(ctx, ablation, splice, hook) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
     if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer.methods.values()
            for row in rows for v in asdict(row).values()):
         raise FloatingPointError("a model-diffing score is NaN; check the cached activations")
@@ -94,7 +102,9 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
         high_utility=cfg.high_utility, relative_norm_threshold=cfg.relative_norm_threshold,
         unedited_reward=ablation.unedited_reward, high_utility_vocabulary=len(ctx.high), kl=kl.record(ctx),
         layers=tuple(layers), unchanged_hooks=tuple(unchanged), summary=summary(layers, list(METHODS)),
-        seconds=time.time() - started, config=asdict(cfg))
+        seconds=time.time() - started, config=asdict(cfg), gain=splice.gain, amplification=amplification.record(ctx))
     card_data.plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.plot_path(run_dir))
+    card_data.plot_steering(layers, ModelDiffingResult.figure(run_dir, "steering"))
+    card_data.plot_amplification(result.amplification, ModelDiffingResult.figure(run_dir, "amplification"))
     result.save(run_dir)
     return result

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.results import ModelDiffingResult, SeedStat
+import numpy as np
+
+from analysis.results import ModelDiffingResult, SeedStat, SpliceEffect
 from rlhf.rundir import RunDir
 from study.report.cards import latent_card
 from study.report.section import Section
@@ -14,8 +16,13 @@ from study.report.section import Section
 DIFFING_LABELS = {
     "mmcs_diff": "MMCS feature diff (SAEs)", "crosscoder_scaling": "crosscoder + latent scaling",
     "crosscoder_norm": "crosscoder, relative norm only", "difference_dictionary": "difference dictionary (base -> policy)",
-    "difference_sae": "SAE on policy - base", "kl": "per-token KL (tokens)",
+    "difference_sae": "SAE on policy - base", "activation_difference_lens": "activation-difference lens",
+    "stagewise_sae": "stage-wise SAE fine-tuning", "kl": "per-token KL (tokens)",
+    "logit_amplification": "logit-diff amplification (tokens)",
 }
+BREAKING_KL = 0.5  # nats/token: an ablation this far from the policy breaks the model; its reward change is no evidence
+VERDICTS = (("recovered_top10", "share of G its top 10 directions recover"), ("precision", "precision of the high-utility vocabulary"),
+            ("mean_abs_corr", "mean |r| with the current token's valence"))
 
 
 def pm(stat: SeedStat | None, signed: bool = False) -> str:
@@ -31,36 +38,124 @@ def label(method: str) -> str:
     return DIFFING_LABELS.get(method, method)
 
 
+def leaderboard(stats: dict[str, SeedStat]) -> list[list[str]]:
+    """Methods in tiers by one score, best first. A method starts a new tier only where its interval
+    (mean ± spread over seeds) lies wholly below every interval in the tier above: methods whose
+    intervals overlap are not ranked against each other, whatever their means say."""
+    tiers: list[list[str]] = []
+    floor = float("inf")  # the lowest lower bound in the current tier
+    for name, stat in sorted(stats.items(), key=lambda kv: -kv[1].mean):
+        if tiers and stat.mean + stat.std >= floor:
+            tiers[-1].append(name)
+            floor = min(floor, stat.mean - stat.std)
+        else:
+            tiers.append([name])
+            floor = stat.mean - stat.std
+    return tiers
+
+
+def ablation_cell(change: SeedStat | None, kl: SeedStat | None) -> str:
+    """The ablation's reward change, labelled as breaking the model where its KL is past ``BREAKING_KL``."""
+    if change is None:
+        return "-"
+    return pm(change, signed=True) + (f" (breaks the model: KL {kl.mean:.2f})" if kl and kl.mean > BREAKING_KL else "")
+
+
+def verdict(summary: dict[str, dict[str, SeedStat]], key: str) -> str:
+    """Methods in tiers by ``key``: ">" only where the intervals separate, "≈" where they overlap."""
+    tiers = leaderboard({m: v[key] for m, v in summary.items() if key in v})
+    return " > ".join(" ≈ ".join(label(m) for m in tier) for tier in tiers)
+
+
+def ordered(summary: dict[str, dict[str, SeedStat]]) -> list[tuple[str, dict[str, SeedStat]]]:
+    """The methods in the registry's order (labelled ones first), whatever order the JSON kept."""
+    rank = {name: i for i, name in enumerate(DIFFING_LABELS)}
+    return sorted(summary.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def _spliced(effect: SpliceEffect | None, k: int) -> str | float:
+    """A per-layer splice cell: the share, with the number of directions where the method named fewer than k."""
+    if effect is None:
+        return "-"
+    return effect.recovered if effect.directions == k else f"{effect.recovered:+.3f} ({effect.directions})"
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):+.3f}" if values else "-"
+
+
 def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     summary = m.summary
-    rows = [(label(k), pm(v.get("share_tracking_reward")), pm(v.get("mean_abs_corr")), pm(v.get("precision")),
-             pm(v.get("recall")), pm(v.get("reward_change"), signed=True), pm(v.get("kl_per_token")))
-            for k, v in summary.items()]
+    ks = sorted({k for layer in m.layers for k in layer.random_splice})
+    rows = [(label(k), next(iter(v.values())).seeds, pm(v.get("mean_abs_corr")), pm(v.get("precision")),
+             pm(v.get("recall")), *(pm(v.get(f"recovered_top{k}"), signed=True) for k in ks),
+             *(pm(v.get(f"removed_top{k}"), signed=True) for k in ks),
+             ablation_cell(v.get("reward_change"), v.get("kl_per_token")))
+            for k, v in ordered(summary)]
+    floor = [_mean([layer.random_splice[k].recovered for layer in m.layers if k in layer.random_splice]) for k in ks]
     random_change = sum(layer.random_directions.reward_change for layer in m.layers) / len(m.layers)
-    ranked = sorted((k for k in summary if "mean_abs_corr" in summary[k]), key=lambda k: -summary[k]["mean_abs_corr"].mean)
     layers = [{
         "hook": layer.hook,
         "methods": [(label(name), r.seed, r.share_tracking_reward if r.share_tracking_reward is not None else "-",
-                     r.precision, r.recall, r.reward_change if r.reward_change is not None else "-",
-                     r.set_aside if name != "kl" else "-")
+                     r.precision, r.recall, *(_spliced(r.splice.get(k), k) for k in ks),
+                     r.reward_change if r.reward_change is not None else "-",
+                     r.kl_per_token if r.kl_per_token is not None else "-", r.set_aside if r.latents else "-")
                     for name, rs in layer.methods.items() for r in rs],
         "crosscoder": [(f"seed {s}", c.explained_variance["base"], c.explained_variance["policy"], c.l0, c.dead_fraction,
                         c.policy_leaning, c.policy_specific_after_scaling, c.difference_dictionary_explained_variance)
                        for s, c in layer.crosscoder.items()],
+        "stagewise": [(f"seed {w.seed}", w.explained_variance_before, w.explained_variance_after, w.live, w.set_aside,
+                       ", ".join(f"{t.latent} ({t.movement:.2f})" for t in w.top[:5])) for w in layer.stagewise],
     } for layer in m.layers]
+    lenses = [{
+        "hook": layer.lens.hook, "texts": layer.lens.texts, "promoted": " ".join(layer.lens.promoted),
+        "share": layer.lens.high_utility_share,
+        "positions": [(p.position, p.relative_norm, p.cosine_to_mean, p.high_utility_share, " ".join(p.promoted))
+                      for p in layer.lens.positions],
+        "steering": [(p.alpha, p.reward_change, p.share_of_gain if p.share_of_gain is not None else "-", p.kl_per_token,
+                      "breaks the model" if p.kl_per_token > BREAKING_KL else "", p.example) for p in layer.lens.steering],
+    } for layer in m.layers if layer.lens is not None]
+    amplification = []
+    if m.amplification:
+        by_a: dict[float, list] = {}
+        for run_ in m.amplification:
+            for sample in run_.samples:
+                by_a.setdefault(sample.a, []).append(sample)
+        amplification = [(a, pm(_stat([float(sum(s.utility) / len(s.utility)) for s in ss])),
+                          pm(_stat([s.mean_length for s in ss])), pm(_stat([s.repeated_bigram_share for s in ss])),
+                          pm(_stat([s.precision for s in ss])) if a != 1.0 else "-",
+                          " ".join(ss[0].rising_tokens[:12]) if a != 1.0 else "(the policy)")
+                         for a, ss in sorted(by_a.items())]
+    ranked = sorted((k for k in summary if "mean_abs_corr" in summary[k]), key=lambda k: -summary[k]["mean_abs_corr"].mean)
     best = ranked[0] if ranked else None
+    leaders = leaderboard({k: v["recovered_top10"] for k, v in summary.items() if "recovered_top10" in v})
     return {
-        "m": m, "rows": rows, "random_change": f"{random_change:+.3f}", "unedited": f"{m.unedited_reward:.3f}",
-        "ranked": " > ".join(label(k) for k in ranked), "layers": layers,
+        "m": m, "rows": rows,
+        "header": ("method", "seeds", "mean |r| with valence", "precision", "recall",
+                   *(f"G recovered, top {k}" for k in ks), *(f"G removed, top {k}" for k in ks), "reward change when ablated"),
+        "layer_header": ("method", "seed", "share tracking reward", "precision", "recall",
+                         *(f"G recovered, top {k}" for k in ks), "reward change", "KL of the ablation",
+                         "latents set aside (never fire)"), "floor": list(zip(ks, floor)), "random_change": f"{random_change:+.3f}",
+        "unedited": f"{m.unedited_reward:.3f}", "gain": _stat(list(m.gain)) if m.gain else None,
+        "verdicts": [(text, verdict(summary, key)) for key, text in VERDICTS if any(key in v for v in summary.values())],
+        "layers": layers, "lenses": lenses, "amplification": amplification, "breaking_kl": BREAKING_KL,
         "plot": m.plot_path(run),
+        "steering_plot": m.figure(run, "steering"), "amplification_plot": m.figure(run, "amplification"),
         "norm_plots": [(m.relative_norms_path(run, layer.hook), f"relative norms, {layer.hook}") for layer in m.layers
                        if m.relative_norms_path(run, layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
         "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
-        "summary": {"diffing_best_method_by_corr": label(best)} if best else {},
+        "summary": ({"diffing_best_method_by_corr": label(best)} if best else {})
+        | ({"diffing_leaders_by_recovered_top10": " ≈ ".join(label(k) for k in leaders[0])} if leaders else {}),
     }
+
+
+def _stat(values: list[float]) -> SeedStat:
+    return SeedStat(mean=float(np.mean(values)), std=float(np.std(values)), seeds=len(values))
 
 
 SECTION = Section(
     "model_diffing", "Model diffing against the known reward", "model_diffing.html.j2", (ModelDiffingResult,), context,
-    labels={"diffing_best_method_by_corr": "model diffing: method whose latents track the reward best"},
+    labels={"diffing_best_method_by_corr": "model diffing: method whose latents track the reward best",
+            "diffing_leaders_by_recovered_top10": "model diffing: methods whose top 10 directions recover most of G "
+                                                  "(not separable from each other)"},
 )
