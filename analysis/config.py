@@ -108,9 +108,12 @@ class ModelDiffingConfig:
     logit_tokens: PositiveInt = 10  # top logit tokens per latent
     mmcs_size: str = "1x"  # the SAE width the MMCS method compares
     match_threshold: ProbabilityFloat = 0.7
-    n_prompts: PositiveInt = 128  # held-out prompts sampled under each ablation
+    # Held-out prompts, completed under each ablation and steering edit, and by the policy for the
+    # splice's G. One sampling seed: sampling is most of the stage's time, and the spreads that the
+    # leaderboard compares are over dictionary seeds.
+    n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
-    sampling_seeds: tuple[int, ...] = (0, 1)
+    sampling_seeds: tuple[int, ...] = (0,)
     kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
     cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
     context: PositiveInt = 24
@@ -122,7 +125,7 @@ class ModelDiffingConfig:
     stagewise_tokens: PositiveInt = 200_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
     stagewise_learning_rate: PositiveFloat = 1e-3
     amplification_alphas: tuple[PositiveFloat, ...] = (2.0, 4.0)  # logit-diff amplification a (a = 1 is the policy)
-    amplification_prompts: PositiveInt = 64  # held-out prompts sampled at each a
+    amplification_prompts: PositiveInt = 64  # the first of the held-out prompts, sampled at every a and seed
 
 
 @dataclass(frozen=True)

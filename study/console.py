@@ -9,8 +9,8 @@ everything on the console as the libraries print it.
 
 from __future__ import annotations
 
-import functools
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -93,11 +93,21 @@ def _libraries_quiet() -> Iterator[None]:
 
 @contextmanager
 def _transient_bars() -> Iterator[None]:
-    """Every tqdm bar clears itself when it closes unless its caller asked otherwise."""
+    """Every tqdm bar clears itself when it closes unless its caller asked otherwise. Where the
+    console is not a terminal (a log file, CI) only the outermost bar shows: a bar nested under
+    another reaches its line with newlines, which a terminal takes back and a file keeps."""
     import tqdm.std
 
     original = tqdm.std.tqdm.__init__
-    tqdm.std.tqdm.__init__ = functools.partialmethod(original, leave=False)
+    terminal = sys.stderr.isatty()
+
+    def init(self: tqdm.std.tqdm, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("leave", False)
+        if not terminal and any(bar is not self for bar in tqdm.std.tqdm._instances):  # tqdm registers in __new__
+            kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = init
     try:
         yield
     finally:

@@ -156,3 +156,18 @@ def test_console_shows_stage_lines_and_headline_while_library_chatter_goes_to_th
     size = run_dir.log("conversion").stat().st_size
     run_study(cfg, force=("conversion",), log=lines.append, verbose=True)
     assert run_dir.log("conversion").stat().st_size == size, "--verbose leaves everything on the console"
+
+
+def test_off_a_terminal_only_the_outermost_progress_bar_shows_and_none_adds_lines(tmp_path, capfd):
+    """A nested bar reaches its line with newlines: in a log file every refresh would be a line."""
+    from tqdm.auto import tqdm
+
+    from study.console import stage_output
+
+    with stage_output(tmp_path / "stage.log", verbose=False):
+        for _ in tqdm(range(3), desc="outer", mininterval=0):
+            for _ in tqdm(range(50), desc="inner", mininterval=0):
+                pass
+    err = capfd.readouterr().err
+    assert "outer" in err and "inner" not in err
+    assert "\n" not in err and "\x1b[A" not in err
