@@ -168,4 +168,3 @@ def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[st
                                      std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
                                      seeds=len(per_seed)) for key in sorted(keys)}
     return out
-

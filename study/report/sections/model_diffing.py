@@ -126,8 +126,8 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
                           pm(_stat([s.precision for s in ss])) if a != 1.0 else "-",
                           " ".join(ss[0].rising_tokens[:12]) if a != 1.0 else "(the policy)")
                          for a, ss in sorted(by_a.items())]
-    ranked = sorted((k for k in summary if "mean_abs_corr" in summary[k]), key=lambda k: -summary[k]["mean_abs_corr"].mean)
-    best = ranked[0] if ranked else None
+    # Summary verdicts name the first tier: the methods no other method is ahead of, given the spreads.
+    by_corr = leaderboard({k: v["mean_abs_corr"] for k, v in summary.items() if "mean_abs_corr" in v})
     leaders = leaderboard({k: v["recovered_top10"] for k, v in summary.items() if "recovered_top10" in v})
     return {
         "m": m, "rows": rows,
@@ -144,7 +144,7 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
         "norm_plots": [(m.relative_norms_path(run, layer.hook), f"relative norms, {layer.hook}") for layer in m.layers
                        if m.relative_norms_path(run, layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
         "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
-        "summary": ({"diffing_best_method_by_corr": label(best)} if best else {})
+        "summary": ({"diffing_best_method_by_corr": " ≈ ".join(label(k) for k in by_corr[0])} if by_corr else {})
         | ({"diffing_leaders_by_recovered_top10": " ≈ ".join(label(k) for k in leaders[0])} if leaders else {}),
     }
 
@@ -155,7 +155,8 @@ def _stat(values: list[float]) -> SeedStat:
 
 SECTION = Section(
     "model_diffing", "Model diffing against the known reward", "model_diffing.html.j2", (ModelDiffingResult,), context,
-    labels={"diffing_best_method_by_corr": "model diffing: method whose latents track the reward best",
+    labels={"diffing_best_method_by_corr": "model diffing: methods whose latents track the reward best "
+                                           "(not separable from each other)",
             "diffing_leaders_by_recovered_top10": "model diffing: methods whose top 10 directions recover most of G "
                                                   "(not separable from each other)"},
 )
