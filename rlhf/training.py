@@ -20,14 +20,22 @@ from rlhf.tokenizer import save_tokenizer
 
 
 def trainer_arguments(output_dir: Path, *, seed: int, logging_steps: int, save_steps: int | None,
-                      save_total_limit: int = 1, disable_tqdm: bool | None = None) -> dict[str, Any]:
+                      save_total_limit: int = 1, disable_tqdm: bool | None = None,
+                      gradient_checkpointing: bool = False) -> dict[str, Any]:
     """The arguments every trainer of the suite (pretraining, the online policy, DPO, SFT, reward
     models) passes to its ``TrainingArguments`` (or TRL config): no reporting, float32, the CPU when
-    there is no GPU, the stage's seed; checkpoints every ``save_steps`` (None: none)."""
+    there is no GPU, the stage's seed; checkpoints every ``save_steps`` (None: none).
+
+    Gradient checkpointing is off unless asked for: TRL's configs turn it on by default, which
+    recomputes every forward pass in the backward (a fifth of a reward model's training time
+    on the demo) to save memory that only a large model on a small GPU needs."""
     saving = ({"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": save_total_limit}
               if save_steps else {"save_strategy": "no"})
     return dict(output_dir=str(output_dir), report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed,
-                logging_steps=logging_steps, disable_tqdm=disable_tqdm, **saving)
+                logging_steps=logging_steps, disable_tqdm=disable_tqdm,
+                # transformers 5's name for it; TRL's configs still default the old one to True
+                activation_checkpointing=gradient_checkpointing,
+                **saving)
 
 
 class FromPretrainedResume:

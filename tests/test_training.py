@@ -23,3 +23,14 @@ def test_training_prints_no_per_step_dicts_but_keeps_the_log(tmp_path, capfd):
     assert "'loss'" not in out + err and "{'" not in out + err  # no dict per logging step
     assert sum("loss" in h for h in trainer.state.log_history) == 4  # every number is still logged
     assert any(isinstance(c, BarOnly) for c in trainer.callback_handler.callbacks)
+
+
+def test_activation_checkpointing_is_off_unless_asked_for(tmp_path):
+    """TRL's configs default it to on; on the demo's models it only costs time (a recomputed forward)."""
+    from trl import GRPOConfig, RewardConfig
+
+    for config_cls in (RewardConfig, GRPOConfig):
+        default = config_cls(**trainer_arguments(tmp_path, seed=0, logging_steps=1, save_steps=None))
+        asked = config_cls(**trainer_arguments(tmp_path, seed=0, logging_steps=1, save_steps=None,
+                                               gradient_checkpointing=True))
+        assert (default.activation_checkpointing, asked.activation_checkpointing) == (False, True)

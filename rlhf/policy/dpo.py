@@ -120,7 +120,8 @@ def _train(cfg: DPOStageConfig, run_dir: RunDir, tokenizer: PreTrainedTokenizerB
 
     checkpoints = run_dir.model_partial("dpo") / "checkpoints"
     args = DPOConfig(
-        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every),
+        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every,
+                            gradient_checkpointing=cfg.gradient_checkpointing),
         beta=cfg.beta, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
     )

@@ -91,7 +91,8 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     common = dict(
-        **trainer_arguments(output_dir, seed=cfg.seed, logging_steps=1, save_steps=cfg.save_every),
+        **trainer_arguments(output_dir, seed=cfg.seed, logging_steps=1, save_steps=cfg.save_every,
+                            gradient_checkpointing=cfg.gradient_checkpointing),
         learning_rate=cfg.learning_rate, beta=cfg.beta, num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.batch_size, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, max_steps=cfg.max_steps, disable_dropout=True, top_k=0, top_p=1.0,

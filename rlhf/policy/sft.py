@@ -45,7 +45,8 @@ def train_sft(cfg: SFTConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase
         raise UserError(f"SFT rows need prompt and completion columns; missing {', '.join(missing)}")
     checkpoints = partial_dir(target) / "checkpoints"
     args = TRLConfig(
-        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every, disable_tqdm=True),
+        **trainer_arguments(checkpoints, seed=cfg.seed, logging_steps=5, save_steps=cfg.save_every, disable_tqdm=True,
+                            gradient_checkpointing=cfg.gradient_checkpointing),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         completion_only_loss=True,
     )
