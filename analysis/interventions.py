@@ -13,10 +13,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.hook_points import HookPoint
 
 from rlhf.policy.sampling import completion_token_kl
-from rlhf.seeding import seeded
 
 Hooks = list[tuple[str, Callable]]
 
@@ -35,33 +35,55 @@ def directional_ablation(hook: str, directions: Float[Tensor, "k d"]) -> Hooks:
 
 
 @torch.no_grad()
+def sample_tokens(models: Sequence[HookedTransformer], prompts: Sequence[str], *, max_new_tokens: int, seed: int,
+                  mix: Callable[[list[Tensor]], Tensor] = lambda logits: logits[0],
+                  ) -> tuple[list[list[int]], Int[Tensor, "batch prompt"], Int[Tensor, "batch new"], Bool[Tensor, "batch new"]]:
+    """One completion per prompt sampled (temperature 1, no top-k/top-p) from softmax(mix(each model's logits)).
+
+    All prompts go in one batch, padded on the left and masked, one forward pass per new token and
+    model with TransformerLens's key-value cache: ``HookedTransformer.generate`` takes no mask with
+    token input and samples from one model's logits. The draws come from one ``torch.Generator``
+    seeded with ``seed``. Returns each prompt's token ids, the padded prompts, the sampled tokens
+    (end-of-text once a row has ended) and a mask of those up to and including the first end-of-text."""
+    tokenizer = models[0].tokenizer
+    eos, device = tokenizer.eos_token_id, models[0].cfg.device
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    width = max(map(len, ids))
+    tokens = torch.tensor([[eos] * (width - len(r)) + r for r in ids], device=device)  # the padding is masked
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=device)
+    caches = [TransformerLensKeyValueCache.init_cache(m.cfg, device, len(ids)) for m in models]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    finished = torch.zeros(len(ids), dtype=torch.bool, device=device)
+    new: list[Int[Tensor, " batch"]] = []
+    step, step_mask = tokens, mask
+    while len(new) < max_new_tokens and not bool(finished.all()):
+        logits = [m(step, attention_mask=step_mask, past_kv_cache=c)[:, -1].float() for m, c in zip(models, caches)]
+        token = torch.multinomial(torch.softmax(mix(logits), -1), 1, generator=generator)[:, 0]
+        token = torch.where(finished, torch.full_like(token, eos), token)  # a finished row keeps ending
+        finished |= token == eos
+        new.append(token)
+        step, step_mask = token[:, None], torch.ones_like(token[:, None])
+    sampled = torch.stack(new, 1)
+    is_eos = (sampled == eos).int()
+    return ids, tokens, sampled, (torch.cumsum(is_eos, 1) - is_eos) == 0
+
+
 def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
                       seed: int) -> tuple[list[str], list[Int[Tensor, "_batch _pos"]], list[Bool[Tensor, "_batch _pos"]]]:
-    """One sampled completion per prompt (temperature 1, no top-k/top-p) under the hooks.
-
-    Prompts are generated in groups of equal token length, so no padding enters the model
-    whatever the tokenizer. Returns the completions, and per group the full token rows and
-    a mask of the completion tokens up to and including the first end-of-text."""
-    eos = model.tokenizer.eos_token_id
+    """One sampled completion per prompt (``sample_tokens``) under the hooks. Returns the completions,
+    and per prompt length the unpadded token rows and a mask of the completion tokens up to and
+    including the first end-of-text, so that what reads the rows needs no attention mask."""
+    with model.hooks(fwd_hooks=fwd_hooks):
+        ids, tokens, sampled, keep = sample_tokens([model], prompts, max_new_tokens=max_new_tokens, seed=seed)
+    completions = [model.tokenizer.decode(sampled[i][keep[i]], skip_special_tokens=True) for i in range(len(ids))]
     groups: dict[int, list[int]] = {}
-    ids = [model.tokenizer(p)["input_ids"] for p in prompts]
     for i, row in enumerate(ids):
         groups.setdefault(len(row), []).append(i)
-    completions: list[str] = [""] * len(prompts)
     rows, masks = [], []
-    # TransformerLens samples from torch's global generator: seeded for this call only, restored after.
-    with seeded(seed), model.hooks(fwd_hooks=fwd_hooks):
-        for length, members in sorted(groups.items()):
-            tokens = torch.tensor([ids[i] for i in members], device=model.cfg.device)
-            out = model.generate(tokens, max_new_tokens=max_new_tokens, stop_at_eos=True, eos_token_id=eos,
-                                 do_sample=True, temperature=1.0, verbose=False)
-            new = out[:, length:]
-            is_eos = (new == eos).int()
-            keep = (torch.cumsum(is_eos, 1) - is_eos) == 0  # up to and including the first EOS
-            for r, i in enumerate(members):
-                completions[i] = model.tokenizer.decode(new[r][keep[r]], skip_special_tokens=True)
-            rows.append(out)
-            masks.append(torch.cat([torch.zeros(len(members), length, dtype=torch.bool, device=out.device), keep], 1))
+    for length, members in sorted(groups.items()):
+        at = torch.tensor(members, device=tokens.device)
+        rows.append(torch.cat([tokens[at, tokens.shape[1] - length:], sampled[at]], 1))
+        masks.append(torch.cat([torch.zeros(len(members), length, dtype=torch.bool, device=tokens.device), keep[at]], 1))
     return completions, rows, masks
 
 

@@ -17,7 +17,7 @@ from analysis.dictionaries import DictionaryConfig, make_sae, trainer_config
 from analysis.diffing.act_diff_lens import activation_difference_lens, logit_lens, mean_difference
 from analysis.diffing.amplification import logit_amplification, sample_amplified
 from analysis.diffing.stagewise import stagewise_sae
-from analysis.interventions import sample_with_hooks
+from analysis.interventions import directional_ablation, sample_with_hooks
 from analysis.reward_gain import token_utility
 from rlhf.config import TokenizerConfig
 from rlhf.tokenizer import build_tokenizer, load_tokenizer
@@ -75,6 +75,26 @@ def test_the_lens_recovers_the_planted_direction_and_the_tokens_it_promotes(plan
     assert result.gain_source == "sampled" and result.gain > 0
     assert unsteered.reward_change == 0.0 and steered.reward_change > 0 and steered.share_of_gain > 0.3
     assert steered.kl_per_token > 0
+
+
+def test_batched_sampling_is_each_prompt_sampled_alone(planted, monkeypatch):
+    """Known answer: with the draw made greedy, one left-padded batch under a hook gives each prompt the
+    completion TransformerLens's ``generate`` gives it alone, unpadded (positional embeddings and all)."""
+    _, policy, v, _, prompts = planted
+    hooks = directional_ablation(HOOK, v[None])
+    assert len({len(policy.tokenizer(p)["input_ids"]) for p in prompts}) > 1, "prompts of several lengths"
+    monkeypatch.setattr(torch, "multinomial", lambda probs, n, generator=None: probs.argmax(-1, keepdim=True))
+    texts, rows, masks = sample_with_hooks(policy, prompts, hooks, max_new_tokens=8, seed=0)
+    eos = policy.tokenizer.eos_token_id
+    with policy.hooks(fwd_hooks=hooks):
+        for prompt, text in zip(prompts, texts):
+            ids = torch.tensor([policy.tokenizer(prompt)["input_ids"]])
+            alone = policy.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=eos, verbose=False)[0, ids.shape[1]:]
+            assert text == policy.tokenizer.decode(alone[: (alone == eos).int().argmax() if eos in alone else None],
+                                                   skip_special_tokens=True)
+    # The rows come back unpadded, one group per prompt length, the completion marked in each.
+    assert sum(len(r) for r in rows) == len(prompts) and all(r.shape == m.shape for r, m in zip(rows, masks))
+    assert all(bool(m[:, 0].logical_not().all()) for m in masks)
 
 
 def test_amplification_at_one_is_the_policy_and_beyond_one_exaggerates_the_planted_preference(planted):

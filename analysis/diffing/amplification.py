@@ -19,6 +19,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from analysis.diffing.method import Context, Found, HookData, memo
+from analysis.interventions import sample_tokens
 from analysis.results import AmplifiedSamples, LogitAmplification
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
@@ -32,38 +33,17 @@ def sample_amplified(base: HookedTransformer, policy: HookedTransformer, prompts
     """One completion per prompt sampled (temperature 1) from softmax((1 - a) logits_base + a logits_policy),
     and its token ids before the first end-of-text.
 
-    A loop over positions by hand: HF's and TransformerLens's ``generate`` sample from one model's
-    logits and cannot mix two. Prompts go in groups of equal token length, so nothing is padded; the
-    draws come from one ``torch.Generator`` seeded with ``seed``, group after group."""
+    HF's and TransformerLens's ``generate`` sample from one model's logits and cannot mix two;
+    ``sample_tokens`` runs both models side by side."""
     if base.cfg.d_vocab != policy.cfg.d_vocab:
         raise UserError(f"base and policy vocabularies differ ({base.cfg.d_vocab} vs {policy.cfg.d_vocab}): "
                         "their logits cannot be mixed")
-    tokenizer = policy.tokenizer
-    eos = tokenizer.eos_token_id
-    generator = torch.Generator(device=policy.cfg.device).manual_seed(seed)
-    ids = [tokenizer(p)["input_ids"] for p in prompts]
-    groups: dict[int, list[int]] = {}
-    for i, row in enumerate(ids):
-        groups.setdefault(len(row), []).append(i)
-    texts, tokens_out = [""] * len(prompts), [[] for _ in prompts]
-    for length, members in sorted(groups.items()):
-        tokens = torch.tensor([ids[i] for i in members], device=policy.cfg.device)
-        done = torch.zeros(len(members), dtype=torch.bool, device=tokens.device)
-        for _ in range(max_new_tokens):
-            lb, lp = base(tokens)[:, -1].float(), policy(tokens)[:, -1].float()
-            # Written (1 - a) lb + a lp, not lb + a (lp - lb): at a = 1 these are the policy's logits
-            # to the bit (and at a = 0 the base's), so a = 1 draws exactly the policy's samples.
-            probs = torch.softmax((1 - a) * lb + a * lp, -1)
-            step = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            step = torch.where(done, torch.full_like(step, eos), step)
-            tokens = torch.cat([tokens, step[:, None]], 1)
-            done |= step == eos
-            if bool(done.all()):
-                break
-        for r, i in enumerate(members):
-            new = tokens[r, length:].tolist()
-            tokens_out[i] = new[: new.index(eos)] if eos in new else new
-            texts[i] = tokenizer.decode(tokens_out[i], skip_special_tokens=True)
+    # Written (1 - a) lb + a lp, not lb + a (lp - lb): at a = 1 these are the policy's logits to the
+    # bit (and at a = 0 the base's), so a = 1 draws exactly the policy's samples.
+    ids, _, sampled, keep = sample_tokens([base, policy], prompts, max_new_tokens=max_new_tokens, seed=seed,
+                                          mix=lambda logits: (1 - a) * logits[0] + a * logits[1])
+    tokens_out = [sampled[i][keep[i] & (sampled[i] != policy.tokenizer.eos_token_id)].tolist() for i in range(len(ids))]
+    texts = [policy.tokenizer.decode(row, skip_special_tokens=True) for row in tokens_out]
     return texts, tokens_out
 
 
