@@ -97,7 +97,9 @@ class CrosscoderConfig:
 @dataclass(frozen=True)
 class ModelDiffingConfig:
     enabled: bool = True
-    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
+    # 300k tokens per dictionary and seed (crosscoder, difference dictionary, SAE on differences):
+    # dictionary training was most of the stage's time.
+    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=300_000))
     layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
@@ -160,6 +162,8 @@ class RewardAttributionConfig:
         "sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary")
     size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
     ks: tuple[PositiveInt, ...] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary
-    random_sets: PositiveInt = 3  # sets of k random live latents beside each ranking
+    # Sets of k random live latents beside each ranking, per sampling seed (each seed draws its own):
+    # random splices were most of the stage's time, and the random curve's spread is over seeds.
+    random_sets: PositiveInt = 1
     writer_features: Literal["sae", "activations"] = "sae"  # what the writer probe reads
     scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale

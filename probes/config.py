@@ -33,7 +33,7 @@ class AblationConfig:
     # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
     sweep: tuple[PositiveInt, ...] = (3, 30, 100)
     random_sets: PositiveInt = 3  # sets of k random (live) features to compare with
-    n_prompts: PositiveInt = 256
+    n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
     seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
     random_seed: NonNegativeInt = 0  # which random feature sets are drawn

@@ -131,6 +131,9 @@ class HiddenContextConfig:
     # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
     reward_model: RewardModelConfig = field(
         default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
+    # The Bradley-Terry model learns a mean only, which needs far fewer: on the demo, 2 epochs give held-out
+    # accuracy 0.890 and a Spearman of 0.989 with the lexicon means (8 epochs: 0.883, 0.985) in a quarter the time.
+    bradley_terry_epochs: PositiveFloat = 2.0
     seed: int = 0
 
 
