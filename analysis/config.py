@@ -97,9 +97,10 @@ class CrosscoderConfig:
 @dataclass(frozen=True)
 class ModelDiffingConfig:
     enabled: bool = True
-    # 300k tokens per dictionary and seed (crosscoder, difference dictionary, SAE on differences):
-    # dictionary training was most of the stage's time.
-    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=300_000))
+    crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
+    # The difference dictionary and the SAE on differences train on fewer tokens than the crosscoder
+    # (whose dead latents need 500k): dictionary training was most of the stage's time.
+    difference_tokens: PositiveInt = 300_000
     layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
@@ -152,7 +153,7 @@ class AutointerpConfig:
 @dataclass(frozen=True)
 class RewardAttributionConfig:
     enabled: bool = True
-    n_prompts: PositiveInt = 128  # held-out prompts; the policy's completions of them are teacher-forced
+    n_prompts: PositiveInt = 64  # held-out prompts; the policy's completions of them are teacher-forced
     max_new_tokens: PositiveInt = 19
     seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds of the completions: every fraction's spread
     layers: tuple[NonNegativeInt, ...] = ()  # cached layers whose dictionaries are attributed; empty: all

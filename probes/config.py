@@ -32,7 +32,7 @@ class AblationConfig:
     # More sizes, each probe's top-k against k random features: does any number of the probe's
     # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
     sweep: tuple[PositiveInt, ...] = (3, 30, 100)
-    random_sets: PositiveInt = 3  # sets of k random (live) features to compare with
+    random_sets: PositiveInt = 2  # sets of k random (live) features to compare with
     n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
     seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones

@@ -37,7 +37,7 @@ SMALL = (
     "policy.n_eval_prompts=16", "policy.max_completion_length=8",
     "model_diffing.seeds=[0]", "model_diffing.top_k=3", "model_diffing.n_prompts=8", "model_diffing.sampling_seeds=[0]",
     "model_diffing.max_new_tokens=8", "model_diffing.kl_texts=20", "model_diffing.cards=1",
-    "model_diffing.crosscoder.training_tokens=20000", "model_diffing.crosscoder.batch_size=512",
+    "model_diffing.crosscoder.training_tokens=20000", "model_diffing.difference_tokens=20000", "model_diffing.crosscoder.batch_size=512",
     "model_diffing.stagewise_tokens=20000", "model_diffing.steering_alphas=[1.0]", "model_diffing.amplification_alphas=[2.0]",
 )
 

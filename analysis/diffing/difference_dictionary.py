@@ -23,7 +23,7 @@ class DifferenceDictionary:
 
 
 def _trained(ctx: Context, at: HookData, seed: int) -> DifferenceDictionary:
-    cc = replace(ctx.cfg.crosscoder, seed=seed)
+    cc = replace(ctx.cfg.crosscoder, seed=seed, training_tokens=ctx.cfg.difference_tokens)
     train_dirs = [ctx.run_dir.activations(m, at.hook, "train") for m in ("base", "policy")]
     model = train_or_load(at.work / f"difference_dictionary_seed{seed}.safetensors", lambda: train_crosscoder(
         cc, paired_stream(train_dirs, cc.batch_size, seed), [0], [1], progress=f"difference dictionary {at.hook}"))
