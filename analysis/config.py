@@ -100,7 +100,7 @@ class ModelDiffingConfig:
     crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
     # The difference dictionary and the SAE on differences train on fewer tokens than the crosscoder
     # (whose dead latents need 500k): dictionary training was most of the stage's time.
-    difference_tokens: PositiveInt = 300_000
+    difference_tokens: PositiveInt = 200_000
     layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
@@ -125,7 +125,7 @@ class ModelDiffingConfig:
     splice_ks: tuple[PositiveInt, ...] = (10, 30)
     lens_positions: PositiveInt = 5  # activation-difference lens: first text positions averaged over
     steering_alphas: tuple[NonNegativeFloat, ...] = (0.5, 1.0, 2.0)  # lens steering, x the typical activation norm
-    stagewise_tokens: PositiveInt = 200_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
+    stagewise_tokens: PositiveInt = 100_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
     stagewise_learning_rate: PositiveFloat = 1e-3
     amplification_alphas: tuple[PositiveFloat, ...] = (2.0, 4.0)  # logit-diff amplification a (a = 1 is the policy)
     amplification_prompts: PositiveInt = 64  # the first of the held-out prompts, sampled at every a and seed

@@ -106,8 +106,8 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> HiddenCon
     lex_std = np.array([lexicon[w].std for w in seen])
     fits: dict[str, RewardModelFit] = {}
     for kind in cfg.kinds:
-        rm_cfg = replace(cfg.reward_model, kind=kind,
-                         epochs=cfg.bradley_terry_epochs if kind == "bradley_terry" else cfg.reward_model.epochs)
+        epochs = {"bradley_terry": cfg.bradley_terry_epochs, "categorical": cfg.categorical_epochs}
+        rm_cfg = replace(cfg.reward_model, kind=kind, epochs=epochs.get(kind, cfg.reward_model.epochs))
         model = train_reward_model(rm_cfg, run_dir.base, tokenizer, train, run_dir.model(f"reward_{kind}"))
         if not is_main_process():  # the other processes of a launch only train
             continue

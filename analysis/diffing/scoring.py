@@ -166,5 +166,5 @@ def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[st
         keys = set().union(*per_seed.values())
         out[method] = {key: SeedStat(mean=float(np.mean([np.mean(b[key]) for b in per_seed.values() if key in b])),
                                      std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
-                                     seeds=len(per_seed)) for key in sorted(keys)}
+                                     seeds=sum(key in b for b in per_seed.values())) for key in sorted(keys)}
     return out

@@ -47,10 +47,13 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, hook: str) -> L
     methods: dict[str, list[MethodScore]] = {}
     records: dict[str, list] = {}
     for name, method in tqdm(METHODS.items(), desc=hook, unit="method", leave=False):
-        for seed in cfg.seeds if method.per_seed else (0,):
+        for i, seed in enumerate(cfg.seeds if method.per_seed else (0,)):
             found = method.find(ctx, at, seed)
             head = found.top(cfg.top_k)
-            row = ablation.scored(score(head, held_valence, ctx, seed), hook, head)
+            row = score(head, held_valence, ctx, seed)
+            # The sampled ablation, the weakest score, for the first dictionary seed only: the splice
+            # scores every seed's directions causally, without sampling.
+            row = ablation.scored(row, hook, head) if i == 0 else row
             methods.setdefault(name, []).append(splice.scored(row, hook, found))
             if found.record is not None:
                 records.setdefault(name, []).append(found.record)

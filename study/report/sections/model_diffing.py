@@ -87,7 +87,7 @@ def _mean(values: list[float]) -> str:
 def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     summary = m.summary
     ks = sorted({k for layer in m.layers for k in layer.random_splice})
-    rows = [(label(k), next(iter(v.values())).seeds, pm(v.get("mean_abs_corr")), pm(v.get("precision")),
+    rows = [(label(k), max(s.seeds for s in v.values()), pm(v.get("mean_abs_corr")), pm(v.get("precision")),
              pm(v.get("recall")), *(pm(v.get(f"recovered_top{k}"), signed=True) for k in ks),
              *(pm(v.get(f"removed_top{k}"), signed=True) for k in ks),
              ablation_cell(v.get("reward_change"), v.get("kl_per_token")))
