@@ -128,14 +128,15 @@ class HiddenContextConfig:
     contexts_per_word: PositiveInt = 8  # sentences per word when reading its learned mean and spread
     kinds: tuple[Kind, ...] = ("bradley_terry", "mean_variance", "categorical")
     # A word's spread is a weaker signal than its mean: it needs ~8 epochs over 9,600 pairs
-    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
+    # (Spearman with the raters' std 0.48-0.61 over 3 seeds; after 6 epochs one of 3 seeds falls to
+    # 0.28, under the bar of 0.3; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
     reward_model: RewardModelConfig = field(
         default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
     # The Bradley-Terry model learns a mean only, which needs far fewer: on the demo, 2 epochs give held-out
     # accuracy 0.890 and a Spearman of 0.989 with the lexicon means (8 epochs: 0.883, 0.985) in a quarter the time.
     bradley_terry_epochs: PositiveFloat = 2.0
     # The categorical model's spread, bounded by its atom grid, follows the raters less and has no bar
-    # (8 epochs: Spearman 0.23-0.44 over 3 seeds); it trains half as long.
+    # (Spearman 0.23-0.44 over 3 seeds after 8 epochs, 0.11-0.33 after 4); it trains half as long.
     categorical_epochs: PositiveFloat = 4.0
     seed: int = 0
 
