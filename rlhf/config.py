@@ -132,8 +132,9 @@ class HiddenContextConfig:
     # 0.28, under the bar of 0.3; 0.43 after 4 epochs; 0.08 after 1 at 5e-4).
     reward_model: RewardModelConfig = field(
         default_factory=lambda: RewardModelConfig(read_at="last_token", epochs=8.0, learning_rate=2e-3))
-    # The Bradley-Terry model learns a mean only, which needs far fewer: on the demo, 2 epochs give held-out
-    # accuracy 0.890 and a Spearman of 0.989 with the lexicon means (8 epochs: 0.883, 0.985) in a quarter the time.
+    # The Bradley-Terry model learns a mean only, which needs far fewer: on the demo, over 3 seeds, 2 epochs
+    # give held-out accuracy 0.882-0.890 and a Spearman of 0.987-0.989 with the lexicon means (8 epochs:
+    # 0.878-0.886 and 0.980-0.985; each seed higher after 2) in a quarter the time.
     bradley_terry_epochs: PositiveFloat = 2.0
     # The categorical model's spread, bounded by its atom grid, follows the raters less and has no bar
     # (Spearman 0.23-0.44 over 3 seeds after 8 epochs, 0.11-0.33 after 4); it trains half as long.

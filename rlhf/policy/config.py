@@ -38,7 +38,7 @@ class PolicyConfig:
     kl_every: NonNegativeInt = 10  # steps between exact KL measurements on held-out prompts; 0 = never
     kl_prompts: PositiveInt = 64
     # Recompute activations in the backward to save memory (TRL's default): for a large model on a
-    # small GPU. The demo's models train about a fifth faster without it.
+    # small GPU. On the demo the recomputation was 7% of GRPO's time and 18% of a reward model's (py-spy).
     gradient_checkpointing: bool = False
     seed: int = 0
 
