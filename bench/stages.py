@@ -21,7 +21,7 @@ from study.pipeline import STAGES, status
 
 def seconds(run_dir: str) -> dict[str, float]:
     """Finished stage -> its wall time in seconds."""
-    return {name: m.seconds for name, m in status(RunDir(run_dir)) if m is not None}
+    return {name: m.seconds for name, m, _ in status(RunDir(run_dir)) if m is not None}
 
 
 def main() -> None:

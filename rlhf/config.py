@@ -155,7 +155,7 @@ class DigitsLoopConfig:
     reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(
         kind="bradley_terry", learning_rate=1e-3, epochs=2.0, batch_size=64))
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(
-        beta=0.5, learning_rate=5e-4, max_steps=250, kl_budget=0.0, num_generations=8, batch_size=64,
+        beta=0.5, kl_target=0.0, learning_rate=5e-4, max_steps=250, kl_budget=0.0, num_generations=8, batch_size=64,
         max_completion_length=7, n_prompts=4000, n_eval_prompts=512, save_every=50))
     beta0: bool = True  # also train with beta = 0 (same steps) to compare the KL
     sft_baseline: SFTConfig = field(default_factory=lambda: SFTConfig(

@@ -206,7 +206,7 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> DigitsResult | 
     eval_prompts = [s.prompt for s in organism.sequences(cfg.policy.n_eval_prompts, cfg.organism.seed * 1000 + 12)]
     runs = {"policy": cfg.policy}
     if cfg.beta0:
-        runs["policy_beta0"] = replace(cfg.policy, beta=0.0, kl_budget=0.0)
+        runs["policy_beta0"] = replace(cfg.policy, beta=0.0, kl_target=0.0, kl_budget=0.0)
     for name, policy_cfg in runs.items():
         if not PolicyResult.path(rd, name).exists():
             train_policy(policy_cfg, rd, name, reward=reward, prompts=(train_prompts, eval_prompts))

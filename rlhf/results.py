@@ -102,10 +102,14 @@ class PolicyResult(Artifact):
     base: PolicyEvaluation
     policy: PolicyEvaluation
     reward_gain: float
-    curves: dict[str, Curve]  # reward, kl, exact_kl, completions/mean_length, repeated_bigrams
+    curves: dict[str, Curve]  # reward, kl, exact_kl, beta, completions/mean_length, repeated_bigrams
     samples: tuple[PolicySample, ...]
     seconds: float
     reward: str = "vader"  # the reward spec that trained it (the default: results written before rewards were pluggable)
+    # The step of the model handed on (the last, or the last checkpoint within the KL budget) and why.
+    kept_step: int = 0
+    kept_reason: str = ""
+    final_beta: float | None = None  # the KL coefficient at the end (it adapts when config.kl_target > 0)
 
     NAME = "policy"
 

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the libraries' warnings, logging and every progress bar as they come (by default "
                           "they go to runs/<study>/logs/<stage>.log and the console shows one line per stage)")
     for name, text in (("report", "rebuild report/index.html and summary.json from the artifacts"),
-                       ("status", "list each stage with its manifest (finished, seconds, fingerprint)")):
+                       ("status", "list each stage: finished (when, in how many seconds), not finished, or stale (finished, but "
+                                  "its config or an input changed since; says which)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--run-dir", required=True, help="a study's run directory, e.g. runs/sentiment")
     cmp = sub.add_parser(
@@ -112,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
             run_study(cfg, until=args.until, verbose=args.verbose)
         elif args.command == "report":
-            from study.report import build_report
+            from study.pipeline import report
 
             run_dir = RunDir(args.run_dir)
             if not run_dir.root.is_dir():
                 raise UserError(f"run directory {run_dir.root} does not exist")
-            print(build_report(run_dir))
+            print(report(run_dir))
         elif args.command == "convert":
             from rlhf.hooked import to_hooked
 
@@ -129,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from study.pipeline import status
 
-            for name, manifest in status(RunDir(args.run_dir)):
+            for name, manifest, stale in status(RunDir(args.run_dir)):
                 done = f"finished {manifest.finished} in {manifest.seconds:.1f} s" if manifest else "not finished"
-                print(f"{name:<16} {done}")
+                if stale:
+                    done = f"STALE: {stale} (finished {manifest.finished}; a `run` re-runs it)"
+                print(f"{name:<18} {done}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

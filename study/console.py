@@ -23,12 +23,31 @@ HEADLINE = ("reward_gain", "policy_kl_per_token", "reward_gain_exact", "saes_pas
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    """The closing lines: the headline figures a reader looks for first."""
+    """The headline figures a reader looks for first."""
     out = []
     for key in HEADLINE:
         if key in summary:
             value = summary[key]
             out.append(f"  {key:<30} {value:.4g}" if isinstance(value, float) else f"  {key:<30} {value}")
+    return out
+
+
+def closing_lines(summary: dict[str, Any]) -> list[str]:
+    """The study's last lines: the headline figures, every check (a failed one with its value, its
+    bar and by how much it misses), and the stale stages, so a broken model is the last thing read."""
+    from study.report.checks import Check
+
+    lines = headline(summary)
+    out = ["headline figures (all of them: report/summary.json):", *lines] if lines else []
+    checks = [Check(**{k: v for k, v in c.items() if k not in ("passes", "section")}) for c in summary.get("checks", [])]
+    failed = [c for c in checks if not c.passes]
+    if checks:
+        out.append(f"checks: {len(checks) - len(failed)} of {len(checks)} pass" +
+                   (f"; {len(failed)} FAIL (the report's first screen lists them)" if failed else ""))
+        out += [f"  {c.text()}" for c in checks if c.passes] + [f"  {c.text()}" for c in failed]
+    stale = summary.get("stale_stages", {})
+    if stale:
+        out.append(f"STALE: {', '.join(stale)} were built from artifacts replaced since; `python -m study run` re-runs them")
     return out
 
 

@@ -4,7 +4,7 @@ fingerprint, library versions, wall time), read back by the skip check and the r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlhf.artifact import from_json, to_json
@@ -21,6 +21,10 @@ class Manifest:
     finished: str
     seconds: float
     processes: int = 1
+    # This finish's identity, and the identity of each input stage's finish it read: a stage re-run
+    # with the same config gets a new id, so what was built on its old artifacts shows as stale.
+    run_id: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
 
     def save(self, run: RunDir) -> None:
         atomic_write_json(run.manifest(self.stage), to_json(self))

@@ -14,6 +14,7 @@ import importlib
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -22,9 +23,8 @@ from typing import Any
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
-from rlhf.training import process_state
-from study.config import STAGE_NAMES, StudyConfig
-from study.console import headline, stage_output
+from study.config import STAGE_NAMES, StudyConfig, load_config
+from study.console import closing_lines, stage_output
 from study.manifest import Manifest
 from study.report import build_report
 
@@ -178,6 +178,8 @@ def run_study(
         missing = [a for a in stage.inputs(cfg) if stage.name in chosen and a not in chosen]
         if missing:
             raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
+    from rlhf.training import process_state  # torch: not needed by status and the report
+
     # Under ``accelerate launch`` every process runs this loop: distributed stages run in all of
     # them, the rest in the main process only, and only the main process writes manifests.
     state = process_state()
@@ -189,11 +191,12 @@ def run_study(
         atomic_write_json(run_dir.config_file, cfg.to_dict())
     state.wait_for_everyone()
     prints = fingerprints(cfg)
+    stale = stale_stages(run_dir, cfg)  # finished, but on artifacts an input has replaced since
     ran: set[str] = set()
     for stage in STAGES:
         if stage.name not in chosen:
             continue
-        stale_input = any(a in ran for a in stage.inputs(cfg))
+        stale_input = any(a in ran for a in stage.inputs(cfg)) or stage.name in stale
         if stage.name not in force and not stale_input and is_done(run_dir, stage, prints[stage.name]):
             log(f"[{stage.name}] done already, skipped")
         else:
@@ -214,10 +217,12 @@ def run_study(
             state.wait_for_everyone()
             seconds = time.time() - started
             if main:
+                read = {a: m.run_id for a in stage.inputs(cfg) if (m := Manifest.load(run_dir, a)) is not None}
                 Manifest(stage=stage.name, fingerprint=prints[stage.name],
                          config=asdict(section) if stage.section else None, versions=_versions(),
                          finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=seconds,
-                         processes=state.num_processes if stage.distributed else 1).save(run_dir)
+                         processes=state.num_processes if stage.distributed else 1,
+                         run_id=uuid.uuid4().hex[:12], inputs=read).save(run_dir)
                 run_dir.started_marker(stage.name).unlink(missing_ok=True)
             state.wait_for_everyone()
             ran.add(stage.name)
@@ -225,22 +230,56 @@ def run_study(
         if stage.name == until:
             break
     if main:
-        log(f"[report] {build_report(run_dir)}")
-        summary = read_json(run_dir.report / "summary.json")
-        lines = headline(summary)
-        if lines:
-            log("headline figures (all of them: report/summary.json):")
-            for line in lines:
-                log(line)
+        log(f"[report] {build_report(run_dir, stale_stages(run_dir, cfg))}")
+        for line in closing_lines(read_json(run_dir.report / "summary.json")):
+            log(line)
     return run_dir
 
 
-def status(run_dir: RunDir) -> list[tuple[str, Manifest | None]]:
-    """Each stage with its manifest, or None where it has not finished."""
+def stale_stages(run_dir: RunDir, cfg: StudyConfig) -> dict[str, str]:
+    """Finished stages whose artifacts no longer follow from the current config and the current
+    artifacts of the stages they read, each with the reason: its config (or an input's) changed since
+    it ran, an input was re-run after it, an input is stale itself, or an input has not finished."""
+    prints = fingerprints(cfg)
+    manifests = {stage.name: Manifest.load(run_dir, stage.name) for stage in STAGES}
+    out: dict[str, str] = {}
+    for stage in STAGES:
+        manifest = manifests[stage.name]
+        if manifest is None:
+            continue
+        reasons = []
+        for a in stage.inputs(cfg):
+            read = manifests[a]
+            if a in out:
+                reasons.append(f"{a} is stale")
+            elif read is None:
+                reasons.append(f"{a} has not finished")
+            elif manifest.run_id and manifest.inputs.get(a) != read.run_id:
+                reasons.append(f"{a} was re-run after it")
+        if not reasons and manifest.fingerprint != prints[stage.name]:
+            reasons.append(f"[{stage.section}] changed since it ran" if stage.section else "the config changed since it ran")
+        if reasons:
+            out[stage.name] = "; ".join(reasons)
+    return out
+
+
+def status(run_dir: RunDir) -> list[tuple[str, Manifest | None, str]]:
+    """Each stage with its manifest (None where it has not finished) and why it is stale ("" when it is not)."""
     if not run_dir.root.is_dir():
         raise UserError(f"run directory {run_dir.root} does not exist")
     rows = [(stage.name, Manifest.load(run_dir, stage.name)) for stage in STAGES]
     if not run_dir.config_file.exists() and not any(m for _, m in rows):
         raise UserError(f"{run_dir.root} is not a study's run directory (no config.json, no finished stage); "
                         "start one with `python -m study run --config ...`")
-    return rows
+    stale = stale_of(run_dir)
+    return [(name, manifest, stale.get(name, "")) for name, manifest in rows]
+
+
+def stale_of(run_dir: RunDir) -> dict[str, str]:
+    """``stale_stages`` against the config the run directory keeps; none when it has none."""
+    return stale_stages(run_dir, load_config(run_dir.config_file)) if run_dir.config_file.exists() else {}
+
+
+def report(run_dir: RunDir) -> Path:
+    """Rebuild the report, marking what is stale against the run directory's config."""
+    return build_report(run_dir, stale_of(run_dir))

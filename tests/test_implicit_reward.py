@@ -142,11 +142,13 @@ def test_study_stage_ablation_and_sequence_probes(tiny_run):
 
 
 def test_report_sections_read_the_probe_results(tiny_run):
+    from study.report.checks import groups
     from study.report.sections.implicit_reward import SECTION as implicit_reward
     from study.report.sections.valence import SECTION as valence_section
 
     _, run_dir, _ = tiny_run
-    body, summary = implicit_reward.render(run_dir)
+    rendered = implicit_reward.render(run_dir)
+    summary, body = rendered.summary, rendered.body
     r = ImplicitRewardResult.load(run_dir)
     assert summary == {
         "probe_tau_policy_sae": r.linear.policy_sae.protocols.held_out_words.probe.all.kendall_tau,
@@ -158,8 +160,10 @@ def test_report_sections_read_the_probe_results(tiny_run):
         "ablation_reward_change_random": r.ablation.random_k.reward_change}
     assert set(summary) == set(implicit_reward.labels)
     assert "policy: sae probe" in body and "base: activations probe" in body and "data:image/png;base64" in body
-    body, summary = valence_section.render(run_dir)
+    rendered = valence_section.render(run_dir)
+    summary, body, verdicts = rendered.summary, rendered.body, groups(rendered.checks)
     v = ValenceProbeResult.load(run_dir)
-    assert v.model == "base" and set(summary) == set(valence_section.labels)
-    assert summary["valence_base_word_tau"] == v.summary.word_tau and summary["valence_base_passes"] == v.summary.passes
+    assert v.model == "base" and set(summary) | set(verdicts) == set(valence_section.labels)
+    # The report's checks reach the probe's own verdict.
+    assert summary["valence_base_word_tau"] == v.summary.word_tau and verdicts["valence_base_passes"] == v.summary.passes
     assert "base model" in body and v.summary.best_word_hook in body

@@ -78,7 +78,8 @@ def test_rerun_skips_finished_stages(tiny_run, tmp_path):
     assert ran == ["valence_probe"]
     assert read_json(RunDir(copy).probes / "valence_base.json")["trained"]["n_examples"] == 300 * 2
     rows = status(RunDir(copy))
-    assert [name for name, _ in rows] == list(STAGE_NAMES) and all(m is not None and m.finished for _, m in rows)
+    assert [name for name, _, _ in rows] == list(STAGE_NAMES)
+    assert all(m is not None and m.finished and not stale for _, m, stale in rows)
 
 
 def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_path):
@@ -171,3 +172,65 @@ def test_off_a_terminal_only_the_outermost_progress_bar_shows_and_none_adds_line
     err = capfd.readouterr().err
     assert "outer" in err and "inner" not in err
     assert "\n" not in err and "\x1b[A" not in err
+
+
+def test_a_policy_that_breaks_a_bar_is_flagged_on_the_first_screen_and_in_the_last_lines(tiny_run, tmp_path):
+    import html
+
+    from rlhf.results import PolicyResult
+    from study.console import closing_lines
+    from study.report import build_report
+
+    _, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    p = PolicyResult.load(copy)
+    replace(p, reward_gain=2.5, policy=replace(p.policy, mean_kl_per_token=1.5,
+                                               repeated_bigrams=p.base.repeated_bigrams)).save(copy)
+    build_report(copy)
+    summary = read_json(copy.report / "summary.json")
+    assert summary["policy_passes"] is False
+    policy = [c for c in summary["checks"] if c["group"] == "policy_passes"]
+    assert [(c["label"], c["value"], c["bar"]) for c in policy if not c["passes"]] == [
+        ("policy: KL to its start model (nats/token)", 1.5, 1.0)]  # the tiny study sets no budget: the 1-nat bar
+    assert len(policy) == 3 and all(c["section"] == "policy" for c in policy)
+    line = "FAIL  policy: KL to its start model (nats/token): 1.5, bar <= 1 (off by 0.5)"
+    first_screen = html.unescape((copy.report / "index.html").read_text().split("<h2 id='corpus'>")[0])
+    assert line in first_screen and "checks fail." in first_screen
+    lines = closing_lines(summary)
+    verdicts = [s.split()[0] for s in lines[lines.index(next(s for s in lines if s.startswith("checks: "))) + 1:]
+                if s.startswith("  PASS") or s.startswith("  FAIL")]
+    assert f"  {line}" in lines and verdicts == sorted(verdicts, reverse=True)  # every PASS first, the FAILs last
+
+
+def test_status_and_report_name_what_a_policy_change_left_stale(tiny_run, tmp_path):
+    """--force policy --until policy after a [policy] change: what was built on the old policy is stale."""
+    from study.console import closing_lines
+
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    assert not any(why for _, _, why in status(copy))
+    changed = replace(cfg, runs_dir=str(tmp_path), policy=replace(cfg.policy, max_steps=2, n_eval_prompts=16))
+    run_study(changed, force=("policy",), until="policy", log=[].append)
+    why = {name: reason for name, _, reason in status(copy) if reason}
+    assert set(why) == {"policy_beta0", "divergence", "activations", "dictionaries", "sae_quality", "mmcs",
+                        "feature_diff", "model_diffing", "autointerp", "conversion", "implicit_reward",
+                        "reward_attribution"}
+    assert why["divergence"] == "policy was re-run after it" and why["activations"] == "divergence is stale"
+    page = (copy.report / "index.html").read_text()
+
+    def section(anchor: str) -> str:
+        return page.split(f"<h2 id='{anchor}'>")[1].split("<h2 id=")[0]
+
+    for anchor in ("divergence", "dictionaries", "mmcs", "model_diffing", "implicit_reward", "reward_attribution",
+                   "conversion"):
+        assert "<b>Stale:</b>" in section(anchor), anchor
+    # The policy's own section shows the beta = 0 run too, which repeated the old policy's config.
+    assert "policy_beta0: policy was re-run after it" in section("policy")
+    for anchor in ("corpus", "pretrain", "dpo", "valence"):
+        assert "Stale:" not in section(anchor), anchor
+    summary = read_json(copy.report / "summary.json")
+    assert summary["stale_stages"] == why
+    last = closing_lines(summary)[-1]
+    assert last.startswith("STALE: ") and all(name in last for name in why)

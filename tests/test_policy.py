@@ -19,7 +19,7 @@ from rlhf.policy import (
     sample,
     train_policy,
 )
-from rlhf.policy.online import KLBudgetStop
+from rlhf.policy.kl_control import ExactKL, next_beta
 from rlhf.policy.sampling import _end_mask
 from rlhf.results import DPOResult, NoKLResult, PolicyResult
 from rlhf.rewards import UtilityReward
@@ -71,8 +71,8 @@ def test_grpo_raises_the_reward_and_beta0_drifts_further(tiny_run):
     rewards = [v for _, v in p.curves["reward"]]
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10
     b0 = NoKLResult.load(run_dir)
-    assert b0.beta == 0.0 and b0.steps == p.steps and b0.config == replace(p.config, beta=0.0, kl_budget=0.0,
-                                                                           max_steps=p.steps)
+    assert b0.beta == 0.0 and b0.steps == p.steps and b0.config == replace(p.config, beta=0.0, kl_target=0.0,
+                                                                           kl_budget=0.0, max_steps=p.steps)
     assert b0.policy.mean_kl_per_token > p.policy.mean_kl_per_token
     assert (run_dir.policy / "model.safetensors").exists()
 
@@ -144,18 +144,18 @@ def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
     copy = RunDir(tmp_path / "tiny")
     shutil.copytree(run_dir.root, copy.root)
     small = replace(cfg.policy, max_steps=4, save_every=2, n_eval_prompts=16)
-    original = KLBudgetStop.on_log
+    original = ExactKL.on_step_end
 
-    def crash_after_checkpoint(self, args, state, control, logs=None, **kw):
+    def crash_after_checkpoint(self, args, state, control, **kw):
         if state.global_step == 3:
             raise KeyboardInterrupt
-        return original(self, args, state, control, logs=logs, **kw)
+        return original(self, args, state, control, **kw)
 
-    monkeypatch.setattr(KLBudgetStop, "on_log", crash_after_checkpoint)
+    monkeypatch.setattr(ExactKL, "on_step_end", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_policy(small, copy, name="resumable")
     assert not copy.model("resumable").exists()
-    monkeypatch.setattr(KLBudgetStop, "on_log", original)
+    monkeypatch.setattr(ExactKL, "on_step_end", original)
     train_policy(small, copy, name="resumable")
     r = PolicyResult.load_named(copy, "resumable")
     assert r.resumed is True and r.steps == 4
@@ -176,3 +176,47 @@ def test_rl_from_the_sft_model_pays_its_kl_to_it(tiny_run, tmp_path):
     shutil.rmtree(copy.model("sft"))
     with pytest.raises(UserError, match="policy.init = 'sft' but there is no model in .*run the sft stage first"):
         train_policy(replace(cfg.policy, init="sft", max_steps=1), copy, name="again")
+
+
+def test_the_kl_budget_is_a_promise(tiny_run, tmp_path):
+    """A budget passed mid-training: training stops at the first check past it, and the stage hands
+    on the last checkpoint measured within it (a fixed beta, so nothing holds the KL back)."""
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    budget = 0.04
+    r = train_policy(replace(cfg.policy, kl_target=0.0, kl_budget=budget, kl_every=4, n_eval_prompts=64), copy,
+                     name="budgeted")
+    checks = dict(r.curves["exact_kl"])
+    assert r.stopped_at_kl_budget and r.steps < cfg.policy.max_steps and checks[r.steps] > budget
+    assert r.kept_step < r.steps and checks[r.kept_step] <= budget and r.kept_step in (1, *range(4, r.steps, 4))
+    assert r.policy.mean_kl_per_token <= budget
+    assert f"the last checkpoint within the KL budget of {budget}" in r.kept_reason
+    # What was saved is the kept checkpoint: its KL on the held-out prompts is the result's.
+    from rlhf.policy.sampling import evaluate
+
+    tok, base = load_tokenizer(copy.base), load_hf(copy.base)
+    again, _ = evaluate(load_hf(copy.model("budgeted")), base, tok,
+                        prompts_from_texts(copy.texts("test"), 64, cfg.policy.seed + 1), UtilityReward(),
+                        max_new_tokens=cfg.policy.max_completion_length, seed=cfg.policy.seed + 1)
+    assert again.mean_kl_per_token == pytest.approx(r.policy.mean_kl_per_token, abs=1e-5)
+    assert not (copy.model("budgeted") / "checkpoints").exists()
+
+
+def test_adaptive_kl_raises_beta_over_the_target_and_never_below_its_floor(tiny_run, tmp_path):
+    assert next_beta(0.1, kl=2.0, target=0.5, horizon=5, beta_min=0.1) == pytest.approx(0.1 * (1 + 0.2 / 5))
+    assert next_beta(0.1, kl=0.55, target=0.5, horizon=5, beta_min=0.1) == pytest.approx(0.1 * (1 + 0.1 / 5))
+    assert next_beta(0.1, kl=0.0, target=0.5, horizon=5, beta_min=0.1) == 0.1
+    assert next_beta(0.2, kl=0.0, target=0.5, horizon=5, beta_min=0.1) == pytest.approx(0.2 * (1 - 0.2 / 5))
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")
+    shutil.copytree(run_dir.root, copy.root)
+    r = train_policy(replace(cfg.policy, kl_target=0.005, kl_horizon=2.0, kl_budget=0.0, max_steps=12,
+                             n_eval_prompts=16), copy, name="adaptive")
+    kl, beta = dict(r.curves["kl"]), dict(r.curves["beta"])
+    assert sorted(beta) == sorted(kl) and min(beta.values()) >= cfg.policy.beta
+    for step in sorted(kl)[1:]:  # each step's beta follows from the one before and that step's KL
+        assert beta[step] == pytest.approx(next_beta(beta[step - 1], kl[step], 0.005, 2.0, cfg.policy.beta))
+    assert r.final_beta == beta[12] > cfg.policy.beta  # the KL passed the target, so beta rose
+    with pytest.raises(UserError, match="kl_target .* must be below policy.kl_budget"):
+        check_config(PolicyConfig(kl_target=1.0, kl_budget=0.5))

@@ -21,10 +21,16 @@ class PolicyConfig:
     reward: Reward = "vader"
     reward_label: str = ""  # for reward = "model:<classifier>": the label whose logit is the reward
     algorithm: Algorithm = "grpo"
-    beta: NonNegativeFloat = 0.1  # KL coefficient against the base model
+    beta: NonNegativeFloat = 0.1  # KL coefficient against the base model (its floor when kl_target > 0); 0 = no penalty
+    # Raise beta above its floor while the KL per token is over this, and let it back down while it is under
+    # (the adaptive controller of Ziegler et al. 2019); 0 = a fixed beta. No effect with beta = 0 (no penalty at all).
+    kl_target: NonNegativeFloat = 0.5
+    kl_horizon: PositiveFloat = 5.0  # the controller's time constant in steps: beta moves <= 20% / horizon a step
     learning_rate: PositiveFloat = 1e-4
     max_steps: PositiveInt = 400
-    kl_budget: NonNegativeFloat = 1.0  # stop once the logged mean KL per token passes this (nats); 0 = never
+    # The handed-on policy's KL per token never exceeds this (nats): training stops at the first exact-KL
+    # check past it, and the stage hands on the last model measured within it; 0 = no budget.
+    kl_budget: NonNegativeFloat = 1.0
     num_generations: PositiveInt = 8  # completions per prompt (the group)
     batch_size: PositiveInt = 64  # completions per step
     max_completion_length: PositiveInt = 19
@@ -35,7 +41,7 @@ class PolicyConfig:
     reward_clip: PositiveFloat = 10.0
     include_prompt: bool = False  # score prompt + completion instead of the completion only
     save_every: PositiveInt = 25
-    kl_every: NonNegativeInt = 10  # steps between exact KL measurements on held-out prompts; 0 = never
+    kl_every: NonNegativeInt = 10  # steps between exact KL measurements on held-out prompts (the budget's checks); 0 = never
     kl_prompts: PositiveInt = 64
     # Recompute activations in the backward to save memory (TRL's default): for a large model on a
     # small GPU. On the demo the recomputation was 7% of GRPO's time and 18% of a reward model's (py-spy).
@@ -48,6 +54,12 @@ def check_config(cfg: PolicyConfig) -> None:
     if cfg.batch_size % cfg.num_generations:
         raise UserError(f"policy.batch_size ({cfg.batch_size}) must be a multiple of num_generations ({cfg.num_generations})")
     check_reward_label("policy", cfg.reward, cfg.reward_label)
+    if cfg.kl_budget > 0 and cfg.kl_target >= cfg.kl_budget:
+        raise UserError(f"policy.kl_target ({cfg.kl_target}) must be below policy.kl_budget ({cfg.kl_budget}): "
+                        "the controller aims at the target and the budget is the hard limit")
+    if cfg.kl_budget > 0 and not cfg.kl_every:
+        raise UserError("policy.kl_budget is checked by the exact KL measurements, but policy.kl_every = 0; "
+                        "set kl_every > 0 or kl_budget = 0")
     if cfg.from_model and cfg.init != "base":
         raise UserError(f"policy.from_model adopts a trained policy, so policy.init = {cfg.init!r} has no effect; "
                         "remove one of them")

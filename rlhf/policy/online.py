@@ -2,75 +2,39 @@
 
 TRL 1.16 has no PPOTrainer; GRPO and RLOO clip the policy ratio like PPO and need no
 value model. The reference model is the base model (TRL rebuilds it from the path we
-pass), and the KL coefficient ``beta`` keeps the policy close to it. A policy that
-maximises the reward by repeating one high-valence word is not a believable fine-tune,
-so training also stops once the mean per-token KL to the base passes a budget, and
-the evaluation reports KL and repetition beside the reward.
+pass), and the KL coefficient ``beta``, adapted to a target KL, keeps the policy close
+to it. A policy that maximises the reward by repeating one high-valence word is not a
+believable fine-tune, so the policy handed on is never one measured past the KL budget
+(``kl_control``), and the evaluation reports KL and repetition beside the reward.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.adopt import adopt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
 from rlhf.plots import save_lines
 from rlhf.policy.config import NoKLComparisonConfig  # noqa: F401  (re-exported: callers import it from here)
-from rlhf.results import NoKLResult, PolicyResult, PolicySample
+from rlhf.results import NoKLResult, PolicyEvaluation, PolicyResult, PolicySample
 from rlhf.rewards import RewardFunction, make_reward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 from .config import PolicyConfig, check_config
-from .sampling import evaluate, kl_per_token, prompts_from_texts, repeated_bigram_share, sample
+from .kl_control import AdaptiveKL, ExactKL, kept_steps
+from .sampling import Samples, evaluate, prompts_from_texts, repeated_bigram_share
 
-__all__ = ["KLBudgetStop", "NoKLComparisonConfig", "PolicyConfig", "check_config", "no_kl_comparison",
+__all__ = ["NoKLComparisonConfig", "PolicyConfig", "check_config", "no_kl_comparison",
            "train_policy"]
-
-
-class KLBudgetStop(TrainerCallback):
-    """Stop training once the mean KL per token to the reference, averaged over the last
-    ``window`` logged steps (one step's estimate is noisy), passes the budget."""
-
-    def __init__(self, budget: float, window: int = 10):
-        self.budget, self.window, self.recent = budget, window, []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-        if logs and "kl" in logs:
-            self.recent = [*self.recent, logs["kl"]][-self.window :]
-            if self.budget > 0 and len(self.recent) == self.window and sum(self.recent) / self.window > self.budget:
-                control.should_training_stop = True
-        return control
-
-
-class ExactKL(TrainerCallback):
-    """Every ``every`` steps, the exact KL(policy || base) per token on fixed held-out prompts,
-    written into the trainer's log history as ``exact_kl`` (so a resumed run keeps it). TRL
-    logs its KL estimate only when beta > 0: without this, the beta = 0 run has no KL curve."""
-
-    def __init__(self, base_dir: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str], every: int,
-                 max_new_tokens: int, seed: int):
-        self.base, self.tokenizer, self.prompts, self.every = load_hf(base_dir), tokenizer, prompts, every
-        self.settings = dict(max_new_tokens=max_new_tokens, seed=seed)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
-        due = bool(self.every) and (state.global_step % self.every == 0 or state.global_step == 1)
-        # The replicas of a launch hold the same weights, and only the main process saves the log.
-        if due and model is not None and is_main_process():
-            training = model.training
-            samples = sample(model, self.tokenizer, self.prompts, **self.settings)
-            kl = kl_per_token(model, self.base.to(model.device), samples)
-            state.log_history.append({"step": state.global_step, "exact_kl": kl})
-            model.train(training)
-        return control
 
 
 class LoggedReward:
@@ -87,7 +51,7 @@ class LoggedReward:
 
 
 def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-             reward: RewardFunction, output_dir: Path, kl_prompts: list[str]):
+             reward: RewardFunction, output_dir: Path, kl_prompts: list[str], kept_dir: Path):
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     common = dict(
@@ -98,13 +62,50 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
         temperature=cfg.temperature, max_steps=cfg.max_steps, disable_dropout=True, top_k=0, top_p=1.0,
     )
     config_cls, trainer_cls = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}[cfg.algorithm]
+    exact = ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2,
+                    budget=cfg.kl_budget, kept_dir=kept_dir)
+    # beta = 0 is no penalty at all: TRL then builds no reference model, and there is nothing to adapt.
+    controller = [AdaptiveKL(cfg.kl_target, cfg.kl_horizon, beta_min=cfg.beta)] if cfg.kl_target > 0 and cfg.beta > 0 else []
     # The model goes in as a path: TRL rebuilds the reference model from it when beta > 0.
-    return resuming(trainer_cls)(
+    trainer = resuming(trainer_cls)(
         model=str(base_dir), reward_funcs=reward, args=config_cls(**common),
         train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer,
-        callbacks=[KLBudgetStop(cfg.kl_budget),
-                   ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2)],
+        callbacks=[exact, *controller],
     )
+    for c in controller:
+        c.attach(trainer)
+    return trainer
+
+
+Measure = Callable[[PreTrainedModel], tuple[PolicyEvaluation, Samples]]
+
+
+def _within_budget(cfg: PolicyConfig, trained: PreTrainedModel, steps: int, stopped: bool, kept_dir: Path,
+                   measure: Measure) -> tuple[PreTrainedModel, int, str, PolicyEvaluation, Samples]:
+    """The model the stage hands on, its step, why it was chosen, and its held-out evaluation: the
+    trained model when its held-out KL is within the budget, else the newest kept checkpoint that is
+    (each was within it at its check, on fewer prompts: the held-out evaluation decides)."""
+    if cfg.kl_budget <= 0:
+        return (trained, steps, "the last step (no KL budget)", *measure(trained))
+    candidates: list[tuple[int, Callable[[], PreTrainedModel]]] = [] if stopped else [(steps, lambda: trained)]
+    candidates += [(s, lambda s=s: load_hf(kept_dir / f"step-{s}")) for s in kept_steps(kept_dir)]
+    if not candidates:
+        candidates = [(steps, lambda: trained)]
+    tried = []
+    for step, load in candidates:
+        model = load()
+        after, samples = measure(model)
+        if after.mean_kl_per_token <= cfg.kl_budget:
+            if step == steps and not stopped:
+                return model, step, "the last step, within the KL budget", after, samples
+            why = "training stopped at the first check past it" if stopped else "the last step was past it"
+            also = f"; held-out KL {', '.join(tried)}" if tried else ""
+            return model, step, f"the last checkpoint within the KL budget of {cfg.kl_budget} ({why}{also})", after, samples
+        tried.append(f"{after.mean_kl_per_token:.3f} at step {step}")
+    step, load = candidates[-1]
+    model = load()
+    return (model, step, f"no checkpoint within the KL budget of {cfg.kl_budget} on the held-out prompts "
+            f"(KL {', '.join(tried)}): the policy breaks its budget", *measure(model))
 
 
 def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, what: str) -> None:
@@ -144,7 +145,8 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
         policy, steps, resumed, history = adopt(cfg.from_model, run_dir, name, "policy.from_model"), 0, False, []
     else:
         checkpoints = run_dir.model_partial(name) / "checkpoints"
-        trainer = _trainer(cfg, start, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts])
+        kept_dir = checkpoints / "within_budget"  # dropped with the checkpoints when the policy is saved
+        trainer = _trainer(cfg, start, tokenizer, prompts, reward, checkpoints, eval_prompts[: cfg.kl_prompts], kept_dir)
         resumed = train_resuming(trainer, checkpoints)
         if not is_main_process():
             return None
@@ -152,13 +154,22 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     reference = load_hf(start)
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
     before, base_samples = evaluate(reference, reference, tokenizer, eval_prompts, reward, **settings)
-    after, policy_samples = evaluate(policy, reference, tokenizer, eval_prompts, reward, **settings)
-    if not cfg.from_model:
+    curves = {k: curve(history, k)
+              for k in ("reward", "kl", "exact_kl", "beta", "completions/mean_length", "repeated_bigrams")}
+    # Training stopped at the budget when its last KL check was past it (the check that stops it).
+    stopped = not cfg.from_model and cfg.kl_budget > 0 and bool(curves["exact_kl"]) and curves["exact_kl"][-1][1] > cfg.kl_budget
+    if cfg.from_model:
+        kept_step, kept_reason = 0, "adopted"
+        after, policy_samples = evaluate(policy, reference, tokenizer, eval_prompts, reward, **settings)
+    else:
+        policy, kept_step, kept_reason, after, policy_samples = _within_budget(
+            cfg, policy, steps, stopped, kept_dir,
+            lambda m: evaluate(m, reference, tokenizer, eval_prompts, reward, **settings))
         save_trained(policy, tokenizer, run_dir.model(name))
-    curves = {k: curve(history, k) for k in ("reward", "kl", "exact_kl", "completions/mean_length", "repeated_bigrams")}
     result = PolicyResult(
         name=name, config=cfg, algorithm=cfg.algorithm, beta=cfg.beta,
-        steps=steps, resumed=resumed, stopped_at_kl_budget=not cfg.from_model and steps < cfg.max_steps,
+        steps=steps, resumed=resumed, stopped_at_kl_budget=stopped, kept_step=kept_step, kept_reason=kept_reason,
+        final_beta=curves["beta"][-1][1] if curves["beta"] else cfg.beta,
         base=before, policy=after, reward_gain=after.mean_reward - before.mean_reward, reward=spec,
         curves=curves,
         samples=tuple(
@@ -169,7 +180,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
         seconds=time.time() - started,
     )
     result.save(run_dir)
-    for key, label in (("reward", "mean reward"), ("exact_kl", "KL to base (nats/token)"),
+    for key, label in (("reward", "mean reward"), ("exact_kl", "KL to base (nats/token)"), ("beta", "KL coefficient beta"),
                        ("repeated_bigrams", "repeated-bigram share"), ("completions/mean_length", "completion length")):
         points = curves[key]
         if points:
@@ -189,7 +200,7 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult |
         print(f"[policy_beta0] skipped: the policy was adopted from {main.config.from_model}, so there is no "
               "training run to repeat with beta = 0")
         return None
-    policy_cfg = replace(main.config, beta=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
+    policy_cfg = replace(main.config, beta=0.0, kl_target=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
     trained = train_policy(policy_cfg, run_dir, name=NoKLResult.NAME)
     if trained is None:  # another process of a launch
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from markupsafe import Markup
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from study.report.checks import groups
 from study.report.page import render
 from study.report.section import Section
 
@@ -33,28 +35,43 @@ def page(title: str, body: Markup) -> str:
     return str(render("page.html.j2", title=title, css=css, scripts=scripts, body=body))
 
 
-def build_report(run: RunDir) -> Path:
-    """Write ``report/index.html`` and ``report/summary.json`` from whatever results exist."""
+def build_report(run: RunDir, stale: Mapping[str, str] | None = None) -> Path:
+    """Write ``report/index.html`` and ``report/summary.json`` from whatever results exist. The first
+    screen holds every check against its bar, the sections built from ``stale`` stages (stage -> why,
+    as ``study.pipeline.stale_stages`` finds them), and the figures that carry the story; the
+    sections follow."""
     if not run.root.is_dir():
         raise UserError(f"run directory {run.root} does not exist")
     if not run.config_file.exists():
         raise UserError(f"{run.root} is not a study's run directory (no config.json); "
                         "start one with `python -m study run --config ...`")
-    config = read_json(run.config_file) if run.config_file.exists() else {}
+    config = read_json(run.config_file)
+    stale = dict(stale or {})
     summary: dict[str, Any] = {"study": config.get("name", run.root.name), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-    shown, labels = [], {}
+    shown, labels, checks, key_figures, key_text, stale_sections = [], {}, [], [], [], []
     for section in sections():
         rendered = section.render(run)
         if rendered is None:
             continue
-        body, numbers = rendered
-        shown.append({"anchor": section.anchor, "title": section.title, "body": body})
-        summary.update(numbers)
+        why = [f"{s}: {stale[s]}" for s in section.shows if s in stale]
+        if why:
+            stale_sections.append((Markup("<a href='#{}'>{}</a>").format(section.anchor, section.title), "; ".join(why)))
+        shown.append({"anchor": section.anchor, "title": section.title, "body": rendered.body, "stale": why})
+        summary.update(rendered.summary)
+        checks += [(c, section.anchor) for c in rendered.checks]
+        key_figures += rendered.key_figures
+        key_text += [(section.anchor, line) for line in rendered.key_text]
         labels.update({k: (section.anchor, label) for k, label in section.labels.items()})
+    verdicts = groups([c for c, _ in checks])
+    summary.update(verdicts)
+    summary["checks"] = [c.to_dict() | {"section": anchor} for c, anchor in checks]
+    summary["stale_stages"] = stale
     headline = [(Markup("<a href='#{}'>{}</a>").format(*labels[k]) if k in labels else k, v)
-                for k, v in summary.items() if k not in ("study", "built")]
+                for k, v in summary.items() if k not in ("study", "built", "checks", "stale_stages")]
     body = render("index.html.j2", study=summary["study"], built=summary["built"], root=str(run.root), sections=shown,
-                  headline=headline, config=json.dumps(config, indent=2))
+                  headline=headline, config=json.dumps(config, indent=2), checks=[c for c, _ in checks],
+                  failed=[c for c, _ in checks if not c.passes], stale=stale_sections, key_figures=key_figures,
+                  key_text=key_text)
     out = atomic_write_text(run.report / "index.html", page(f"{summary['study']}: RLHF interpretability report", body))
     feature_diff_page(run)
     atomic_write_json(run.report / "summary.json", summary)

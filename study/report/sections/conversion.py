@@ -6,6 +6,7 @@ from typing import Any
 
 from rlhf.results import ConversionResult
 from rlhf.rundir import RunDir
+from study.report.checks import Check
 from study.report.page import verdict
 from study.report.section import Section
 
@@ -13,7 +14,9 @@ from study.report.section import Section
 def context(run: RunDir, c: ConversionResult) -> dict[str, Any]:
     rows = [(name, m.architecture, m.n_layers, m.d_model, m.d_vocab, m.max_abs_logit_diff,
              verdict(m.max_abs_logit_diff <= c.atol)) for name, m in c.models.items()]
-    return {"atol": f"{c.atol:.0e}", "rows": rows,
+    checks = [Check("conversion_passes", f"{name}: max |logit diff| against the HF model", m.max_abs_logit_diff, "<=",
+                    c.atol) for name, m in c.models.items()]
+    return {"atol": f"{c.atol:.0e}", "rows": rows, "checks": checks,
             "summary": {"max_abs_logit_diff": max(m.max_abs_logit_diff for m in c.models.values())}}
 
 

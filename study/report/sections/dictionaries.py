@@ -6,6 +6,7 @@ from typing import Any
 
 from analysis.results import ActivationIndex, SAEQualityResult
 from rlhf.rundir import RunDir
+from study.report.checks import Check
 from study.report.page import verdict
 from study.report.section import Section
 
@@ -18,14 +19,24 @@ def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None) -> 
                   "train": cache.tokens(first, "train"), "val": cache.tokens(first, "val")}
     rows = [(r.model, r.hook, r.size, r.d_sae, r.explained_variance, r.mse, r.l0, r.dead_fraction, r.lm_loss_recovered,
              verdict(r.passes)) for r in q.saes]
+    worst = {"sae_explained_variance_min": min(r.explained_variance for r in q.saes),
+             "sae_loss_recovered_min": min(r.lm_loss_recovered for r in q.saes),
+             "sae_dead_fraction_max": max(r.dead_fraction for r in q.saes)}
+    n = len(q.saes)
+    # Each SAE must pass every bar: the worst SAE against each bar says the same (q.all_pass).
+    checks = [Check("saes_pass", f"SAEs: explained variance, worst of {n}", worst["sae_explained_variance_min"], ">=",
+                    q.bars.explained_variance),
+              Check("saes_pass", f"SAEs: LM loss recovered, worst of {n}", worst["sae_loss_recovered_min"], ">=",
+                    q.bars.lm_loss_recovered),
+              Check("saes_pass", f"SAEs: dead features, worst of {n}", worst["sae_dead_fraction_max"], "<=",
+                    q.bars.dead_fraction)]
     return {"cached": cached, "bars": q.bars, "rows": rows, "figure": run.analysis / "sae_metrics.png",
-            "summary": {"sae_explained_variance_min": min(r.explained_variance for r in q.saes),
-                        "sae_loss_recovered_min": min(r.lm_loss_recovered for r in q.saes),
-                        "sae_dead_fraction_max": max(r.dead_fraction for r in q.saes), "saes_pass": q.all_pass}}
+            "checks": checks, "summary": worst}
 
 
 SECTION = Section(
     "dictionaries", "Sparse dictionaries", "dictionaries.html.j2", (SAEQualityResult, ActivationIndex), context,
+    stages=("activations", "dictionaries", "sae_quality"),
     labels={"sae_explained_variance_min": "SAE explained variance (worst)",
             "sae_loss_recovered_min": "SAE LM loss recovered (worst)",
             "sae_dead_fraction_max": "SAE dead features (worst)", "saes_pass": "all SAEs pass their bars"},

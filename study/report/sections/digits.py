@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from rlhf.results import DigitsAttention, DigitsResult, digits_run
 from rlhf.rundir import RunDir
-from study.report.page import verdict
+from study.report.checks import Check
 from study.report.section import Section
 
 DIGITS_BARS = {"reward_model": 0.95, "first_correct": 0.90, "later_kl": 0.25}
@@ -32,15 +32,17 @@ def context(run: RunDir, d: DigitsResult, att: DigitsAttention | None) -> dict[s
              d.later_mean(n, "kl_by_position"), m.mean_kl_per_token, d.later_mean(n, "rule_following_by_position"),
              m.well_formed, m.mean_reward) for n, m in models.items()]
     policy, beta0 = models.get("policy"), models.get("policy_beta0")
-    checks = {f"reward model ranks >= {DIGITS_BARS['reward_model']:.0%} of held-out pairs":
-              d.reward_model.held_out_accuracy >= DIGITS_BARS["reward_model"]}
+    group = "digits_passes"
+    checks = [Check(group, "digits: reward model's held-out pair accuracy", d.reward_model.held_out_accuracy, ">=",
+                    DIGITS_BARS["reward_model"])]
     if policy:
-        checks[f"RL raises the first-output-correct rate to >= {DIGITS_BARS['first_correct']:.0%}"] = \
-            policy.first_correct >= DIGITS_BARS["first_correct"]
-        checks[f"later positions keep the SFT distribution (mean KL <= {DIGITS_BARS['later_kl']} nats)"] = \
-            d.later_mean("policy", "kl_by_position") <= DIGITS_BARS["later_kl"]
+        checks += [Check(group, "digits: RL's first-output-correct rate", policy.first_correct, ">=",
+                         DIGITS_BARS["first_correct"]),
+                   Check(group, "digits: later positions keep the SFT distribution (mean KL, nats)",
+                         d.later_mean("policy", "kl_by_position"), "<=", DIGITS_BARS["later_kl"])]
     if policy and beta0:
-        checks["beta = 0 ends with a larger KL"] = beta0.mean_kl_per_token > policy.mean_kl_per_token
+        checks.append(Check(group, "digits: beta = 0's KL per token, over the policy's", beta0.mean_kl_per_token, ">=",
+                            policy.mean_kl_per_token))
     summary: dict[str, Any] = {"digits_reward_model_accuracy": d.reward_model.held_out_accuracy,
                                "digits_first_correct_before": models["base"].first_correct}
     if policy:
@@ -51,7 +53,7 @@ def context(run: RunDir, d: DigitsResult, att: DigitsAttention | None) -> dict[s
     return {
         "d": d, "base_rate": f"{d.base_rate:.1%}", "test_loss": f"{d.sft.test_loss:.4f}",
         "loss_over_floor": f"{d.sft.loss_over_floor:.3f}", "rm_accuracy": f"{d.reward_model.held_out_accuracy:.1%}",
-        "rows": rows, "checks": [(k, verdict(v)) for k, v in checks.items()],
+        "rows": rows, "checks": checks,
         "figures": [(training / f, f) for f in FIGURES], "distributions": training / "distributions.png",
         "attention_text": " ".join(att.tokens) if att else "",
         "views": _attention_views(att, labels) if att else [],

@@ -138,6 +138,8 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
                          "latents set aside (never fire)"), "floor": list(zip(ks, floor)), "random_change": f"{random_change:+.3f}",
         "unedited": f"{m.unedited_reward:.3f}", "gain": _stat(list(m.gain)) if m.gain else None,
         "verdicts": [(text, verdict(summary, key)) for key, text in VERDICTS if any(key in v for v in summary.values())],
+        "key_text": [f"Model-diffing leaderboard, by {text}: {verdict(summary, key)}."
+                     for key, text in VERDICTS if any(key in v for v in summary.values())],
         "layers": layers, "lenses": lenses, "amplification": amplification, "breaking_kl": BREAKING_KL,
         "plot": m.plot_path(run),
         "steering_plot": m.figure(run, "steering"), "amplification_plot": m.figure(run, "amplification"),

@@ -6,13 +6,12 @@ from typing import Any
 
 from rlhf.results import NoKLResult, PolicyResult
 from rlhf.rundir import RunDir
-from study.report.page import verdict
+from study.report.checks import policy_checks
 from study.report.section import Section
 
-REWARD_GAIN_BAR, KL_BAR, REPETITION_FACTOR = 2.0, 1.0, 2.0
 MEASURES = (("mean reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
             ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))
-FIGURES = ("reward", "exact_kl", "repeated_bigrams", "completions_mean_length")
+FIGURES = ("reward", "exact_kl", "beta", "repeated_bigrams", "completions_mean_length")
 
 
 def reward_text(spec: str, label: str) -> str:
@@ -22,11 +21,6 @@ def reward_text(spec: str, label: str) -> str:
 
 def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, Any]:
     base, pol = p.base, p.policy
-    checks = {
-        f"reward gain >= {REWARD_GAIN_BAR}": p.reward_gain >= REWARD_GAIN_BAR,
-        f"KL <= {KL_BAR} nat/token": pol.mean_kl_per_token <= KL_BAR,
-        f"repeated bigrams <= {REPETITION_FACTOR}x base": pol.repeated_bigrams <= REPETITION_FACTOR * max(base.repeated_bigrams, 1e-9),
-    }
     summary: dict[str, Any] = {"reward_gain": p.reward_gain, "policy_kl_per_token": pol.mean_kl_per_token,
                                "policy_repeated_bigrams": pol.repeated_bigrams,
                                "base_repeated_bigrams": base.repeated_bigrams}
@@ -41,8 +35,10 @@ def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, An
     return {
         "p": p, "algorithm": p.algorithm.upper(), "reward": reward_text(p.reward, p.config.reward_label), "start": "the SFT model" if p.config.init == "sft" else "base",
         "rows": [(label, getattr(base, key), getattr(pol, key)) for label, key in MEASURES],
-        "checks": [(k, verdict(v)) for k, v in checks.items()],
+        "checks": policy_checks(p),
         "figures": [(run.training / f"policy_{k}.png", k) for k in FIGURES],
+        "key_figures": [(run.training / f"policy_{k}.png", f"policy: {k}") for k in ("reward", "exact_kl")],
+        "key_text": [f"The policy handed on is step {p.kept_step} of {p.steps}: {p.kept_reason}."] if p.kept_reason else [],
         "beta0": beta0,
         "samples": [(x.prompt, x.base, x.base_reward, x.policy, x.policy_reward) for x in p.samples],
         "summary": summary,
@@ -53,5 +49,7 @@ SECTION = Section(
     "policy", "RLHF policy", "policy.html.j2", (PolicyResult, NoKLResult), context,
     labels={"reward_gain": "RLHF reward gain on held-out prompts", "policy_kl_per_token": "policy KL to base (nats/token)",
             "policy_repeated_bigrams": "policy repeated-bigram share", "base_repeated_bigrams": "base repeated-bigram share",
-            "beta0_kl_per_token": "KL without the penalty, beta = 0 (nats/token)"},
+            "beta0_kl_per_token": "KL without the penalty, beta = 0 (nats/token)",
+            "policy_passes": "policy passes its bars"},
+    stages=("policy", "policy_beta0"),
 )

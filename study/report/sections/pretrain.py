@@ -6,7 +6,7 @@ from typing import Any
 
 from rlhf.results import PretrainResult
 from rlhf.rundir import RunDir
-from study.report.page import verdict
+from study.report.checks import Check
 from study.report.section import Section
 
 LOSS_BAR = 1.10  # held-out loss at most 10% above the entropy floor
@@ -16,17 +16,18 @@ def context(run: RunDir, p: PretrainResult) -> dict[str, Any]:
     if p.from_model:
         rows = [("base model", p.from_model), ("parameters", p.parameters),
                 ("held-out loss (nats/token)", p.test_loss), ("perplexity", p.perplexity)]
-        return {"adopted": True, "rows": rows, "figure": None, "summary": {"base_test_loss": p.test_loss}}
-    ok = p.loss_over_floor is not None and p.loss_over_floor <= LOSS_BAR
+        return {"adopted": True, "rows": rows, "checks": [], "figure": None, "summary": {"base_test_loss": p.test_loss}}
+    checks = [] if p.loss_over_floor is None else [
+        Check("loss_within_10pct", "base: held-out loss / entropy floor", p.loss_over_floor, "<=", LOSS_BAR)]
     rows = [
         ("parameters", p.parameters), ("steps", p.steps),
         ("stopped at plateau", "yes" if p.stopped_early else "no (step limit)"),
         ("held-out loss (nats/token)", p.test_loss), ("entropy floor", p.entropy_floor),
-        ("loss / floor", p.loss_over_floor), (f"within {LOSS_BAR - 1:.0%} of the floor", verdict(ok)),
+        ("loss / floor", p.loss_over_floor),
         ("resumed from a checkpoint", "yes" if p.resumed else "no"), ("seconds", p.seconds),
     ]
-    return {"adopted": False, "rows": rows, "figure": run.training / "pretrain.png",
-            "summary": {"base_test_loss": p.test_loss, "loss_over_floor": p.loss_over_floor, "loss_within_10pct": ok}}
+    return {"adopted": False, "rows": rows, "checks": checks, "figure": run.training / "pretrain.png",
+            "summary": {"base_test_loss": p.test_loss, "loss_over_floor": p.loss_over_floor}}
 
 
 SECTION = Section(

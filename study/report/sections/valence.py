@@ -6,6 +6,7 @@ from typing import Any
 
 from probes.results import ValenceProbeResult
 from rlhf.rundir import RunDir
+from study.report.checks import Check
 from study.report.section import Section
 
 
@@ -28,15 +29,22 @@ def context(run: RunDir) -> dict[str, Any] | None:
     if not results:
         return None
     summary: dict[str, Any] = {}
+    checks = []
     for v in results:
-        s = v.summary
+        s, group = v.summary, f"valence_{v.model}_passes"
         summary.update({f"valence_{v.model}_word_tau": s.word_tau, f"valence_{v.model}_embedding_tau": s.embedding_tau,
-                        f"valence_{v.model}_last_token_tau": s.last_token_tau, f"valence_{v.model}_passes": s.passes})
-    return {"models": [_model(run, v) for v in results], "summary": summary}
+                        f"valence_{v.model}_last_token_tau": s.last_token_tau})
+        checks += [Check(group, f"{v.model} knows valence: held-out words' tau at the word", s.word_tau, ">=",
+                         v.bars.word_tau),
+                   Check(group, f"{v.model} knows valence: tau at the word over the embedding's", s.word_tau, ">=",
+                         s.embedding_tau),
+                   Check(group, f"{v.model} knows valence: tau at the last token", s.last_token_tau, ">=",
+                         v.bars.last_token_tau)]
+    return {"models": [_model(run, v) for v in results], "checks": checks, "summary": summary}
 
 
 SECTION = Section(
-    "valence", "Does the base model know sentiment?", "valence.html.j2", (), context,
+    "valence", "Does the base model know sentiment?", "valence.html.j2", (), context, stages=("valence_probe",),
     labels={"valence_base_word_tau": "base knows valence: tau at the word",
             "valence_base_embedding_tau": "base knows valence: tau of the embedding",
             "valence_base_last_token_tau": "base knows valence: tau at the last token",
