@@ -180,18 +180,22 @@ def test_rl_from_the_sft_model_pays_its_kl_to_it(tiny_run, tmp_path):
 
 def test_the_kl_budget_is_a_promise(tiny_run, tmp_path):
     """A budget passed mid-training: training stops at the first check past it, and the stage hands
-    on the last checkpoint measured within it (a fixed beta, so nothing holds the KL back)."""
+    on a checkpoint measured within it, the best by held-out reward (a fixed beta, so nothing holds
+    the KL back)."""
     cfg, run_dir, _ = tiny_run
     copy = RunDir(tmp_path / "tiny")
     shutil.copytree(run_dir.root, copy.root)
     budget = 0.04
     r = train_policy(replace(cfg.policy, kl_target=0.0, kl_budget=budget, kl_every=4, n_eval_prompts=64), copy,
                      name="budgeted")
-    checks = dict(r.curves["exact_kl"])
+    checks, rewards = dict(r.curves["exact_kl"]), dict(r.curves["held_out_reward"])
     assert r.stopped_at_kl_budget and r.steps < cfg.policy.max_steps and checks[r.steps] > budget
     assert r.kept_step < r.steps and checks[r.kept_step] <= budget and r.kept_step in (1, *range(4, r.steps, 4))
     assert r.policy.mean_kl_per_token <= budget
-    assert f"the last checkpoint within the KL budget of {budget}" in r.kept_reason
+    assert f"the highest held-out reward ({rewards[r.kept_step]:.3f} on 64 prompts) among the checks within the KL " \
+           f"budget of {budget}" in r.kept_reason
+    within = sorted((rewards[s] for s in checks if checks[s] <= budget), reverse=True)
+    assert rewards[r.kept_step] in within[:3]  # the best, or one of the next two kept where the best's full KL was over
     # What was saved is the kept checkpoint: its KL on the held-out prompts is the result's.
     from rlhf.policy.sampling import evaluate
 

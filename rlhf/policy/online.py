@@ -30,7 +30,7 @@ from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 from .config import PolicyConfig, check_config
-from .kl_control import AdaptiveKL, ExactKL, kept_steps
+from .kl_control import AdaptiveKL, ExactKL, kept_checks
 from .sampling import Samples, evaluate, prompts_from_texts, repeated_bigram_share
 
 __all__ = ["NoKLComparisonConfig", "PolicyConfig", "check_config", "no_kl_comparison",
@@ -62,7 +62,7 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
         temperature=cfg.temperature, max_steps=cfg.max_steps, disable_dropout=True, top_k=0, top_p=1.0,
     )
     config_cls, trainer_cls = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}[cfg.algorithm]
-    exact = ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2,
+    exact = ExactKL(base_dir, tokenizer, kl_prompts, cfg.kl_every, cfg.max_completion_length, cfg.seed + 2, reward,
                     budget=cfg.kl_budget, kept_dir=kept_dir)
     # beta = 0 is no penalty at all: TRL then builds no reference model, and there is nothing to adapt.
     controller = [AdaptiveKL(cfg.kl_target, cfg.kl_horizon, beta_min=cfg.beta)] if cfg.kl_target > 0 and cfg.beta > 0 else []
@@ -80,32 +80,29 @@ def _trainer(cfg: PolicyConfig, base_dir: Path, tokenizer: PreTrainedTokenizerBa
 Measure = Callable[[PreTrainedModel], tuple[PolicyEvaluation, Samples]]
 
 
-def _within_budget(cfg: PolicyConfig, trained: PreTrainedModel, steps: int, stopped: bool, kept_dir: Path,
+def _within_budget(cfg: PolicyConfig, trained: PreTrainedModel, steps: int, kept_dir: Path,
                    measure: Measure) -> tuple[PreTrainedModel, int, str, PolicyEvaluation, Samples]:
-    """The model the stage hands on, its step, why it was chosen, and its held-out evaluation: the
-    trained model when its held-out KL is within the budget, else the newest kept checkpoint that is
-    (each was within it at its check, on fewer prompts: the held-out evaluation decides)."""
+    """The model the stage hands on, its step, why it was chosen, and its held-out evaluation. Without
+    a budget: the trained model. With one: of the checkpoints measured within it during training, the
+    one with the highest held-out reward at its check whose KL on the whole held-out set is within it
+    too (a check reads fewer prompts); the next best when not."""
     if cfg.kl_budget <= 0:
         return (trained, steps, "the last step (no KL budget)", *measure(trained))
-    candidates: list[tuple[int, Callable[[], PreTrainedModel]]] = [] if stopped else [(steps, lambda: trained)]
-    candidates += [(s, lambda s=s: load_hf(kept_dir / f"step-{s}")) for s in kept_steps(kept_dir)]
-    if not candidates:
-        candidates = [(steps, lambda: trained)]
+    kept = kept_checks(kept_dir)
     tried = []
-    for step, load in candidates:
-        model = load()
+    for check in kept:
+        model = trained if check.step == steps else load_hf(kept_dir / f"step-{check.step}")
         after, samples = measure(model)
         if after.mean_kl_per_token <= cfg.kl_budget:
-            if step == steps and not stopped:
-                return model, step, "the last step, within the KL budget", after, samples
-            why = "training stopped at the first check past it" if stopped else "the last step was past it"
-            also = f"; held-out KL {', '.join(tried)}" if tried else ""
-            return model, step, f"the last checkpoint within the KL budget of {cfg.kl_budget} ({why}{also})", after, samples
-        tried.append(f"{after.mean_kl_per_token:.3f} at step {step}")
-    step, load = candidates[-1]
-    model = load()
-    return (model, step, f"no checkpoint within the KL budget of {cfg.kl_budget} on the held-out prompts "
-            f"(KL {', '.join(tried)}): the policy breaks its budget", *measure(model))
+            also = f"; past the budget on all held-out prompts: {', '.join(tried)}" if tried else ""
+            return (model, check.step, f"the highest held-out reward ({check.reward:.3f} on {cfg.kl_prompts} prompts) "
+                    f"among the checks within the KL budget of {cfg.kl_budget} (KL {check.exact_kl:.3f} at the check{also})",
+                    after, samples)
+        tried.append(f"step {check.step} (KL {after.mean_kl_per_token:.3f})")
+    model = load_hf(kept_dir / f"step-{kept[-1].step}") if kept else trained
+    return (model, kept[-1].step if kept else steps,
+            f"no checkpoint within the KL budget of {cfg.kl_budget} on the held-out prompts "
+            f"({', '.join(tried) or 'none was kept'}): the policy breaks its budget", *measure(model))
 
 
 def check_same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase, what: str) -> None:
@@ -155,7 +152,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     settings = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed + 1)
     before, base_samples = evaluate(reference, reference, tokenizer, eval_prompts, reward, **settings)
     curves = {k: curve(history, k)
-              for k in ("reward", "kl", "exact_kl", "beta", "completions/mean_length", "repeated_bigrams")}
+              for k in ("reward", "kl", "exact_kl", "held_out_reward", "beta", "completions/mean_length", "repeated_bigrams")}
     # Training stopped at the budget when its last KL check was past it (the check that stops it).
     stopped = not cfg.from_model and cfg.kl_budget > 0 and bool(curves["exact_kl"]) and curves["exact_kl"][-1][1] > cfg.kl_budget
     if cfg.from_model:
@@ -163,7 +160,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
         after, policy_samples = evaluate(policy, reference, tokenizer, eval_prompts, reward, **settings)
     else:
         policy, kept_step, kept_reason, after, policy_samples = _within_budget(
-            cfg, policy, steps, stopped, kept_dir,
+            cfg, policy, steps, kept_dir,
             lambda m: evaluate(m, reference, tokenizer, eval_prompts, reward, **settings))
         save_trained(policy, tokenizer, run_dir.model(name))
     result = PolicyResult(
@@ -181,6 +178,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     )
     result.save(run_dir)
     for key, label in (("reward", "mean reward"), ("exact_kl", "KL to base (nats/token)"), ("beta", "KL coefficient beta"),
+                       ("held_out_reward", "held-out reward at the KL checks"),
                        ("repeated_bigrams", "repeated-bigram share"), ("completions/mean_length", "completion length")):
         points = curves[key]
         if points:

@@ -11,7 +11,7 @@ from study.report.section import Section
 
 MEASURES = (("mean reward", "mean_reward"), ("KL to base (nats/token)", "mean_kl_per_token"),
             ("repeated-bigram share", "repeated_bigrams"), ("completion length (tokens)", "mean_length"))
-FIGURES = ("reward", "exact_kl", "beta", "repeated_bigrams", "completions_mean_length")
+FIGURES = ("reward", "held_out_reward", "exact_kl", "beta", "repeated_bigrams", "completions_mean_length")
 
 
 def reward_text(spec: str, label: str) -> str:
