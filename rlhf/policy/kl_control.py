@@ -88,11 +88,16 @@ class ExactKL(TrainerCallback):
 
     def _keep(self, model: PreTrainedModel, check: KeptCheck) -> None:
         assert self.kept_dir is not None
-        target = self.kept_dir / f"{KEPT_PREFIX}{check.step}"
+        target = kept_path(self.kept_dir, check.step)
         model.save_pretrained(str(target))
         atomic_write_json(target / CHECK_FILE, asdict(check))  # written last: a complete kept checkpoint has it
         for worse in kept_checks(self.kept_dir)[self.keep:]:
-            shutil.rmtree(self.kept_dir / f"{KEPT_PREFIX}{worse.step}")
+            shutil.rmtree(kept_path(self.kept_dir, worse.step))
+
+
+def kept_path(kept_dir: Path, step: int) -> Path:
+    """Where the checkpoint kept at ``step`` is saved."""
+    return kept_dir / f"{KEPT_PREFIX}{step}"
 
 
 def kept_checks(kept_dir: Path) -> list[KeptCheck]:

@@ -30,7 +30,7 @@ from rlhf.tokenizer import load_tokenizer
 from rlhf.training import curve, is_main_process, resuming, save_trained, train_resuming, trainer_arguments
 
 from .config import PolicyConfig, check_config
-from .kl_control import AdaptiveKL, ExactKL, kept_checks
+from .kl_control import AdaptiveKL, ExactKL, kept_checks, kept_path
 from .sampling import Samples, evaluate, prompts_from_texts, repeated_bigram_share
 
 __all__ = ["NoKLComparisonConfig", "PolicyConfig", "check_config", "no_kl_comparison",
@@ -91,7 +91,7 @@ def _within_budget(cfg: PolicyConfig, trained: PreTrainedModel, steps: int, kept
     kept = kept_checks(kept_dir)
     tried = []
     for check in kept:
-        model = trained if check.step == steps else load_hf(kept_dir / f"step-{check.step}")
+        model = trained if check.step == steps else load_hf(kept_path(kept_dir, check.step))
         after, samples = measure(model)
         if after.mean_kl_per_token <= cfg.kl_budget:
             also = f"; past the budget on all held-out prompts: {', '.join(tried)}" if tried else ""
@@ -99,7 +99,7 @@ def _within_budget(cfg: PolicyConfig, trained: PreTrainedModel, steps: int, kept
                     f"among the checks within the KL budget of {cfg.kl_budget} (KL {check.exact_kl:.3f} at the check{also})",
                     after, samples)
         tried.append(f"step {check.step} (KL {after.mean_kl_per_token:.3f})")
-    model = load_hf(kept_dir / f"step-{kept[-1].step}") if kept else trained
+    model = load_hf(kept_path(kept_dir, kept[-1].step)) if kept else trained
     return (model, kept[-1].step if kept else steps,
             f"no checkpoint within the KL budget of {cfg.kl_budget} on the held-out prompts "
             f"({', '.join(tried) or 'none was kept'}): the policy breaks its budget", *measure(model))
