@@ -4,11 +4,13 @@ MMCS, feature diffs, model diffing, autointerp. Imports nothing heavy: study con
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from rlhf.configtypes import (
     DType,
     HookName,
+    Layers,
+    NonEmpty,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -20,7 +22,7 @@ from rlhf.configtypes import (
 @dataclass(frozen=True)
 class DivergenceConfig:
     top_n: PositiveInt = 5  # layers the later stages analyse (the paper: 5), capped by the model's depth
-    layers: tuple[NonNegativeInt, ...] = ()  # analyse these layers instead of the top_n most diverged
+    layers: Layers = ()  # analyse these layers instead of the top_n most diverged
     model: str = "policy"  # the fine-tuned model (a directory under the run's models)
 
 
@@ -39,7 +41,7 @@ class ActivationCacheConfig:
 @dataclass(frozen=True)
 class DictionaryConfig:
     architecture: Literal["standard", "topk", "batchtopk"] = "standard"  # "standard": L1, the paper's
-    widths: tuple[PositiveFloat, ...] = (1.0, 2.0)  # multiples of d_model
+    widths: Annotated[tuple[PositiveFloat, ...], NonEmpty()] = (1.0, 2.0)  # multiples of d_model
     l1_coefficient: NonNegativeFloat = 5.0  # standard only
     k: PositiveInt = 16  # topk / batchtopk only
     training_tokens: PositiveInt = 1_000_000
@@ -101,8 +103,8 @@ class ModelDiffingConfig:
     # The difference dictionary and the SAE on differences train on fewer tokens than the crosscoder
     # (whose dead latents need 500k): dictionary training was most of the stage's time.
     difference_tokens: PositiveInt = 200_000
-    layers: tuple[NonNegativeInt, ...] = ()  # cached layers to diff; empty: all of them
-    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
+    layers: Layers = ()  # cached layers to diff; empty: all of them
+    seeds: Annotated[tuple[int, ...], NonEmpty()] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
     relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
     max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
@@ -116,13 +118,13 @@ class ModelDiffingConfig:
     # leaderboard compares are over dictionary seeds.
     n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
-    sampling_seeds: tuple[int, ...] = (0,)
+    sampling_seeds: Annotated[tuple[int, ...], NonEmpty()] = (0,)
     kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
     cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
     context: PositiveInt = 24
     # Causal score: the share of G recovered (removed) when the policy-minus-base difference projected
     # on a method's top k directions is added to the base (taken out of the policy), per k.
-    splice_ks: tuple[PositiveInt, ...] = (10, 30)
+    splice_ks: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (10, 30)
     lens_positions: PositiveInt = 5  # activation-difference lens: first text positions averaged over
     steering_alphas: tuple[NonNegativeFloat, ...] = (0.5, 1.0, 2.0)  # lens steering, x the typical activation norm
     stagewise_tokens: PositiveInt = 100_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
@@ -155,14 +157,14 @@ class RewardAttributionConfig:
     enabled: bool = True
     n_prompts: PositiveInt = 64  # held-out prompts; the policy's completions of them are teacher-forced
     max_new_tokens: PositiveInt = 19
-    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds of the completions: every fraction's spread
-    layers: tuple[NonNegativeInt, ...] = ()  # cached layers whose dictionaries are attributed; empty: all
+    seeds: Annotated[tuple[NonNegativeInt, ...], NonEmpty()] = (0, 1, 2)  # sampling seeds of the completions: every fraction's spread
+    layers: Layers = ()  # cached layers whose dictionaries are attributed; empty: all
     # Dictionaries to attribute: the SAE pair (sae_policy, sae_base, at `size`), and model diffing's
     # crosscoder, SAE on differences and difference dictionary (its first training seed).
     dictionaries: tuple[Literal["sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary"], ...] = (
         "sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary")
     size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
-    ks: tuple[PositiveInt, ...] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary
+    ks: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary
     # Sets of k random live latents beside each ranking, per sampling seed (each seed draws its own):
     # random splices were most of the stage's time, and the random curve's spread is over seeds.
     random_sets: PositiveInt = 1

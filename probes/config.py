@@ -4,10 +4,12 @@ ablation, the sequence-level probes. Imports nothing heavy: study configs are ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from rlhf.configtypes import (
     FractionFloat,
+    Layers,
+    NonEmpty,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -31,11 +33,11 @@ class AblationConfig:
     k: PositiveInt = 10  # features switched off (the headline comparison)
     # More sizes, each probe's top-k against k random features: does any number of the probe's
     # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
-    sweep: tuple[PositiveInt, ...] = (3, 30, 100)
+    sweep: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (3, 30, 100)
     random_sets: PositiveInt = 2  # sets of k random (live) features to compare with
     n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
-    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
+    seeds: Annotated[tuple[NonNegativeInt, ...], NonEmpty()] = (0, 1, 2)  # sampling seeds; every condition uses the same ones
     random_seed: NonNegativeInt = 0  # which random feature sets are drawn
 
 
@@ -48,11 +50,14 @@ class SequenceProbeConfig:
     seed: NonNegativeInt = 0
 
 
+MIN_TRIPLES = 20  # contrastive triples a probe needs for its splits
+
+
 @dataclass(frozen=True)
 class LinearRewardConfig:
     model: str = "policy"  # whose activations and SAEs: "policy" or "base" (or any model of the study)
     features: Literal["sae", "activations"] = "sae"
-    layers: tuple[NonNegativeInt, ...] | None = None  # default: the study's chosen layers
+    layers: Layers | None = None  # default: the study's chosen layers
     target: Literal["paper", "utility"] = "utility"
     alpha: PositiveFloat | None = None  # ridge penalty; None = chosen by cross-validation
     size: str = "1x"  # which SAE width
@@ -80,7 +85,7 @@ class WriterProbeConfig:
 
     model: str = "policy"
     features: Literal["sae", "activations"] = "sae"
-    layers: tuple[NonNegativeInt, ...] | None = None  # default: the study's chosen layers
+    layers: Layers | None = None  # default: the study's chosen layers
     size: str = "1x"
     n_prompts: PositiveInt = 256  # held-out prompts, one sampled completion each
     max_new_tokens: PositiveInt = 19

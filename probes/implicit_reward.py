@@ -16,8 +16,11 @@ import torch
 from analysis.activations import load_shards
 from analysis.dictionaries import load_sae
 from probes.ablation import ablation_effect
-from probes.config import ImplicitRewardConfig  # noqa: F401  (re-exported: callers import it from here)
-from probes.fit_linear_reward import LinearRewardConfig, fit_linear_reward
+from probes.config import (
+    ImplicitRewardConfig,  # noqa: F401  (re-exported: callers import it from here)
+    LinearRewardConfig,
+)
+from probes.fit_linear_reward import fit_linear_reward
 from probes.results import AblationResult, ImplicitRewardResult, LinearProbeSet, LinearRewardResult
 from probes.sequence import default_mean_hooks, sequence_probes
 from rlhf.hooked import to_hooked

@@ -26,7 +26,7 @@ from transformer_lens import HookedTransformer
 from analysis.dictionaries import load_sae
 from analysis.reward_gain import Completions, next_token_utility, sample_completions, token_utility
 from probes.config import WriterProbeConfig
-from probes.fit_linear_reward import TOP_FEATURES, layer_hooks
+from probes.features import TOP_FEATURES, layer_hooks
 from probes.metrics import fit_ridge, ridge_alpha
 from probes.results import TopFeature, WriterProbeResult
 from rlhf.errors import UserError

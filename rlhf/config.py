@@ -13,13 +13,17 @@ from rlhf.configtypes import (
     PositiveFloat,
     PositiveInt,
     ProbabilityFloat,
+    RewardModelKind,
 )
 from rlhf.policy.config import PolicyConfig, SFTConfig
 
-# The reward models' heads, and where a head reads a text: at an appended EOS (TRL's default)
-# or at the text's own last token.
-Kind = Literal["bradley_terry", "mean_variance", "categorical"]
+Kind = RewardModelKind
+# Where a reward model's head reads a text: at an appended EOS (TRL's default) or at the text's own last token.
 ReadAt = Literal["eos", "last_token"]
+
+
+# A local dataset file's suffix -> the ``datasets`` loader that reads it.
+LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
 
 @dataclass(frozen=True)

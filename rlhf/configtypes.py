@@ -8,9 +8,11 @@ This module imports nothing heavy: configs are checked before torch is imported.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class Hook:
         return None
 
 
+# The reward models' heads (the hidden_context stage trains one per kind).
+RewardModelKind = Literal["bradley_terry", "mean_variance", "categorical"]
+
+
 @dataclass(frozen=True)
 class RewardSpec:
     """Which reward scores completions: ``vader`` (the paper's utility), ``model:<dir or hub id>`` (a
@@ -52,12 +58,51 @@ class RewardSpec:
 
     def check(self, value: Any) -> str | None:
         kind, sep, rest = str(value).partition(":")
+        if kind == "study" and not (rest.startswith("reward_") and rest.removeprefix("reward_") in get_args(RewardModelKind)):
+            return f"must name a reward model of the hidden_context stage, one of " \
+                   f"{', '.join(f'study:reward_{k}' for k in get_args(RewardModelKind))}; got {value!r}"
         if value == "vader" or (sep and rest and kind in ("model", "study")):
             return None
         if kind == "python" and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", rest):
             return None
         return (f"must be one of 'vader', 'model:<dir or hub id>', 'python:package.module:function', "
                 f"'study:reward_<kind>'; got {value!r}")
+
+
+@dataclass(frozen=True)
+class NonEmpty:
+    """A list that needs at least one item (a stage with no widths or no seeds has nothing to do)."""
+
+    def check(self, value: Any) -> str | None:
+        return "must list at least one value, got []" if len(value) == 0 else None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Marks a layer index, checked against the model's depth once the whole config is read
+    (``study.config``): one field alone does not know how many layers there are."""
+
+
+def reward_source_problem(spec: str) -> str | None:
+    """Why the model directory or Python module a well-formed reward spec names cannot be found here,
+    or None; checked when a run starts (not when a config loads: an old run's config stays readable
+    after its reward model moved). A name that is no local path is taken for a hub id."""
+    kind, _, target = spec.partition(":")
+    if kind == "model":
+        path = Path(target).expanduser()
+        if path.exists() and not (path / "config.json").is_file():
+            return f"{spec!r}: {path} has no config.json; name a saved sequence classifier or reward model"
+        if not path.exists() and (target.startswith(("/", ".", "~")) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", target)):
+            return f"{spec!r}: no such directory {path}"
+    if kind == "python":
+        module = target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a parent package that does not exist
+            found = None
+        if found is None:
+            return f"{spec!r}: no module {module!r} on the Python path (run from the directory that holds it)"
+    return None
 
 
 def is_lexicon(spec: str) -> bool:
@@ -77,6 +122,8 @@ NonNegativeFloat = Annotated[float, NonNegative]
 FractionFloat = Annotated[float, Fraction]
 ProbabilityFloat = Annotated[float, Probability]
 HookName = Annotated[str, Hook()]
+LayerIndex = Annotated[int, NonNegative, Layer()]
+Layers = tuple[LayerIndex, ...]
 Reward = Annotated[str, RewardSpec()]
 
 DType = Literal["float32", "bfloat16", "float16"]

@@ -10,13 +10,11 @@ import random
 import re
 from pathlib import Path
 
-from rlhf.config import CorpusConfig, DatasetConfig  # noqa: F401  (re-exported: callers import it from here)
+from rlhf.config import LOCAL_FORMATS, CorpusConfig, DatasetConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
 from rlhf.organisms.sentiment import write_corpus
 from rlhf.results import CorpusResult, SplitStats
 from rlhf.rundir import RunDir, atomic_write_text
-
-LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
 
 def _clean(text: str, max_words: int) -> str:
@@ -27,6 +25,7 @@ def _clean(text: str, max_words: int) -> str:
 def load_texts(cfg: DatasetConfig) -> list[str]:
     """The dataset's text column, cleaned, with empty rows dropped."""
     import datasets  # deferred: slow to import, and only this path needs it
+    from datasets.exceptions import DatasetGenerationError
 
     if not cfg.path:
         raise UserError("corpus.source is 'dataset' but corpus.dataset.path is empty")
@@ -38,7 +37,7 @@ def load_texts(cfg: DatasetConfig) -> list[str]:
             ds = datasets.load_dataset(LOCAL_FORMATS[local.suffix], data_files=str(local), split="train")
         else:
             ds = datasets.load_dataset(cfg.path, split=cfg.split)
-    except (FileNotFoundError, ValueError, ConnectionError) as err:
+    except (FileNotFoundError, ValueError, ConnectionError, DatasetGenerationError) as err:
         raise UserError(f"cannot load dataset {cfg.path!r}: {str(err).splitlines()[0]}") from err
     if cfg.text_column not in ds.column_names:
         raise UserError(f"dataset {cfg.path} has no column {cfg.text_column!r}; columns: {', '.join(ds.column_names)}")

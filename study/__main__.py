@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlhf.errors import UserError
+from rlhf.errors import ArgumentParser, UserError
 
 
 def _positive_float(text: str) -> float:
@@ -26,7 +26,7 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m study",
         description="Run an RLHF interpretability study: build the model organism, train the models, "
         "analyse them, and write runs/<study>/report/index.html. Finished stages are skipped; an "

@@ -35,7 +35,7 @@ from rlhf.config import (
     PretrainConfig,
     TokenizerConfig,
 )
-from rlhf.configtypes import Hook
+from rlhf.configtypes import Hook, Layer
 from rlhf.errors import UserError
 from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig, check_reward_label
 from rlhf.policy.config import check_config as check_policy_config
@@ -95,36 +95,45 @@ class StudyConfig:
         return asdict(self)
 
 
-def _hook_fields(obj: Any, where: str = "") -> list[tuple[str, str]]:
-    """(key, value) of every field annotated ``HookName`` in a config tree."""
+def marked_fields(obj: Any, marker: Any, where: str = "") -> list[tuple[str, Any]]:
+    """(key, value) of every field (or list item) whose annotation carries ``marker`` (``Hook()``,
+    ``Layer()``) in a config tree."""
     out = []
     hints = typing.get_type_hints(type(obj), include_extras=True)
     for f in fields(obj):
         value, kind = getattr(obj, f.name), hints[f.name]
         key = f"{where}.{f.name}" if where else f.name
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # e.g. ``Layers | None``
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0] if marker not in typing.get_args(kind) else kind
         if dataclasses.is_dataclass(value):
-            out += _hook_fields(value, key)
-        elif Hook() in typing.get_args(kind):
+            out += marked_fields(value, marker, key)
+        elif marker in typing.get_args(kind):
             out.append((key, value))
-        elif typing.get_origin(kind) is tuple and any(Hook() in typing.get_args(a) for a in typing.get_args(kind)):
+        elif value and typing.get_origin(kind) is tuple and any(marker in typing.get_args(a) for a in typing.get_args(kind)):
             out += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
     return out
 
 
 def _check_hooks_exist(cfg: StudyConfig, model: PretrainConfig) -> None:
-    """Hook names against the architecture the study trains (GPT-NeoX): rotary models have no
-    positional-embedding hook, parallel-residual blocks no ``hook_resid_mid``, and a fixed
-    layer must exist."""
+    """Hook names and layer indices against the architecture the study trains (GPT-NeoX): rotary
+    models have no positional-embedding hook, parallel-residual blocks no ``hook_resid_mid``, and a
+    fixed layer must exist."""
     missing = {"hook_pos_embed": "rotary position embeddings have no hook_pos_embed"}
     if model.parallel_residual:
         missing["hook_resid_mid"] = "parallel-residual blocks (pretrain.parallel_residual) have no hook_resid_mid"
-    for key, hook in _hook_fields(cfg):
+    depth = f"the model has layers 0-{model.n_layers - 1} (pretrain.n_layers)"
+    for key, hook in marked_fields(cfg, Hook()):
         name = hook.rsplit(".", 1)[-1]
         if name in missing:
             raise UserError(f"{key} = {hook!r}: {missing[name]}")
         parts = hook.split(".")
         if parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) >= model.n_layers:
-            raise UserError(f"{key} = {hook!r}: the model has layers 0-{model.n_layers - 1} (pretrain.n_layers)")
+            raise UserError(f"{key} = {hook!r}: {depth}")
+    for key, layer in marked_fields(cfg, Layer()):
+        if layer >= model.n_layers:
+            raise UserError(f"{key} = {layer}: {depth}")
 
 
 def _allowed(kind: Any) -> str:

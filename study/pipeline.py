@@ -26,6 +26,7 @@ from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from study.config import STAGE_NAMES, StudyConfig, load_config
 from study.console import closing_lines, stage_output
 from study.manifest import Manifest
+from study.preflight import preflight
 from study.report import build_report
 
 LIBRARIES = ("torch", "transformers", "trl", "transformer-lens", "sae-lens", "circuitsvis", "vaderSentiment")
@@ -178,6 +179,7 @@ def run_study(
         missing = [a for a in stage.inputs(cfg) if stage.name in chosen and a not in chosen]
         if missing:
             raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
+    preflight(cfg, chosen)
     from rlhf.training import process_state  # torch: not needed by status and the report
 
     # Under ``accelerate launch`` every process runs this loop: distributed stages run in all of

@@ -1,5 +1,7 @@
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -62,6 +64,12 @@ INVALID = [
                  id="dtype"),
     pytest.param({"pretrain": {"n_layers": "four"}}, "pretrain.n_layers must be int, got 'four'", id="type"),
     pytest.param({"nmae": "x"}, "unknown config key 'nmae' in the top level", id="unknown-key"),
+    pytest.param({"dictionaries": {"widths": []}}, r"dictionaries.widths must list at least one value, got \[\]",
+                 id="empty-list"),
+    pytest.param({"divergence": {"layers": [99]}}, r"divergence.layers\[0\] = 99: the model has layers 0-3", id="layer"),
+    pytest.param({"policy": {"reward": "study:reward_nope"}},
+                 "policy.reward must name a reward model of the hidden_context stage, one of study:reward_bradley_terry",
+                 id="study-reward"),
 ]
 
 
@@ -89,4 +97,30 @@ def test_invalid_values_exit_2_from_the_command_line(data, message, tmp_path, ca
     assert main(["run", "--config", str(config), "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err)
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+# Values that are well-formed but name what is not there: each fails as the run starts, before any stage.
+MISSING = [
+    pytest.param({"policy": {"reward": "model:/no/such/dir"}},
+                 "policy.reward: 'model:/no/such/dir': no such directory /no/such/dir", id="reward-model"),
+    pytest.param({"policy": {"reward": "python:no_such_module:fn"}},
+                 "policy.reward: 'python:no_such_module:fn': no module 'no_such_module' on the Python path", id="reward-python"),
+    pytest.param({"corpus": {"source": "dataset", "dataset": {"path": "{tmp}/empty.txt"}}},
+                 "corpus.dataset.path: the file .*empty.txt is empty", id="empty-corpus"),
+]
+
+
+@pytest.mark.parametrize("data, message", MISSING)
+def test_what_a_config_names_is_checked_before_any_stage(data, message, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n")
+    config = tmp_path / "bad.toml"
+    config.write_text(_toml(data).replace("{tmp}", str(tmp_path)))
+    config_from_dict(json.loads(json.dumps(data)))  # well-formed: it loads
+    code = ("import sys\nfrom study.__main__ import main\nrc = main(['run', '--config', *sys.argv[1:]])\n"
+            "assert 'torch' not in sys.modules  # answered before the heavy libraries load\nsys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, str(config), "--runs-dir", str(tmp_path / "runs")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and re.search(message, result.stderr)
     assert not (tmp_path / "runs").exists()  # nothing was written

@@ -2,6 +2,7 @@
 its command line, feature ablation, and the sequence-level probes."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def test_the_probe_reads_the_utility_on_held_out_words(tiny_run, tmp_path):
 
 def test_paper_target_is_the_signed_distance_from_neutral():
     from probes.contrastive import ContrastiveSet
-    from probes.fit_linear_reward import targets
+    from probes.linear_probe import targets
 
     data = ContrastiveSet(["a good", "a bad", "a square"], ["good", "bad", "square"], ["positive", "negative", "neutral"])
     feats = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
@@ -71,7 +72,7 @@ def test_probe_errors_name_the_problem(tiny_run, tmp_path):
     result = probe_cli("--run-dir", str(run_dir.root), "--layers", "7")
     assert result.returncode == 2 and "layer(s) [7] are not in this study" in result.stderr
     result = probe_cli("--run-dir", str(run_dir.root), "--triples", "10")
-    assert result.returncode == 2 and "too few" in result.stderr
+    assert result.returncode == 2 and "--triples must be at least 20, got 10" in result.stderr
     bare = tmp_path / "bare"
     shutil.copytree(run_dir.root, bare, ignore=shutil.ignore_patterns("saes", "activations"))
     result = probe_cli("--run-dir", str(bare))
@@ -83,6 +84,19 @@ def test_probe_errors_name_the_problem(tiny_run, tmp_path):
         assert option in result.stdout
     result = probe_cli("--run-dir", str(run_dir.root), "--alpha", "-1")
     assert result.returncode == 2 and "--alpha must be > 0" in result.stderr
+
+
+def test_probe_command_answers_a_mistake_before_loading_torch(tmp_path):
+    """A missing run directory and a bad --target are one-line errors given before torch, transformer-lens
+    and scikit-learn are imported (which takes seconds on a loaded machine)."""
+    for args, message in (([str(tmp_path / "nope")], "run directory .*nope does not exist"),
+                          ([str(tmp_path), "--target", "reward"], "argument --target: invalid choice: 'reward'")):
+        code = ("import sys\nfrom probes.fit_linear_reward import main\n"
+                "try:\n    rc = main(['--run-dir', *sys.argv[1:]])\nexcept SystemExit as e:\n    rc = e.code\n"
+                "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules\nsys.exit(rc)")
+        result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and re.search(message, result.stderr)
 
 
 def test_splicing_keeps_the_error_term_so_only_switched_off_features_change(tiny_run):

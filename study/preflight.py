@@ -1,0 +1,39 @@
+"""What a run checks of its surroundings before any stage starts: files and modules its config
+names. A config's own values are checked when it loads (``study.config``); these can change after
+a run's config is written (a reward model moved), so they are checked only when a run starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlhf.config import LOCAL_FORMATS
+from rlhf.configtypes import RewardSpec, reward_source_problem
+from rlhf.errors import UserError
+from study.config import STAGE_NAMES, StudyConfig, marked_fields
+
+
+def preflight(cfg: StudyConfig, chosen: set[str]) -> None:
+    """A UserError naming the first reward or dataset file of the ``chosen`` stages that is not
+    there, within a second of starting rather than minutes later when its stage begins."""
+    for key, spec in marked_fields(cfg, RewardSpec()):
+        section = key.split(".")[0]
+        if section in STAGE_NAMES and section not in chosen:
+            continue
+        problem = reward_source_problem(spec)
+        if problem:
+            raise UserError(f"{key}: {problem}")
+        kind = spec.removeprefix("study:reward_")
+        if spec.startswith("study:") and (kind not in cfg.hidden_context.kinds or not cfg.hidden_context.enabled):
+            raise UserError(f"{key} = {spec!r} needs the hidden_context stage to train it: enable [hidden_context] "
+                            f"and list {kind!r} in hidden_context.kinds")
+    dataset = cfg.corpus.dataset
+    if cfg.corpus.source == "dataset" and "corpus" in chosen:
+        path = Path(dataset.path)
+        if not dataset.path:
+            raise UserError("corpus.source is 'dataset' but corpus.dataset.path is empty")
+        if path.suffix in LOCAL_FORMATS:
+            if not path.is_file():
+                raise UserError(f"corpus.dataset.path: the file {path} does not exist")
+            with path.open("rb") as f:
+                if not f.read(1 << 20).strip():
+                    raise UserError(f"corpus.dataset.path: the file {path} is empty; it needs one text per row")
