@@ -1,7 +1,8 @@
-"""Stage: where the reward lives. Measures the policy's reward gain G exactly (``reward_gain``),
-patches layers and components and swaps weights (``patching``), ranks every dictionary's latents by
+"""Where the reward lives. Measures the policy's reward gain G exactly (``reward_gain``), patches
+layers and components and swaps weights (``patching``), ranks every dictionary's latents by
 attribution patching and checks the rankings by real splicing (``feature_attribution``), beside
-random live latents, the implicit-reward probe's features and the writer probe's (``probes.writer``).
+random live latents and any other rankings it is given (the stage in ``study.reward_attribution``
+gives it the implicit-reward probe's features and the writer probe's).
 
 Every fraction is computed once per sampling seed of the policy's completions, so each comes
 with its spread.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -52,12 +54,8 @@ from analysis.results import (
     ModelDiffingResult,
     RewardAttributionResult,
     SiteFractions,
-    WriterProbeSummary,
 )
 from analysis.reward_gain import Completions, GainSplit, sample_completions, sampled_reward, split_gain, token_utility
-from probes.config import WriterProbeConfig
-from probes.results import LinearRewardResult
-from probes.writer import fit_writer_probe
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.plots import plt, save_figure
@@ -95,22 +93,6 @@ def load_dictionaries(cfg: RewardAttributionConfig, run_dir: RunDir, hook: str, 
             dd = load_crosscoder(path)
             out.append(direction_dictionary(name, hook, dd.W_dec[:, 0] / dd.out_scale[0]))
     return out
-
-
-def probe_rankings(run_dir: RunDir, size: str) -> dict[str, dict[str, list[int]]]:
-    """ranking name -> hook -> latents of the policy's SAE, best first: the implicit-reward probe's
-    (as the implicit_reward stage or ``python -m probes.fit_linear_reward`` saved it)."""
-    path = LinearRewardResult.path(run_dir, "policy", "sae")
-    if not path.exists():
-        return {}
-    found = LinearRewardResult.load_for(run_dir, "policy", "sae")
-    if found.size != size:
-        return {}
-    ranked: dict[str, list[int]] = defaultdict(list)
-    for f in found.top_features:
-        if f.coefficient > 0:
-            ranked[f.hook].append(f.feature)
-    return {"implicit_reward_probe": dict(ranked)}
 
 
 def _site_rows(per_seed: list[list[SiteEffect]]) -> tuple[SiteFractions, ...]:
@@ -152,10 +134,16 @@ def attribute(cfg: RewardAttributionConfig, models: tuple[HookedTransformer, Hoo
     return out, shares
 
 
-def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> RewardAttributionResult | None:
-    """Stage: ``analysis/reward_attribution.json`` with heat maps and splicing curves."""
-    if not cfg.enabled:
-        return None
+Rankings = dict[str, dict[str, list[int]]]  # ranking name -> hook -> latents of the policy's SAE, best first
+# Rankings that depend on one sampling seed's completions (e.g. a probe fitted on them): (seed, policy, batch) -> rankings
+SeedRankings = Callable[[int, HookedTransformer, Completions], Rankings]
+
+
+def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: Rankings,
+                       seed_rankings: SeedRankings | None = None) -> RewardAttributionResult:
+    """Every measurement above for the run's policy, with ``rankings`` (and, per sampling seed,
+    ``seed_rankings``) spliced beside each policy SAE's own attribution ranking; writes the heat maps
+    and splicing curves, and returns the result unsaved."""
     started = time.time()
     if not cfg.seeds:
         raise UserError("reward_attribution.seeds is empty: give at least one sampling seed")
@@ -178,8 +166,7 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
     u = token_utility(policy.tokenizer, policy.cfg.d_vocab, cfg.scale)
     eos = policy.tokenizer.eos_token_id
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
-    rankings = probe_rankings(run_dir, cfg.size)
-    gains, patching, swaps, writers = [], [], [], []
+    gains, patching, swaps = [], [], []
     splices: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     removals: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     infos: dict[tuple[str, str], DictionaryInfo] = {}
@@ -198,18 +185,7 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
             length_policy=sum(int(m.sum()) for _, m in batch.groups) / batch.n_rows))
         patching.append(patch_sites(base, policy, batch, u, activation_sites(n_layers), split.base, split.policy))
         swaps.append(patch_sites(base, policy, batch, u, weight_sites(n_layers), split.base, split.policy))
-        seed_rankings = dict(rankings)
-        if "sae_policy" in cfg.dictionaries:
-            writer = fit_writer_probe(run_dir, WriterProbeConfig(
-                features=cfg.writer_features, layers=cfg.layers or None, size=cfg.size, seed=seed, scale=cfg.scale),
-                policy, batch)
-            writers.append(WriterProbeSummary(seed, writer.kendall_tau, writer.r2, writer.untrained_tau,
-                                              writer.untrained_tau_std))
-            if cfg.writer_features == "sae":
-                ranked: dict[str, list[int]] = defaultdict(list)
-                for f in writer.top_features:
-                    ranked[f.hook].append(f.feature)
-                seed_rankings["writer_probe"] = dict(ranked)
+        extra = rankings | (seed_rankings(seed, policy, batch) if seed_rankings else {})
         acts = {"base": cache_sites(base, batch, list(hooks)), "policy": cache_sites(policy, batch, list(hooks))}
         direct = direct_gradients(base, batch, u)
         models = (base, policy)
@@ -220,8 +196,8 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
                 encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
                 infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
                                                                 len(encoded.live))
-                extra = seed_rankings if dictionary.name == "sae_policy" else {}
-                fractions, shares = attribute(cfg, models, batch, u, split, encoded, grads, direct, extra, seed,
+                fractions, shares = attribute(cfg, models, batch, u, split, encoded, grads, direct,
+                                              extra if dictionary.name == "sae_policy" else {}, seed,
                                               with_top=s == 0, inputs=inputs)
                 for name, by_k in fractions.items():
                     for k, (rec, rem) in by_k.items():
@@ -239,11 +215,10 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
     result = RewardAttributionResult(
         seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
         weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
-        writer=tuple(writers), divergence_ranking=divergence.ranking if divergence else (),
+        writer=(), divergence_ranking=divergence.ranking if divergence else (),
         dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg))
     plot_heatmaps(result, n_layers, RewardAttributionResult.figure(run_dir, "patching"))
     plot_curves(result, RewardAttributionResult.figure(run_dir, "curves"))
-    result.save(run_dir)
     return result
 
 

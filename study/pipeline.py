@@ -112,7 +112,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("implicit_reward", "implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
           reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
     Stage("reward_attribution", "reward_attribution", ("model_diffing", "implicit_reward"),
-          "analysis.reward_attribution:reward_attribution_stage"),
+          "study.reward_attribution:reward_attribution_stage"),
     Stage("digits", "digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
           one_process=True),
 )

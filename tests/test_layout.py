@@ -2,9 +2,12 @@
 package reads results, never stage code."""
 
 import ast
+import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -56,13 +59,31 @@ def test_a_config_is_read_without_the_heavy_libraries():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_results_modules_stay_light():
-    """Results are read by the report and the command lines: their modules import no torch at load."""
-    for path in (ROOT / "rlhf" / "results.py", ROOT / "analysis" / "results.py", ROOT / "probes" / "results.py",
-                 ROOT / "rlhf" / "artifact.py", ROOT / "rlhf" / "rundir.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
-        modules = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
-        modules += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
-        heavy = [m for m in modules if m.split(".")[0] in ("torch", "transformers", "trl", "sae_lens", "transformer_lens")]
-        assert not heavy, f"{path.relative_to(ROOT)} imports {heavy} at module level"
+def _lint_imports(root) -> subprocess.CompletedProcess:
+    """import-linter's contracts (pyproject.toml) on the packages under ``root``."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(lint), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_hold():
+    """The layers (study -> probes -> analysis -> rlhf), the light modules and no cycles."""
+    done = _lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
+
+
+def test_an_upward_import_breaks_the_contracts(tmp_path):
+    """The same check on a copy of the code with one import planted against the layering: analysis
+    reading probes (the arrow reward attribution once had) and torch in a results module."""
+    for package in ("study", "probes", "analysis", "rlhf"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    metrics = tmp_path / "analysis" / "metrics.py"
+    metrics.write_text(metrics.read_text(encoding="utf-8") + "\nimport probes.results  # noqa\n")
+    results = tmp_path / "rlhf" / "results.py"
+    results.write_text(results.read_text(encoding="utf-8") + "\nimport torch  # noqa\n")
+    done = _lint_imports(tmp_path)
+    assert done.returncode != 0
+    assert "analysis is not allowed to import probes" in done.stdout and "analysis.metrics -> probes.results" in done.stdout
+    assert "rlhf.results is not allowed to import torch" in done.stdout

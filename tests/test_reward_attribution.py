@@ -14,12 +14,12 @@ from analysis.config import RewardAttributionConfig
 from analysis.feature_attribution import direction_dictionary, encode, gradients, latent_scores, layer_inputs, spliced
 from analysis.patching import Site, activation_sites, cache_sites, patch_sites, swapped, weight_sites
 from analysis.results import RewardAttributionResult
-from analysis.reward_attribution import reward_attribution_stage
 from analysis.reward_gain import expected_reward, sample_completions, split_gain, token_utility
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.policy import prompts_from_texts
 from rlhf.rundir import RunDir
+from study.reward_attribution import reward_attribution_stage
 
 
 @pytest.fixture(scope="module")
