@@ -55,6 +55,11 @@ class QualityConfig:
     held_out_texts: PositiveInt = 500  # validation texts for the LM-loss splice
     min_explained_variance: float = 0.8
     min_loss_recovered: float = 0.8
+    # nats/token: an SAE whose splice costs no more passes the LM-loss bar whatever its ratio. The ratio
+    # is ill-conditioned where zeroing the hook costs little: at the demo policy's last MLP zeroing costs
+    # 0.008 nats, so a splice costing 0.0035 "recovers" 0.55, while at its first MLP (zeroing: 3.07) a
+    # splice costing 0.018, five times more, recovers 0.99 and passes.
+    max_splice_cost: NonNegativeFloat = 0.01
     max_dead_fraction: ProbabilityFloat = 0.2
 
 

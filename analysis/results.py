@@ -232,12 +232,18 @@ class SAEMetrics:
     lm_loss_recovered: float
     passes: bool
 
+    @property
+    def splice_cost(self) -> float:
+        """What splicing the reconstruction in costs, in nats/token of held-out LM loss."""
+        return self.spliced_loss - self.clean_loss
+
 
 @dataclass(frozen=True)
 class QualityBars:
     explained_variance: float  # at least
     lm_loss_recovered: float  # at least
     dead_fraction: float  # at most
+    splice_cost: float = 0.0  # nats/token: a splice costing no more passes the LM-loss bar whatever its ratio
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,15 @@ def lm_loss_recovered(model: HookedTransformer, sae: SAE, hook: str, texts: Sequ
             "lm_loss_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
 
 
+def meets_bars(numbers: dict[str, float], cfg: QualityConfig) -> bool:
+    """An SAE's verdict: explained variance, dead features, and LM loss recovered, or a splice that
+    costs at most ``cfg.max_splice_cost`` nats/token (see ``QualityConfig``)."""
+    loss_ok = (numbers["lm_loss_recovered"] >= cfg.min_loss_recovered
+               or numbers["spliced_loss"] - numbers["clean_loss"] <= cfg.max_splice_cost)
+    return bool(numbers["explained_variance"] >= cfg.min_explained_variance and loss_ok
+                and numbers["dead_fraction"] <= cfg.max_dead_fraction)
+
+
 def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
     """Stage: metrics of every SAE on held-out tokens; ``analysis/sae_metrics.json`` and plots."""
     started = time.time()
@@ -92,14 +101,12 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
         sae = load_sae(run_dir.sae(name, hook, entry.size))
         numbers = {**reconstruction_metrics(sae, load_shards(run_dir.activations(name, hook, "val"))),
                    **lm_loss_recovered(model, sae, hook, texts, baselines[(name, None)], baselines[(name, hook)])}
-        passes = bool(numbers["explained_variance"] >= cfg.min_explained_variance
-                      and numbers["lm_loss_recovered"] >= cfg.min_loss_recovered
-                      and numbers["dead_fraction"] <= cfg.max_dead_fraction)
         rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=sae.cfg.d_sae,
-                               passes=passes, **numbers))
+                               passes=meets_bars(numbers, cfg), **numbers))
     result = SAEQualityResult(
         saes=tuple(rows), bars=QualityBars(explained_variance=cfg.min_explained_variance,
-                                           lm_loss_recovered=cfg.min_loss_recovered, dead_fraction=cfg.max_dead_fraction),
+                                           lm_loss_recovered=cfg.min_loss_recovered, dead_fraction=cfg.max_dead_fraction,
+                                           splice_cost=cfg.max_splice_cost),
         all_pass=all(r.passes for r in rows), seconds=time.time() - started)
     result.save(run_dir)
     _plot(rows, run_dir)

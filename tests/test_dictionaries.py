@@ -205,3 +205,32 @@ def test_dictionary_sizes_are_checked_at_load():
         config_from_dict({"activations": {"shard_texts": 0}})
     with pytest.raises(UserError, match="activations.hook is not a TransformerLens hook name"):
         config_from_dict({"activations": {"hook": "blocks.{layer}.hook_mlp_outt"}})
+
+
+# The demo policy's last MLP (zeroing it costs 0.0078 nats/token) and its first (zeroing costs 3.07).
+CHEAP_SPLICE = {"explained_variance": 0.99, "dead_fraction": 0.02, "clean_loss": 3.2248, "spliced_loss": 3.2283,
+                "zero_ablated_loss": 3.2326, "lm_loss_recovered": 0.553}
+COSTLY_SPLICE = {**CHEAP_SPLICE, "spliced_loss": 3.2448, "zero_ablated_loss": 3.2848, "lm_loss_recovered": 0.667}
+
+
+def test_the_lm_loss_bar_passes_a_cheap_splice_whatever_its_ratio():
+    """Recovered 0.55 at a splice costing 0.0035 nats/token passes (the floor, 0.01); 0.67 at a cost of
+    0.02 fails; without the floor the ratio alone decides. The report's check says the same."""
+    from analysis.results import QualityBars, SAEMetrics, SAEQualityResult
+    from analysis.sae_quality import QualityConfig, meets_bars
+    from study.report.sections.dictionaries import _loss_check
+
+    cfg = QualityConfig()
+    assert meets_bars(CHEAP_SPLICE, cfg) and not meets_bars(COSTLY_SPLICE, cfg)
+    assert not meets_bars(CHEAP_SPLICE, QualityConfig(max_splice_cost=0.0))
+
+    def result(*numbers):
+        rows = tuple(SAEMetrics(model="policy", hook=f"blocks.{i}.hook_mlp_out", size="1x", path="", d_sae=8, mse=0.0,
+                                l0=1.0, tokens=1, passes=meets_bars(n, cfg), **n) for i, n in enumerate(numbers))
+        return SAEQualityResult(saes=rows, bars=QualityBars(0.8, 0.8, 0.2, 0.01), all_pass=all(r.passes for r in rows),
+                                seconds=0.0)
+
+    check = _loss_check(result(CHEAP_SPLICE))
+    assert check.passes and "splicing costs at most 0.01 nats/token" in check.label
+    check = _loss_check(result(CHEAP_SPLICE, COSTLY_SPLICE))
+    assert not check.passes and check.value == pytest.approx(0.667) and "worst of the 1 of 2" in check.label
