@@ -33,7 +33,7 @@ class AblationConfig:
     k: PositiveInt = 10  # features switched off (the headline comparison)
     # More sizes, each probe's top-k against k random features: does any number of the probe's
     # features do what the same number of random ones does not? Sizes beyond the ranking are skipped.
-    sweep: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (3, 30, 100)
+    sweep: tuple[PositiveInt, ...] = (3, 30, 100)
     random_sets: PositiveInt = 2  # sets of k random (live) features to compare with
     n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
