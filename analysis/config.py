@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from analysis.diffing.registry import dictionaries
 from rlhf.configtypes import (
     DType,
     HookName,
@@ -13,10 +14,14 @@ from rlhf.configtypes import (
     NonEmpty,
     NonNegativeFloat,
     NonNegativeInt,
+    OneOf,
     PositiveFloat,
     PositiveInt,
     ProbabilityFloat,
 )
+
+# A dictionary reward attribution reads: the SAE pair, or one that model diffing registers (analysis.diffing.registry).
+DictionaryName = Annotated[str, OneOf(lambda: ("sae_policy", "sae_base", *dictionaries()))]
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class RewardAttributionConfig:
     layers: Layers = ()  # cached layers whose dictionaries are attributed; empty: all
     # Dictionaries to attribute: the SAE pair (sae_policy, sae_base, at `size`), and model diffing's
     # crosscoder, SAE on differences and difference dictionary (its first training seed).
-    dictionaries: tuple[Literal["sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary"], ...] = (
+    dictionaries: tuple[DictionaryName, ...] = (
         "sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary")
     size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
     ks: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary

@@ -24,17 +24,13 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from analysis.config import RewardAttributionConfig
-from analysis.crosscoder import load_crosscoder
 from analysis.dictionaries import load_sae
-from analysis.diffing import work_dir
+from analysis.diffing.registry import dictionaries
 from analysis.feature_attribution import (
     Dictionary,
     Encoded,
     LayerInputs,
-    crosscoder_dictionary,
-    difference_sae_dictionary,
     direct_gradients,
-    direction_dictionary,
     encode,
     gradients,
     latent_scores,
@@ -60,6 +56,7 @@ from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
+from rlhf.registry import load
 from rlhf.rundir import RunDir
 
 PROMPT_SEED = 13  # the held-out prompts (the sampling seeds vary the completions)
@@ -78,20 +75,7 @@ def load_dictionaries(cfg: RewardAttributionConfig, run_dir: RunDir, hook: str, 
                                 "set reward_attribution.size to a width the dictionaries stage trained")
             out.append(sae_dictionary(name, hook, load_sae(path)))
             continue
-        work = work_dir(run_dir, hook)
-        path = {"crosscoder": work / f"crosscoder_seed{dictionary_seed}.safetensors",
-                "difference_dictionary": work / f"difference_dictionary_seed{dictionary_seed}.safetensors",
-                "difference_sae": work / f"difference_sae_seed{dictionary_seed}"}[name]
-        if not path.exists():
-            raise UserError(f"reward_attribution.dictionaries lists {name!r}, but model diffing trained none at {hook} "
-                            f"({path.name}); enable model_diffing for that layer or drop {name!r}")
-        if name == "crosscoder":
-            out.append(crosscoder_dictionary(name, hook, load_crosscoder(path)))
-        elif name == "difference_sae":
-            out.append(difference_sae_dictionary(name, hook, load_sae(path)))
-        else:
-            dd = load_crosscoder(path)
-            out.append(direction_dictionary(name, hook, dd.W_dec[:, 0] / dd.out_scale[0]))
+        out.append(load(dictionaries()[name].dictionary)(name, run_dir, hook, dictionary_seed))
     return out
 
 

@@ -16,7 +16,8 @@ import sys
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir
-from study.pipeline import STAGES, status
+from study.pipeline import status
+from study.stages import STAGES
 
 
 def seconds(run_dir: str) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -75,6 +76,18 @@ class NonEmpty:
 
     def check(self, value: Any) -> str | None:
         return "must list at least one value, got []" if len(value) == 0 else None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a list that a registry holds, read when the value is checked (so an entry registered
+    after this module loaded counts)."""
+
+    choices: Callable[[], Sequence[str]]
+
+    def check(self, value: Any) -> str | None:
+        allowed = self.choices()
+        return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}; got {value!r}"
 
 
 @dataclass(frozen=True)

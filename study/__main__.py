@@ -86,15 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     # Light imports only until the config is read and checked, so that a mistake is reported
     # at once; the pipeline (torch, transformers, ...) is imported after that.
     from rlhf.rundir import RunDir
-    from study.config import STAGE_NAMES, load_config
+    from study.config import load_config
+    from study.stages import stage_names
 
     try:
         if args.command == "run":
             overrides = {"runs_dir": args.runs_dir} if args.runs_dir else {}
             cfg = load_config(args.config, overrides)
             for name in (*args.force, *([args.until] if args.until else [])):
-                if name not in STAGE_NAMES:
-                    raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+                if name not in stage_names():
+                    raise UserError(f"unknown stage {name!r}; stages: {', '.join(stage_names())}")
             from study.pipeline import run_study
 
             run_study(cfg, force=tuple(args.force), until=args.until, verbose=args.verbose)

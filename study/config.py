@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from analysis.config import (
     ActivationCacheConfig,
@@ -35,16 +35,14 @@ from rlhf.config import (
     PretrainConfig,
     TokenizerConfig,
 )
-from rlhf.configtypes import Hook, Layer
+from rlhf.configtypes import Hook, Layer, OneOf
 from rlhf.errors import UserError
 from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig, check_reward_label
 from rlhf.policy.config import check_config as check_policy_config
+from study.stages import STAGES, stage_names
+from study.stages import stage as study_stage
 
-# The pipeline's stages, in order (study.pipeline.STAGES runs them; a test checks the two agree).
-StageName = Literal["corpus", "tokenizer", "pretrain", "hidden_context", "sft", "policy", "policy_beta0", "dpo", "divergence",
-                    "activations", "dictionaries", "sae_quality", "mmcs", "feature_diff", "model_diffing", "autointerp",
-                    "conversion", "valence_probe", "implicit_reward", "reward_attribution", "digits"]
-STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
+StageName = Annotated[str, OneOf(stage_names)]  # a stage of study.stages.STAGES
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,8 @@ class StudyConfig:
     hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     digits: DigitsLoopConfig = field(default_factory=DigitsLoopConfig)
+    # The sections of stages registered beyond the built-in ones (study.stages.register), by stage name.
+    registered: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_policy_config(self.policy)
@@ -91,8 +91,17 @@ class StudyConfig:
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
+    def section(self, stage: str) -> Any:
+        """A stage's config section: a field of this class, or a registered stage's (its defaults where
+        the config leaves it out)."""
+        if stage in self.registered:
+            return self.registered[stage]
+        return getattr(self, stage) if hasattr(self, stage) else study_stage(stage).config()
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as TOML would give it: registered stages' sections at the top level, beside the others."""
+        data = asdict(self)
+        return {**data.pop("registered"), **data}
 
 
 def marked_fields(obj: Any, marker: Any, where: str = "") -> list[tuple[str, Any]]:
@@ -109,6 +118,8 @@ def marked_fields(obj: Any, marker: Any, where: str = "") -> list[tuple[str, Any
             kind = typing.get_args(kind)[0] if marker not in typing.get_args(kind) else kind
         if dataclasses.is_dataclass(value):
             out += marked_fields(value, marker, key)
+        elif f.name == "registered":  # registered stages' sections, each [its stage's name]
+            out += [m for name, section in value.items() for m in marked_fields(section, marker, name)]
         elif marker in typing.get_args(kind):
             out.append((key, value))
         elif value and typing.get_origin(kind) is tuple and any(marker in typing.get_args(a) for a in typing.get_args(kind)):
@@ -197,16 +208,26 @@ def _build(cls: type, data: dict[str, Any], where: str, default: Any = None) -> 
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(hints[name]):
-            if not isinstance(value, dict):
-                raise UserError(f"{key} must be a table ([{key}])")
-            kwargs[name] = _build(hints[name], value, key, defaults.get(name))
+            kwargs[name] = _build(hints[name], _table(value, key), key, defaults.get(name))
         else:
             kwargs[name] = _coerce(value, hints[name], key)
     return dataclasses.replace(default, **kwargs) if default is not None else cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:
-    return _build(StudyConfig, data, "")
+    data = dict(data)
+    if "registered" in data:
+        raise UserError("unknown config key 'registered' in the top level; a registered stage's section is [its name]")
+    known = {f.name for f in fields(StudyConfig)}
+    registered = {s.name: _build(s.config, _table(data.pop(s.name), s.name), s.name)
+                  for s in STAGES if s.name not in known and s.name in data}
+    return dataclasses.replace(_build(StudyConfig, data, ""), registered=registered) if registered else _build(StudyConfig, data, "")
+
+
+def _table(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"{key} must be a table ([{key}])")
+    return value
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> StudyConfig:

@@ -10,113 +10,27 @@ picks up whatever its partial directory holds.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
-from study.config import STAGE_NAMES, StudyConfig, load_config
+from study.config import StudyConfig, load_config
 from study.console import closing_lines, stage_output
 from study.manifest import Manifest
 from study.preflight import preflight
 from study.report import build_report
+from study.stages import STAGES, Stage, stage_names
 
 LIBRARIES = ("torch", "transformers", "trl", "transformer-lens", "sae-lens", "circuitsvis", "vaderSentiment")
 
 
-Paths = Callable[[RunDir], tuple[Path, ...]]
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    section: str | None  # the StudyConfig field this stage is configured by
-    after: tuple[str, ...]  # stages whose artifacts it reads
-    function: str  # "module:function", imported when the stage runs (the command line stays fast)
-    outputs: Paths = lambda run: ()  # what must exist when the stage is done
-    # Work a killed run resumes from (checkpoints, cache shards); cleared when the stage
-    # starts over with another config or is forced, so nothing stale is resumed.
-    scratch: Paths = lambda run: ()
-    # Runs in every process of an ``accelerate launch`` (data-parallel training, sharded
-    # caching); the others run in the main process while the rest wait.
-    distributed: bool = False
-    # Trains with a Hugging Face trainer in one process: under a multi-process launch that
-    # trainer would wait for peers that never join, so such a run is refused.
-    one_process: bool = False
-    # Stages it reads only under some configs (the policy reads the SFT model when RL starts from it).
-    reads: Callable[[StudyConfig], tuple[str, ...]] = lambda cfg: ()
-
-    def inputs(self, cfg: StudyConfig) -> tuple[str, ...]:
-        """The stages whose artifacts this one reads under ``cfg``."""
-        return (*self.after, *self.reads(cfg))
-
-    def run(self, section: Any, run_dir: RunDir) -> Any:
-        module, _, function = self.function.partition(":")
-        return getattr(importlib.import_module(module), function)(section, run_dir)
-
-
-def _trains(cfg: StudyConfig, stage: str) -> bool:
-    """Whether the study runs ``stage`` (an optional model's stage: listed, or all listed, and enabled)."""
-    return (not cfg.stages or stage in cfg.stages) and getattr(cfg, stage).enabled
-
-
-def _reward_stage(reward: str) -> tuple[str, ...]:
-    """The stage that trains a ``study:`` reward (the hidden_context stage's reward models)."""
-    return ("hidden_context",) if reward.startswith("study:") else ()
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("corpus", "corpus", (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
-    Stage("tokenizer", "tokenizer", ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
-    Stage("pretrain", "pretrain", ("tokenizer",), "rlhf.pretrain:pretrain",
-          lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
-          distributed=True),
-    Stage("hidden_context", "hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
-          distributed=True),
-    Stage("sft", "sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
-          distributed=True),
-    Stage("policy", "policy", ("pretrain",), "rlhf.policy:train_policy",
-          lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
-          distributed=True, reads=lambda cfg: (*(("sft",) if cfg.policy.init == "sft" else ()), *_reward_stage(cfg.policy.reward))),
-    Stage("policy_beta0", "policy_beta0", ("policy",), "rlhf.policy:no_kl_comparison",
-          scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
-    Stage("dpo", "dpo", ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
-          distributed=True, reads=lambda cfg: _reward_stage(cfg.dpo.reward)),
-    Stage("divergence", "divergence", ("policy",), "analysis.divergence:divergence_stage",
-          lambda r: (r.analysis / "divergence.json",)),
-    Stage("activations", "activations", ("divergence",), "analysis.activations:cache_stage",
-          lambda r: (r.activations_index,), lambda r: (r.activations_root,), distributed=True),
-    Stage("dictionaries", "dictionaries", ("activations",), "analysis.dictionaries:dictionaries_stage",
-          lambda r: (r.saes_index,), lambda r: (r.saes_root,)),
-    Stage("sae_quality", "sae_quality", ("dictionaries",), "analysis.sae_quality:quality_stage",
-          lambda r: (r.analysis / "sae_metrics.json",)),
-    Stage("mmcs", "mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
-    Stage("feature_diff", "feature_diff", ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
-          lambda r: (r.analysis / "feature_diff.json",)),
-    Stage("model_diffing", "model_diffing", ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
-          scratch=lambda r: (r.stage_dir("model_diffing"),)),
-    Stage("autointerp", "autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
-    Stage("conversion", "conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
-          lambda r: (r.analysis / "conversion.json",),
-          reads=lambda cfg: tuple(n for n in ("policy_beta0", "dpo", "sft") if _trains(cfg, n))),
-    Stage("valence_probe", "valence_probe", ("pretrain",), "probes.valence:valence_probe",
-          lambda r: (r.probes / "valence_base.json",)),
-    Stage("implicit_reward", "implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
-          reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
-    Stage("reward_attribution", "reward_attribution", ("model_diffing", "implicit_reward"),
-          "study.reward_attribution:reward_attribution_stage"),
-    Stage("digits", "digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
-          one_process=True),
-)
-assert tuple(s.name for s in STAGES) == STAGE_NAMES, "study.config.StageName lists the stages in order"
 
 
 def _versions() -> dict[str, str]:
@@ -132,7 +46,7 @@ def _versions() -> dict[str, str]:
 def fingerprints(cfg: StudyConfig) -> dict[str, str]:
     out: dict[str, str] = {}
     for stage in STAGES:
-        section = asdict(getattr(cfg, stage.section)) if stage.section else None
+        section = asdict(cfg.section(stage.name))
         payload = json.dumps({"config": section, "after": [out[a] for a in stage.inputs(cfg)]}, sort_keys=True)
         out[stage.name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return out
@@ -153,7 +67,7 @@ def _prepare_scratch(run_dir: RunDir, stage: Stage, fingerprint: str, *, forced:
 def _last_before(name: str) -> str:
     """The last stage before the first one-process stage at or before ``name``: where a launch should stop."""
     first = next(i for i, s in enumerate(STAGES) if s.one_process)
-    return STAGES[max(0, min(first, STAGE_NAMES.index(name)) - 1)].name
+    return STAGES[max(0, min(first, stage_names().index(name)) - 1)].name
 
 
 def is_done(run_dir: RunDir, stage: Stage, fingerprint: str) -> bool:
@@ -171,10 +85,11 @@ def run_study(
 ) -> RunDir:
     """Run every stage that is not already done; then assemble the report. Unless ``verbose``, the
     libraries' warnings, logging and finished progress bars go to ``logs/<stage>.log``, not the console."""
+    names = stage_names()
     for name in (*force, *([until] if until else []), *cfg.stages):
-        if name not in STAGE_NAMES:
-            raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
-    chosen = set(cfg.stages or STAGE_NAMES)
+        if name not in names:
+            raise UserError(f"unknown stage {name!r}; stages: {', '.join(names)}")
+    chosen = set(cfg.stages or names)
     for stage in STAGES:
         missing = [a for a in stage.inputs(cfg) if stage.name in chosen and a not in chosen]
         if missing:
@@ -212,7 +127,7 @@ def run_study(
                 _prepare_scratch(run_dir, stage, prints[stage.name], forced=stage.name in force, log=log)
             state.wait_for_everyone()
             started = time.time()
-            section = getattr(cfg, stage.section) if stage.section else cfg
+            section = cfg.section(stage.name)
             if stage.distributed or main:
                 with stage_output(run_dir.log(stage.name), verbose):
                     stage.run(section, run_dir)
@@ -221,7 +136,7 @@ def run_study(
             if main:
                 read = {a: m.run_id for a in stage.inputs(cfg) if (m := Manifest.load(run_dir, a)) is not None}
                 Manifest(stage=stage.name, fingerprint=prints[stage.name],
-                         config=asdict(section) if stage.section else None, versions=_versions(),
+                         config=asdict(section), versions=_versions(),
                          finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=seconds,
                          processes=state.num_processes if stage.distributed else 1,
                          run_id=uuid.uuid4().hex[:12], inputs=read).save(run_dir)
@@ -259,7 +174,7 @@ def stale_stages(run_dir: RunDir, cfg: StudyConfig) -> dict[str, str]:
             elif manifest.run_id and manifest.inputs.get(a) != read.run_id:
                 reasons.append(f"{a} was re-run after it")
         if not reasons and manifest.fingerprint != prints[stage.name]:
-            reasons.append(f"[{stage.section}] changed since it ran" if stage.section else "the config changed since it ran")
+            reasons.append(f"[{stage.name}] changed since it ran")
         if reasons:
             out[stage.name] = "; ".join(reasons)
     return out

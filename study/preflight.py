@@ -9,7 +9,8 @@ from pathlib import Path
 from rlhf.config import LOCAL_FORMATS
 from rlhf.configtypes import RewardSpec, reward_source_problem
 from rlhf.errors import UserError
-from study.config import STAGE_NAMES, StudyConfig, marked_fields
+from study.config import StudyConfig, marked_fields
+from study.stages import stage_names
 
 
 def preflight(cfg: StudyConfig, chosen: set[str]) -> None:
@@ -17,7 +18,7 @@ def preflight(cfg: StudyConfig, chosen: set[str]) -> None:
     there, within a second of starting rather than minutes later when its stage begins."""
     for key, spec in marked_fields(cfg, RewardSpec()):
         section = key.split(".")[0]
-        if section in STAGE_NAMES and section not in chosen:
+        if section in stage_names() and section not in chosen:
             continue
         problem = reward_source_problem(spec)
         if problem:

@@ -22,8 +22,9 @@ from rlhf.tokenizer import load_tokenizer, save_tokenizer
 from study.__main__ import main
 from study.compare import ANALYSIS, LEXICON, compare_config
 from study.config import load_config
-from study.pipeline import STAGES, run_study
+from study.pipeline import run_study
 from study.report import build_report
+from study.stages import STAGES
 
 # Small enough for a test: a few hundred texts, dictionaries and a crosscoder on ~20k tokens.
 # The pair's reward is a Python function, so the lexicon stages (run on the tiny study and the

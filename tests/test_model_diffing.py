@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from analysis.config import ModelDiffingConfig
-from analysis.diffing import METHODS, Context, HookData, work_dir
-from analysis.diffing.method import pick
+from analysis.diffing import METHODS
+from analysis.diffing import crosscoder as crosscoder_method
+from analysis.diffing.method import Context, HookData, pick, work_dir
 from analysis.diffing.scoring import Splice
 from analysis.diffing.stage import model_diffing_stage
 from analysis.patching import activation_sites, patch_sites
@@ -20,7 +21,7 @@ from rlhf.errors import UserError
 from rlhf.rundir import RunDir
 from study.report.sections.model_diffing import leaderboard, verdict
 
-TOKEN_METHODS = {"kl", "logit_amplification"}  # they name tokens, not latents
+TOKEN_METHODS = {name for name, spec in METHODS.items() if spec.names == "tokens"}
 
 
 def test_every_method_is_scored_on_every_layer(tiny_run):
@@ -132,7 +133,7 @@ def test_a_rerun_reuses_the_saved_dictionaries_and_finds_the_same_latents(tiny_r
     assert any(p.name == "difference_dictionary_seed0.safetensors" for p in saved)
     ctx, at = Context.load(cfg.model_diffing, run_dir), HookData.load(run_dir, layer.hook)
     for name in ("crosscoder_scaling", "difference_dictionary", "difference_sae"):
-        found = METHODS[name].find(ctx, at, 0)
+        found = METHODS[name].finder()(ctx, at, 0)
         assert tuple(found.top(cfg.model_diffing.top_k).latents) == layer.methods[name][0].latents, name
         assert found.set_aside == layer.methods[name][0].set_aside, name
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == saved  # loaded, not retrained
@@ -172,7 +173,7 @@ def test_a_latent_that_never_fires_is_neither_ranked_nor_carded(tiny_run, tmp_pa
     layer = ModelDiffingResult.load(run_dir).layers[0]
     hook, ctx = layer.hook, Context.load(cfg.model_diffing, run_dir)
     first = layer.cards[0].latent
-    _silence(work_dir(run_dir, hook) / "crosscoder_seed0.safetensors", "W_enc", "b_enc", first, 2)
+    _silence(crosscoder_method.path(run_dir, hook, 0), "W_enc", "b_enc", first, 2)
     top = layer.methods["mmcs_diff"][0].latents[0]
     _silence(run_dir.sae("policy", hook, cfg.model_diffing.mmcs_size) / "sae_weights.safetensors", "W_enc", "b_enc",
              top, 1)
@@ -183,10 +184,28 @@ def test_a_latent_that_never_fires_is_neither_ranked_nor_carded(tiny_run, tmp_pa
     carded = [card.latent for card in cards.latent_cards(c, at, ctx)]
     assert first not in carded and carded[: len(layer.cards) - 1] == [card.latent for card in layer.cards[1:]]
     for name in ("crosscoder_scaling", "crosscoder_norm"):
-        found = METHODS[name].find(ctx, at, 0)
+        found = METHODS[name].finder()(ctx, at, 0)
         assert first not in found.latents and found.set_aside == layer.methods[name][0].set_aside + 1
 
     before = layer.methods["mmcs_diff"][0]
-    found = METHODS["mmcs_diff"].find(ctx, at, 0)
+    found = METHODS["mmcs_diff"].finder()(ctx, at, 0)
     assert top not in found.latents and found.set_aside == before.set_aside + 1
     assert found.latents[: before.n - 1] == [i for i in before.latents if i != top]
+
+
+def test_a_new_method_is_one_module_and_one_registry_line(tiny_run, tmp_path, monkeypatch):
+    """tests/diffing_example.py registered with one line, nothing else changed: the stage scores it on
+    every layer beside the others, and the report's leaderboard names it by its label."""
+    from analysis.diffing.registry import MethodSpec
+    from study.report import build_report
+
+    cfg, original, _ = tiny_run
+    run_dir = RunDir(shutil.copytree(original.root, tmp_path / "run"))
+    monkeypatch.setitem(METHODS, "mean_difference", MethodSpec("tests.diffing_example:find", "mean difference (example)",
+                                                                per_seed=False))
+    result = model_diffing_stage(replace(cfg.model_diffing, seeds=(0,)), run_dir)
+    assert "mean_difference" in result.summary
+    for layer in result.layers:
+        (row,) = layer.methods["mean_difference"]
+        assert row.latents == (0,) and row.seed == 0
+    assert "mean difference (example)" in build_report(run_dir).read_text()

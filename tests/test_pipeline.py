@@ -5,13 +5,18 @@ import re
 import shutil
 from dataclasses import replace
 
+import pytest
+
+from rlhf.errors import UserError
 from rlhf.rundir import RunDir, read_json
-from study.pipeline import STAGE_NAMES, run_study, status
+from study.pipeline import run_study, status
+from study.stages import stage_names
+from tests.conftest import TINY
 
 
 def test_every_stage_ran_and_wrote_its_artifacts(tiny_run):
     cfg, run_dir, lines = tiny_run
-    for stage in STAGE_NAMES:
+    for stage in stage_names():
         assert f"[{stage}] running" in lines
         manifest = read_json(run_dir.manifests / f"{stage}.json")
         assert manifest["versions"]["transformer-lens"].startswith("3.9")
@@ -70,15 +75,15 @@ def test_rerun_skips_finished_stages(tiny_run, tmp_path):
     cfg = replace(cfg, runs_dir=str(tmp_path))
     lines = []
     run_study(cfg, log=lines.append)
-    assert all(f"[{s}] done already, skipped" in lines for s in STAGE_NAMES)
+    assert all(f"[{s}] done already, skipped" in lines for s in stage_names())
     # A changed probe setting re-runs the probe only; a changed corpus re-runs everything after it.
     lines.clear()
     run_study(replace(cfg, valence_probe=replace(cfg.valence_probe, examples_per_word=2)), log=lines.append)
-    ran = [s for s in STAGE_NAMES if f"[{s}] running" in lines]
+    ran = [s for s in stage_names() if f"[{s}] running" in lines]
     assert ran == ["valence_probe"]
     assert read_json(RunDir(copy).probes / "valence_base.json")["trained"]["n_examples"] == 300 * 2
     rows = status(RunDir(copy))
-    assert [name for name, _, _ in rows] == list(STAGE_NAMES)
+    assert [name for name, _, _ in rows] == list(stage_names())
     assert all(m is not None and m.finished and not stale for _, m, stale in rows)
 
 
@@ -95,7 +100,8 @@ def test_report_opens_in_headless_chromium_without_console_errors(tiny_run, tmp_
 
 
 def test_a_stage_started_over_clears_its_scratch_but_a_killed_one_resumes(tmp_path):
-    from study.pipeline import STAGES, _prepare_scratch
+    from study.pipeline import _prepare_scratch
+    from study.stages import STAGES
 
     run_dir = RunDir(tmp_path / "study")
     stage = next(s for s in STAGES if s.name == "activations")
@@ -234,3 +240,34 @@ def test_status_and_report_name_what_a_policy_change_left_stale(tiny_run, tmp_pa
     assert summary["stale_stages"] == why
     last = closing_lines(summary)[-1]
     assert last.startswith("STALE: ") and all(name in last for name in why)
+
+
+def test_a_new_stage_is_one_module_and_one_registry_line(tiny_run, tmp_path):
+    """tests/stage_example.py registered with one line, nothing else changed: its [word_count] section is
+    read and checked, the finished study runs it alone (every other stage is skipped), status lists it,
+    the report shows its section, and the run's config.json keeps its section."""
+    from study.config import load_config
+    from study.stages import STAGES, register
+    from tests.stage_example import STAGE, WordCountResult
+
+    cfg, original, _ = tiny_run
+    shutil.copytree(original.root, tmp_path / original.root.name)
+    saved = list(STAGES)
+    register(STAGE)
+    try:
+        config = tmp_path / "with_stage.toml"
+        config.write_text(TINY.read_text(encoding="utf-8") + "\n[word_count]\ntop = 3\n")
+        with pytest.raises(UserError, match="word_count.top must be > 0"):
+            load_config(config, {"word_count": {"top": 0}})
+        lines: list[str] = []
+        run_dir = run_study(load_config(config, {"runs_dir": str(tmp_path)}), log=lines.append)
+        ran = [s for s in stage_names() if f"[{s}] running" in lines]
+        assert ran == ["word_count"]
+        result = WordCountResult.load(run_dir)
+        assert len(result.words) == 3 and list(result.counts) == sorted(result.counts, reverse=True)
+        assert ("word_count", True) in [(name, manifest is not None) for name, manifest, _ in status(run_dir)]
+        page = (run_dir.report / "index.html").read_text()
+        assert "Word count (example stage)" in page and result.words[0] in page
+        assert load_config(run_dir.config_file).section("word_count").top == 3
+    finally:
+        STAGES[:] = saved

@@ -23,36 +23,15 @@ how many it set aside. ``scoring`` scores every finding the same way; ``stage`` 
 Adding a method is one module and one line: write ``find(ctx, at, seed) -> Found`` (``method.Find``;
 ``ctx`` is the stage's ``Context``, ``at`` one hook's ``HookData``; rank with ``method.pick`` so dead
 latents are set aside, keep anything shared between registry entries in ``at.memo`` or ``ctx.memo``
-via ``method.memo``, put the method's own numbers in ``Found.record``), and register it below as
-``"name": Method(module.find)`` (``per_seed=False`` when it has no dictionary seed of its own). The stage then runs, scores and ablates it at every hook
-and the report lists it (under its name unless ``study/report/sections/model_diffing.py`` gives it a
-label).
+via ``method.memo``, put the method's own numbers in ``Found.record``), and register it in
+``registry.METHODS`` as ``"name": MethodSpec("module:find", "its label")`` (``names="tokens"`` when it
+names tokens, ``per_seed=False`` when it has no dictionary seed of its own, ``dictionary=`` when
+reward attribution should read its dictionary). The stage then runs, scores and ablates it at every
+hook, and the report lists it under its label.
 """
 
 from __future__ import annotations
 
-from analysis.diffing import (
-    act_diff_lens,
-    amplification,
-    crosscoder,
-    difference_dictionary,
-    difference_sae,
-    kl,
-    mmcs_diff,
-    stagewise,
-)
-from analysis.diffing.method import Context, Found, HookData, Method, work_dir
+from analysis.diffing.registry import METHODS, MethodSpec
 
-METHODS: dict[str, Method] = {
-    "mmcs_diff": Method(mmcs_diff.find, per_seed=False),
-    "crosscoder_scaling": Method(crosscoder.by_scaling),
-    "crosscoder_norm": Method(crosscoder.by_norm),
-    "difference_dictionary": Method(difference_dictionary.find),
-    "difference_sae": Method(difference_sae.find),
-    "activation_difference_lens": Method(act_diff_lens.find, per_seed=False),
-    "stagewise_sae": Method(stagewise.find),
-    "kl": Method(kl.find, per_seed=False),
-    "logit_amplification": Method(amplification.find),  # its seed draws the samples
-}
-
-__all__ = ["METHODS", "Context", "Found", "HookData", "Method", "work_dir"]
+__all__ = ["METHODS", "MethodSpec"]

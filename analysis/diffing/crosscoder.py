@@ -7,6 +7,7 @@ policy by relative decoder norm, ranked two ways (two registry entries, one trai
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from jaxtyping import Float
@@ -17,12 +18,15 @@ from analysis.crosscoder import (
     decoder_cosines,
     evaluate,
     latent_scaling,
+    load_crosscoder,
     paired_stream,
     relative_norms,
     train_crosscoder,
 )
-from analysis.diffing.method import Context, Found, HookData, chunks, encode, memo, pick, train_or_load
+from analysis.diffing.method import Context, Found, HookData, chunks, encode, memo, pick, saved, train_or_load, work_dir
+from analysis.feature_attribution import Dictionary, crosscoder_dictionary
 from analysis.results import LatentStats
+from rlhf.rundir import RunDir
 
 
 @dataclass
@@ -39,11 +43,21 @@ class Crosscoded:
     policy_specific: int  # leaning latents the base does not explain (both latent-scaling ratios below max_nu)
 
 
+def path(run_dir: RunDir, hook: str, seed: int) -> Path:
+    """Where the crosscoder of ``seed`` at ``hook`` is saved."""
+    return work_dir(run_dir, hook) / f"crosscoder_seed{seed}.safetensors"
+
+
+def dictionary(name: str, run_dir: RunDir, hook: str, seed: int) -> Dictionary:
+    """The crosscoder of ``seed`` as reward attribution reads it: per-latent differences, each model's decoder."""
+    return crosscoder_dictionary(name, hook, load_crosscoder(saved(path(run_dir, hook, seed), name, hook)))
+
+
 def _crosscoded(ctx: Context, at: HookData, seed: int) -> Crosscoded:
     cfg = ctx.cfg
     cc = replace(cfg.crosscoder, seed=seed)
     train_dirs = [ctx.run_dir.activations(m, at.hook, "train") for m in ("base", "policy")]
-    crosscoder = train_or_load(at.work / f"crosscoder_seed{seed}.safetensors", lambda: train_crosscoder(
+    crosscoder = train_or_load(path(ctx.run_dir, at.hook, seed), lambda: train_crosscoder(
         cc, paired_stream(train_dirs, cc.batch_size, seed), [0, 1], [0, 1], progress=f"crosscoder {at.hook}"))
     held = chunks(at.pair)
     evaluation = evaluate(crosscoder, held, [0, 1], [0, 1])

@@ -5,13 +5,16 @@ they write along the actual difference (policy - base) on held-out tokens."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.crosscoder import BatchTopKCrosscoder, evaluate, paired_stream, train_crosscoder
-from analysis.diffing.method import Context, Found, HookData, chunks, encode, memo, pick, train_or_load
+from analysis.crosscoder import BatchTopKCrosscoder, evaluate, load_crosscoder, paired_stream, train_crosscoder
+from analysis.diffing.method import Context, Found, HookData, chunks, encode, memo, pick, saved, train_or_load, work_dir
+from analysis.feature_attribution import Dictionary, direction_dictionary
+from rlhf.rundir import RunDir
 
 
 @dataclass
@@ -22,10 +25,21 @@ class DifferenceDictionary:
     directions: Float[Tensor, "latents d"]  # in the policy's units
 
 
+def path(run_dir: RunDir, hook: str, seed: int) -> Path:
+    """Where the difference dictionary of ``seed`` at ``hook`` is saved."""
+    return work_dir(run_dir, hook) / f"difference_dictionary_seed{seed}.safetensors"
+
+
+def dictionary(name: str, run_dir: RunDir, hook: str, seed: int) -> Dictionary:
+    """The difference dictionary of ``seed`` as reward attribution reads it: its write directions."""
+    model = load_crosscoder(saved(path(run_dir, hook, seed), name, hook))
+    return direction_dictionary(name, hook, model.W_dec[:, 0] / model.out_scale[0])
+
+
 def _trained(ctx: Context, at: HookData, seed: int) -> DifferenceDictionary:
     cc = replace(ctx.cfg.crosscoder, seed=seed, training_tokens=ctx.cfg.difference_tokens)
     train_dirs = [ctx.run_dir.activations(m, at.hook, "train") for m in ("base", "policy")]
-    model = train_or_load(at.work / f"difference_dictionary_seed{seed}.safetensors", lambda: train_crosscoder(
+    model = train_or_load(path(ctx.run_dir, at.hook, seed), lambda: train_crosscoder(
         cc, paired_stream(train_dirs, cc.batch_size, seed), [0], [1], progress=f"difference dictionary {at.hook}"))
     return DifferenceDictionary(model, evaluate(model, chunks(at.pair), [0], [1]), encode(model, at.base[:, None]),
                                 (model.W_dec[:, 0] / model.out_scale[0]).detach())

@@ -11,9 +11,20 @@ from sae_lens import SAE, SAETrainer
 
 from analysis.crosscoder import paired_stream
 from analysis.dictionaries import DictionaryConfig, load_sae, make_sae, trainer_config
-from analysis.diffing.method import Context, Found, HookData, chunks, pick
-from rlhf.rundir import atomic_dir
+from analysis.diffing.method import Context, Found, HookData, chunks, pick, saved, work_dir
+from analysis.feature_attribution import Dictionary, difference_sae_dictionary
+from rlhf.rundir import RunDir, atomic_dir
 from rlhf.seeding import seeded
+
+
+def path(run_dir: RunDir, hook: str, seed: int) -> Path:
+    """Where the SAE on differences of ``seed`` at ``hook`` is saved (an SAE-Lens directory)."""
+    return work_dir(run_dir, hook) / f"difference_sae_seed{seed}"
+
+
+def dictionary(name: str, run_dir: RunDir, hook: str, seed: int) -> Dictionary:
+    """The SAE on differences of ``seed`` as reward attribution reads it: codes of policy - base."""
+    return difference_sae_dictionary(name, hook, load_sae(saved(path(run_dir, hook, seed), name, hook)))
 
 
 def _trained(ctx: Context, hook: str, seed: int, out: Path) -> SAE:
@@ -36,7 +47,7 @@ def _trained(ctx: Context, hook: str, seed: int, out: Path) -> SAE:
 
 
 def find(ctx: Context, at: HookData, seed: int) -> Found:
-    sae = _trained(ctx, at.hook, seed, at.work / f"difference_sae_seed{seed}")
+    sae = _trained(ctx, at.hook, seed, path(ctx.run_dir, at.hook, seed))
     codes = torch.cat([sae.encode(c).detach() for c in chunks(at.policy - at.base)])
     mass = codes.mean(0) * sae.W_dec.detach().norm(dim=-1)
     return pick(mass.argsort(descending=True).tolist(), codes, sae.W_dec.detach(), ctx.depth)

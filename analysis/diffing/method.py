@@ -4,8 +4,8 @@ A method is a function ``find(ctx, at, seed) -> Found``: given what the stage lo
 (``Context``), one hook's held-out activations (``HookData``) and a dictionary seed, it names
 the latents (or directions) it calls policy-specific, with their activations on the held-out
 tokens and their directions in the policy's activation space; a method that names tokens rather
-than latents (per-token KL) returns them in ``Found.tokens``. ``Method`` wraps ``find`` for the
-registry in ``analysis.diffing``.
+than latents (per-token KL) returns them in ``Found.tokens``. ``analysis.diffing.registry`` lists
+the methods.
 """
 
 from __future__ import annotations
@@ -107,19 +107,18 @@ def work_dir(run_dir: RunDir, hook: str) -> Path:
 
 @dataclass
 class HookData:
-    """One hook's held-out activations of both models (the same tokens), their text, and the work directory."""
+    """One hook's held-out activations of both models (the same tokens) and their text."""
 
     hook: str
     base: Float[Tensor, "tokens d"]
     policy: Float[Tensor, "tokens d"]
     text: CachedText
-    work: Path
     memo: dict = field(default_factory=dict)  # dictionaries trained at this hook, per seed
 
     @classmethod
     def load(cls, run_dir: RunDir, hook: str) -> HookData:
         return cls(hook, held_out(run_dir, "base", hook), held_out(run_dir, "policy", hook),
-                   load_cached_text(run_dir.activations("policy", hook, "val")), work_dir(run_dir, hook))
+                   load_cached_text(run_dir.activations("policy", hook, "val")))
 
     @property
     def pair(self) -> Float[Tensor, "tokens 2 d"]:
@@ -128,12 +127,6 @@ class HookData:
 
 
 Find = Callable[[Context, HookData, int], Found]  # a method: what it finds at a hook for a dictionary seed
-
-
-@dataclass(frozen=True)
-class Method:
-    find: Find
-    per_seed: bool = True  # False: no dictionary of its own to seed; found once and recorded as seed 0
 
 
 def chunks(x: Float[Tensor, "tokens ..."], size: int = 4096) -> list[Tensor]:
@@ -157,6 +150,14 @@ def pick(ranked: Sequence[int], codes: Float[Tensor, "tokens latents"], directio
     live = fires(codes)
     top = [i for i in ranked if live[i]][:k]
     return Found(top, codes[:, top], directions[top], set_aside=int((~live).sum()))
+
+
+def saved(path: Path, name: str, hook: str) -> Path:
+    """``path``, a dictionary model diffing trained, checked to exist for a reader (reward attribution)."""
+    if not path.exists():
+        raise UserError(f"reward_attribution.dictionaries lists {name!r}, but model diffing trained none at {hook} "
+                        f"({path.name}); enable model_diffing for that layer or drop {name!r}")
+    return path
 
 
 def train_or_load(path: Path, train: Callable[[], BatchTopKCrosscoder]) -> BatchTopKCrosscoder:

@@ -12,11 +12,12 @@ from tqdm.auto import tqdm
 
 from analysis.config import ModelDiffingConfig
 from analysis.crosscoder import plot_relative_norms
-from analysis.diffing import METHODS, amplification, kl
+from analysis.diffing import amplification, kl
 from analysis.diffing import cards as card_data
 from analysis.diffing.crosscoder import crosscoded
 from analysis.diffing.difference_dictionary import trained as difference_dictionary
-from analysis.diffing.method import Context, HookData, held_out
+from analysis.diffing.method import Context, Find, HookData, held_out
+from analysis.diffing.registry import METHODS
 from analysis.diffing.scoring import Ablation, Splice, score, summary
 from analysis.results import ActivationIndex, CrosscoderMetrics, LayerDiffing, MethodScore, ModelDiffingResult
 from rlhf.errors import UserError
@@ -39,16 +40,19 @@ def _crosscoder_metrics(ctx: Context, at: HookData, seed: int) -> CrosscoderMetr
         difference_dictionary_dead_fraction=d.evaluation["dead_fraction"])
 
 
-def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, hook: str) -> LayerDiffing:
+def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[str, Find], hook: str) -> LayerDiffing:
     """Every method at one hook scored against the reward, the crosscoders' numbers and cards."""
     cfg = ctx.cfg
     at = HookData.load(ctx.run_dir, hook)
     held_valence = ctx.token_valence[at.text.tokens]
     methods: dict[str, list[MethodScore]] = {}
     records: dict[str, list] = {}
-    for name, method in tqdm(METHODS.items(), desc=hook, unit="method", leave=False):
-        for i, seed in enumerate(cfg.seeds if method.per_seed else (0,)):
-            found = method.find(ctx, at, seed)
+    for name, spec in tqdm(METHODS.items(), desc=hook, unit="method", leave=False):
+        for i, seed in enumerate(cfg.seeds if spec.per_seed else (0,)):
+            found = finders[name](ctx, at, seed)
+            if found.latents if spec.names == "tokens" else found.tokens:
+                raise TypeError(f"diffing method {name!r} is registered as naming {spec.names} but returned "
+                                f"{len(found.latents)} latents and {len(found.tokens)} tokens")
             head = found.top(cfg.top_k)
             row = score(head, held_valence, ctx, seed)
             # The sampled ablation, the weakest score, for the first dictionary seed only: the splice
@@ -96,7 +100,8 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
                         "the fine-tune changed nothing up to these layers; cache later ones (divergence.layers)")
     ctx = Context.load(cfg, run_dir)
     ablation, splice = Ablation.load(ctx), Splice.load(ctx)
-    layers = [diff_layer(ctx, ablation, splice, hook) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
+    finders = {name: spec.finder() for name, spec in METHODS.items()}
+    layers = [diff_layer(ctx, ablation, splice, finders, hook) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
     if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer.methods.values()
            for row in rows for v in asdict(row).values()):
         raise FloatingPointError("a model-diffing score is NaN; check the cached activations")

@@ -100,16 +100,10 @@ def results_page() -> tuple[str, list[Path]]:
 
 
 def registry() -> dict[str, tuple[str, str]]:
-    """The diffing registry read from ``analysis/diffing/__init__.py`` without importing it (torch):
-    method name -> (module, function)."""
-    tree = ast.parse((DIFFING / "__init__.py").read_text())
-    table = next(n.value for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "METHODS")
-    assert isinstance(table, ast.Dict)
-    out = {}
-    for key, call in zip(table.keys, table.values):
-        assert isinstance(key, ast.Constant) and isinstance(call, ast.Call) and isinstance(call.args[0], ast.Attribute)
-        out[key.value] = (ast.unparse(call.args[0].value), call.args[0].attr)
-    return out
+    """The diffing registry (light: it imports no method): method name -> (module, function)."""
+    from analysis.diffing.registry import METHODS
+
+    return {name: tuple(spec.find.removeprefix("analysis.diffing.").split(":")) for name, spec in METHODS.items()}
 
 
 def _test_exists(ref: str) -> bool:
@@ -127,7 +121,7 @@ def method_page(name: str, module: str, function: str) -> str:
                          f"(missing: {missing or 'none listed'})")
     return "\n".join([
         f"# `{name}`\n",
-        f"`analysis/diffing/{module}.py`, `{function}` (registered in `analysis/diffing/__init__.py`).\n",
+        f"`analysis/diffing/{module}.py`, `{function}` (registered in `analysis/diffing/registry.py`).\n",
         ast.get_docstring(tree) or "", "",
         *([ast.get_docstring(found) or "", ""] if found else []),
         "**Scored by** the model-diffing stage's shared scores ([Model diffing](../model-diffing.md)): valence "

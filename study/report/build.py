@@ -12,10 +12,12 @@ from typing import Any
 from markupsafe import Markup
 
 from rlhf.errors import UserError
+from rlhf.registry import load
 from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from study.report.checks import groups
 from study.report.page import render
 from study.report.section import Section
+from study.stages import STAGES
 
 # Section modules of study.report.sections, in page order.
 ORDER = ("corpus", "pretrain", "policy", "dpo", "sft", "divergence", "dictionaries", "mmcs", "feature_diff",
@@ -23,7 +25,9 @@ ORDER = ("corpus", "pretrain", "policy", "dpo", "sft", "divergence", "dictionari
 
 
 def sections() -> list[Section]:
-    return [importlib.import_module(f"study.report.sections.{name}").SECTION for name in ORDER]
+    """The built-in sections in page order, then those of stages registered beyond them (study.stages)."""
+    built_in = [importlib.import_module(f"study.report.sections.{name}").SECTION for name in ORDER]
+    return built_in + [load(stage.report) for stage in STAGES if stage.report]
 
 
 def page(title: str, body: Markup) -> str:

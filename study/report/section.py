@@ -31,7 +31,7 @@ class Rendered:
 class Section:
     anchor: str
     title: str
-    template: str  # under study/report/templates/
+    template: str  # under study/report/templates/ (a section that is one table can use table.html.j2)
     # The results ``context`` takes, in order. The section is left out when the first is
     # missing; any later one that is missing is passed as None.
     results: tuple[type[Artifact], ...]

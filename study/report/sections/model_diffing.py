@@ -8,18 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from analysis.diffing.registry import METHODS
 from analysis.results import ModelDiffingResult, SeedStat, SpliceEffect
 from rlhf.rundir import RunDir
 from study.report.cards import latent_card
 from study.report.section import Section
 
-DIFFING_LABELS = {
-    "mmcs_diff": "MMCS feature diff (SAEs)", "crosscoder_scaling": "crosscoder + latent scaling",
-    "crosscoder_norm": "crosscoder, relative norm only", "difference_dictionary": "difference dictionary (base -> policy)",
-    "difference_sae": "SAE on policy - base", "activation_difference_lens": "activation-difference lens",
-    "stagewise_sae": "stage-wise SAE fine-tuning", "kl": "per-token KL (tokens)",
-    "logit_amplification": "logit-diff amplification (tokens)",
-}
 BREAKING_KL = 0.5  # nats/token: an ablation this far from the policy breaks the model; its reward change is no evidence
 VERDICTS = (("recovered_top10", "share of G its top 10 directions recover"), ("precision", "precision of the high-utility vocabulary"),
             ("mean_abs_corr", "mean |r| with the current token's valence"))
@@ -34,8 +28,8 @@ def pm(stat: SeedStat | None, signed: bool = False) -> str:
 
 
 def label(method: str) -> str:
-    """A method's name in the report; a newly registered method without a label shows its registry name."""
-    return DIFFING_LABELS.get(method, method)
+    """A method's label in the registry; one the registry no longer holds (an older run's) shows its name."""
+    return METHODS[method].label if method in METHODS else method
 
 
 def leaderboard(stats: dict[str, SeedStat]) -> list[list[str]]:
@@ -68,8 +62,8 @@ def verdict(summary: dict[str, dict[str, SeedStat]], key: str) -> str:
 
 
 def ordered(summary: dict[str, dict[str, SeedStat]]) -> list[tuple[str, dict[str, SeedStat]]]:
-    """The methods in the registry's order (labelled ones first), whatever order the JSON kept."""
-    rank = {name: i for i, name in enumerate(DIFFING_LABELS)}
+    """The methods in the registry's order (an older run's unregistered ones last), whatever order the JSON kept."""
+    rank = {name: i for i, name in enumerate(METHODS)}
     return sorted(summary.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 

@@ -1,0 +1,143 @@
+"""The pipeline's stages, declared once: name (also the config section), config type, the function
+that runs it, what it reads and writes. The config's stage names, its sections, the pipeline's order
+and the report's extra sections all derive from ``STAGES``; adding a stage is one module and one
+entry here (``register``). Light on purpose: configs are checked with it before torch loads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.config import (
+    ActivationCacheConfig,
+    AutointerpConfig,
+    DictionaryConfig,
+    DivergenceConfig,
+    FeatureDiffConfig,
+    MMCSConfig,
+    ModelDiffingConfig,
+    QualityConfig,
+    RewardAttributionConfig,
+)
+from probes.config import ImplicitRewardConfig, ValenceProbeConfig
+from rlhf.config import (
+    ConversionConfig,
+    CorpusConfig,
+    DigitsLoopConfig,
+    HiddenContextConfig,
+    PretrainConfig,
+    TokenizerConfig,
+)
+from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig
+from rlhf.registry import load
+from rlhf.rundir import RunDir
+
+if TYPE_CHECKING:
+    from study.config import StudyConfig
+
+Paths = Callable[[RunDir], tuple[Path, ...]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # also its config section: [name] in the TOML, StudyConfig.section(name)
+    config: type  # the section's dataclass
+    after: tuple[str, ...]  # stages whose artifacts it reads
+    function: str  # "module:function", imported when the stage runs (the command line stays fast)
+    outputs: Paths = lambda run: ()  # what must exist when the stage is done
+    # Work a killed run resumes from (checkpoints, cache shards); cleared when the stage
+    # starts over with another config or is forced, so nothing stale is resumed.
+    scratch: Paths = lambda run: ()
+    # Runs in every process of an ``accelerate launch`` (data-parallel training, sharded
+    # caching); the others run in the main process while the rest wait.
+    distributed: bool = False
+    # Trains with a Hugging Face trainer in one process: under a multi-process launch that
+    # trainer would wait for peers that never join, so such a run is refused.
+    one_process: bool = False
+    # Stages it reads only under some configs (the policy reads the SFT model when RL starts from it).
+    reads: Callable[[StudyConfig], tuple[str, ...]] = lambda cfg: ()
+
+    def inputs(self, cfg: StudyConfig) -> tuple[str, ...]:
+        """The stages whose artifacts this one reads under ``cfg``."""
+        return (*self.after, *self.reads(cfg))
+
+    # A report section for a stage beyond the built-in ones: "module:ATTR" of a study.report.section.Section,
+    # shown after the built-in sections (the built-in stages' sections are in study.report.build.ORDER).
+    report: str = ""
+
+    def run(self, section: Any, run_dir: RunDir) -> Any:
+        return load(self.function)(section, run_dir)
+
+
+def _trains(cfg: StudyConfig, stage: str) -> bool:
+    """Whether the study runs ``stage`` (an optional model's stage: listed, or all listed, and enabled)."""
+    return (not cfg.stages or stage in cfg.stages) and cfg.section(stage).enabled
+
+
+def _reward_stage(reward: str) -> tuple[str, ...]:
+    """The stage that trains a ``study:`` reward (the hidden_context stage's reward models)."""
+    return ("hidden_context",) if reward.startswith("study:") else ()
+
+
+STAGES: list[Stage] = [
+    Stage("corpus", CorpusConfig, (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
+    Stage("tokenizer", TokenizerConfig, ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
+    Stage("pretrain", PretrainConfig, ("tokenizer",), "rlhf.pretrain:pretrain",
+          lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
+          distributed=True),
+    Stage("hidden_context", HiddenContextConfig, ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
+          distributed=True),
+    Stage("sft", SFTConfig, ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
+          distributed=True),
+    Stage("policy", PolicyConfig, ("pretrain",), "rlhf.policy:train_policy",
+          lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
+          distributed=True, reads=lambda cfg: (*(("sft",) if cfg.policy.init == "sft" else ()), *_reward_stage(cfg.policy.reward))),
+    Stage("policy_beta0", NoKLComparisonConfig, ("policy",), "rlhf.policy:no_kl_comparison",
+          scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
+    Stage("dpo", DPOStageConfig, ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
+          distributed=True, reads=lambda cfg: _reward_stage(cfg.dpo.reward)),
+    Stage("divergence", DivergenceConfig, ("policy",), "analysis.divergence:divergence_stage",
+          lambda r: (r.analysis / "divergence.json",)),
+    Stage("activations", ActivationCacheConfig, ("divergence",), "analysis.activations:cache_stage",
+          lambda r: (r.activations_index,), lambda r: (r.activations_root,), distributed=True),
+    Stage("dictionaries", DictionaryConfig, ("activations",), "analysis.dictionaries:dictionaries_stage",
+          lambda r: (r.saes_index,), lambda r: (r.saes_root,)),
+    Stage("sae_quality", QualityConfig, ("dictionaries",), "analysis.sae_quality:quality_stage",
+          lambda r: (r.analysis / "sae_metrics.json",)),
+    Stage("mmcs", MMCSConfig, ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
+    Stage("feature_diff", FeatureDiffConfig, ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
+          lambda r: (r.analysis / "feature_diff.json",)),
+    Stage("model_diffing", ModelDiffingConfig, ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
+          scratch=lambda r: (r.stage_dir("model_diffing"),)),
+    Stage("autointerp", AutointerpConfig, ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
+    Stage("conversion", ConversionConfig, ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
+          lambda r: (r.analysis / "conversion.json",),
+          reads=lambda cfg: tuple(n for n in ("policy_beta0", "dpo", "sft") if _trains(cfg, n))),
+    Stage("valence_probe", ValenceProbeConfig, ("pretrain",), "probes.valence:valence_probe",
+          lambda r: (r.probes / "valence_base.json",)),
+    Stage("implicit_reward", ImplicitRewardConfig, ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
+          reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
+    Stage("reward_attribution", RewardAttributionConfig, ("model_diffing", "implicit_reward"),
+          "study.reward_attribution:reward_attribution_stage"),
+    Stage("digits", DigitsLoopConfig, (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
+          one_process=True),
+]
+
+
+def stage_names() -> tuple[str, ...]:
+    """Every stage's name, in the order they run."""
+    return tuple(s.name for s in STAGES)
+
+
+def stage(name: str) -> Stage:
+    return next(s for s in STAGES if s.name == name)
+
+
+def register(new: Stage, *, before: str | None = None) -> None:
+    """Add a stage to the pipeline: before ``before`` (a stage's name), or last. Its config section is
+    ``[new.name]`` of new.config's type, its report section ``new.report``."""
+    if new.name in stage_names():
+        raise ValueError(f"a stage named {new.name!r} exists already")
+    STAGES.insert(stage_names().index(before) if before else len(STAGES), new)
