@@ -96,7 +96,11 @@ class StudyConfig:
         the config leaves it out)."""
         if stage in self.registered:
             return self.registered[stage]
-        return getattr(self, stage) if hasattr(self, stage) else study_stage(stage).config()
+        if hasattr(self, stage):
+            return getattr(self, stage)
+        config = study_stage(stage).config
+        assert config is not None, f"stage {stage} has no config section"  # register() requires one
+        return config()
 
     def to_dict(self) -> dict[str, Any]:
         """The config as TOML would give it: registered stages' sections at the top level, beside the others."""
@@ -220,7 +224,7 @@ def config_from_dict(data: dict[str, Any]) -> StudyConfig:
         raise UserError("unknown config key 'registered' in the top level; a registered stage's section is [its name]")
     known = {f.name for f in fields(StudyConfig)}
     registered = {s.name: _build(s.config, _table(data.pop(s.name), s.name), s.name)
-                  for s in STAGES if s.name not in known and s.name in data}
+                  for s in STAGES if s.config is not None and s.name not in known and s.name in data}
     return dataclasses.replace(_build(StudyConfig, data, ""), registered=registered) if registered else _build(StudyConfig, data, "")
 
 

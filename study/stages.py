@@ -10,27 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.config import (
-    ActivationCacheConfig,
-    AutointerpConfig,
-    DictionaryConfig,
-    DivergenceConfig,
-    FeatureDiffConfig,
-    MMCSConfig,
-    ModelDiffingConfig,
-    QualityConfig,
-    RewardAttributionConfig,
-)
-from probes.config import ImplicitRewardConfig, ValenceProbeConfig
-from rlhf.config import (
-    ConversionConfig,
-    CorpusConfig,
-    DigitsLoopConfig,
-    HiddenContextConfig,
-    PretrainConfig,
-    TokenizerConfig,
-)
-from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig
 from rlhf.registry import load
 from rlhf.rundir import RunDir
 
@@ -43,7 +22,6 @@ Paths = Callable[[RunDir], tuple[Path, ...]]
 @dataclass(frozen=True)
 class Stage:
     name: str  # also its config section: [name] in the TOML, StudyConfig.section(name)
-    config: type  # the section's dataclass
     after: tuple[str, ...]  # stages whose artifacts it reads
     function: str  # "module:function", imported when the stage runs (the command line stays fast)
     outputs: Paths = lambda run: ()  # what must exist when the stage is done
@@ -59,13 +37,15 @@ class Stage:
     # Stages it reads only under some configs (the policy reads the SFT model when RL starts from it).
     reads: Callable[[StudyConfig], tuple[str, ...]] = lambda cfg: ()
 
+    # A stage beyond the built-in ones (whose sections are StudyConfig's typed fields, and whose report
+    # sections are study.report.build.ORDER) brings its section's dataclass and its report section:
+    # "module:ATTR" of a study.report.section.Section, shown after the built-in ones.
+    config: type | None = None
+    report: str = ""
+
     def inputs(self, cfg: StudyConfig) -> tuple[str, ...]:
         """The stages whose artifacts this one reads under ``cfg``."""
         return (*self.after, *self.reads(cfg))
-
-    # A report section for a stage beyond the built-in ones: "module:ATTR" of a study.report.section.Section,
-    # shown after the built-in sections (the built-in stages' sections are in study.report.build.ORDER).
-    report: str = ""
 
     def run(self, section: Any, run_dir: RunDir) -> Any:
         return load(self.function)(section, run_dir)
@@ -82,46 +62,46 @@ def _reward_stage(reward: str) -> tuple[str, ...]:
 
 
 STAGES: list[Stage] = [
-    Stage("corpus", CorpusConfig, (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
-    Stage("tokenizer", TokenizerConfig, ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
-    Stage("pretrain", PretrainConfig, ("tokenizer",), "rlhf.pretrain:pretrain",
+    Stage("corpus", (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
+    Stage("tokenizer", ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
+    Stage("pretrain", ("tokenizer",), "rlhf.pretrain:pretrain",
           lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
           distributed=True),
-    Stage("hidden_context", HiddenContextConfig, ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
+    Stage("hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
           distributed=True),
-    Stage("sft", SFTConfig, ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
+    Stage("sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
           distributed=True),
-    Stage("policy", PolicyConfig, ("pretrain",), "rlhf.policy:train_policy",
+    Stage("policy", ("pretrain",), "rlhf.policy:train_policy",
           lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
           distributed=True, reads=lambda cfg: (*(("sft",) if cfg.policy.init == "sft" else ()), *_reward_stage(cfg.policy.reward))),
-    Stage("policy_beta0", NoKLComparisonConfig, ("policy",), "rlhf.policy:no_kl_comparison",
+    Stage("policy_beta0", ("policy",), "rlhf.policy:no_kl_comparison",
           scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
-    Stage("dpo", DPOStageConfig, ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
+    Stage("dpo", ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
           distributed=True, reads=lambda cfg: _reward_stage(cfg.dpo.reward)),
-    Stage("divergence", DivergenceConfig, ("policy",), "analysis.divergence:divergence_stage",
+    Stage("divergence", ("policy",), "analysis.divergence:divergence_stage",
           lambda r: (r.analysis / "divergence.json",)),
-    Stage("activations", ActivationCacheConfig, ("divergence",), "analysis.activations:cache_stage",
+    Stage("activations", ("divergence",), "analysis.activations:cache_stage",
           lambda r: (r.activations_index,), lambda r: (r.activations_root,), distributed=True),
-    Stage("dictionaries", DictionaryConfig, ("activations",), "analysis.dictionaries:dictionaries_stage",
+    Stage("dictionaries", ("activations",), "analysis.dictionaries:dictionaries_stage",
           lambda r: (r.saes_index,), lambda r: (r.saes_root,)),
-    Stage("sae_quality", QualityConfig, ("dictionaries",), "analysis.sae_quality:quality_stage",
+    Stage("sae_quality", ("dictionaries",), "analysis.sae_quality:quality_stage",
           lambda r: (r.analysis / "sae_metrics.json",)),
-    Stage("mmcs", MMCSConfig, ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
-    Stage("feature_diff", FeatureDiffConfig, ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
+    Stage("mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
+    Stage("feature_diff", ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
           lambda r: (r.analysis / "feature_diff.json",)),
-    Stage("model_diffing", ModelDiffingConfig, ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
+    Stage("model_diffing", ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
           scratch=lambda r: (r.stage_dir("model_diffing"),)),
-    Stage("autointerp", AutointerpConfig, ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
-    Stage("conversion", ConversionConfig, ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
+    Stage("autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
+    Stage("conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
           lambda r: (r.analysis / "conversion.json",),
           reads=lambda cfg: tuple(n for n in ("policy_beta0", "dpo", "sft") if _trains(cfg, n))),
-    Stage("valence_probe", ValenceProbeConfig, ("pretrain",), "probes.valence:valence_probe",
+    Stage("valence_probe", ("pretrain",), "probes.valence:valence_probe",
           lambda r: (r.probes / "valence_base.json",)),
-    Stage("implicit_reward", ImplicitRewardConfig, ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
+    Stage("implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
           reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
-    Stage("reward_attribution", RewardAttributionConfig, ("model_diffing", "implicit_reward"),
+    Stage("reward_attribution", ("model_diffing", "implicit_reward"),
           "study.reward_attribution:reward_attribution_stage"),
-    Stage("digits", DigitsLoopConfig, (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
+    Stage("digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
           one_process=True),
 ]
 
@@ -138,6 +118,8 @@ def stage(name: str) -> Stage:
 def register(new: Stage, *, before: str | None = None) -> None:
     """Add a stage to the pipeline: before ``before`` (a stage's name), or last. Its config section is
     ``[new.name]`` of new.config's type, its report section ``new.report``."""
+    if new.config is None:
+        raise ValueError(f"stage {new.name!r} needs its config dataclass (Stage.config)")
     if new.name in stage_names():
         raise ValueError(f"a stage named {new.name!r} exists already")
     STAGES.insert(stage_names().index(before) if before else len(STAGES), new)

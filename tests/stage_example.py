@@ -45,5 +45,5 @@ def context(run: RunDir, result: WordCountResult) -> dict[str, Any]:
 
 
 SECTION = Section("word_count", "Word count (example stage)", "table.html.j2", (WordCountResult,), context)
-STAGE = Stage("word_count", WordCountConfig, ("corpus",), "tests.stage_example:word_count_stage",
-              lambda r: (WordCountResult.path(r),), report="tests.stage_example:SECTION")
+STAGE = Stage("word_count", ("corpus",), "tests.stage_example:word_count_stage", lambda r: (WordCountResult.path(r),),
+              config=WordCountConfig, report="tests.stage_example:SECTION")

@@ -124,3 +124,16 @@ def test_what_a_config_names_is_checked_before_any_stage(data, message, tmp_path
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and re.search(message, result.stderr)
     assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_every_built_in_stage_has_its_section_and_every_section_a_stage():
+    """A built-in stage's config is StudyConfig's typed field of its name; StudyConfig holds no other sections."""
+    import dataclasses
+    import typing
+
+    from study.config import StudyConfig
+    from study.stages import STAGES
+
+    hints = typing.get_type_hints(StudyConfig)
+    sections = {f.name for f in dataclasses.fields(StudyConfig) if dataclasses.is_dataclass(hints[f.name])}
+    assert sections == {s.name for s in STAGES if s.config is None}
