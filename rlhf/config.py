@@ -13,9 +13,9 @@ from rlhf.configtypes import (
     PositiveFloat,
     PositiveInt,
     ProbabilityFloat,
-    RewardModelKind,
 )
 from rlhf.policy.config import PolicyConfig, SFTConfig
+from rlhf.reward_kinds import RewardModelKind
 
 Kind = RewardModelKind
 # Where a reward model's head reads a text: at an appended EOS (TRL's default) or at the text's own last token.

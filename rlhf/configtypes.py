@@ -8,12 +8,12 @@ This module imports nothing heavy: configs are checked before torch is imported.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
+
+from rlhf.reward_kinds import spec_problem
 
 
 @dataclass(frozen=True)
@@ -46,28 +46,15 @@ class Hook:
         return None
 
 
-# The reward models' heads (the hidden_context stage trains one per kind).
-RewardModelKind = Literal["bradley_terry", "mean_variance", "categorical"]
-
-
 @dataclass(frozen=True)
 class RewardSpec:
-    """Which reward scores completions: ``vader`` (the paper's utility), ``model:<dir or hub id>`` (a
-    sequence classifier or TRL reward model), ``python:package.module:function`` (any callable
-    ``(prompts, completions) -> list[float]``) or ``study:reward_<kind>`` (a reward model of the
-    hidden_context stage)."""
+    """Which reward scores completions: a kind of ``rlhf.reward_kinds.REWARD_KINDS`` (``vader``, the
+    paper's utility; ``model:<dir or hub id>``, a sequence classifier or TRL reward model;
+    ``python:package.module:function``, any callable ``(prompts, completions) -> list[float]``;
+    ``study:reward_<kind>``, a reward model of the hidden_context stage)."""
 
     def check(self, value: Any) -> str | None:
-        kind, sep, rest = str(value).partition(":")
-        if kind == "study" and not (rest.startswith("reward_") and rest.removeprefix("reward_") in get_args(RewardModelKind)):
-            return f"must name a reward model of the hidden_context stage, one of " \
-                   f"{', '.join(f'study:reward_{k}' for k in get_args(RewardModelKind))}; got {value!r}"
-        if value == "vader" or (sep and rest and kind in ("model", "study")):
-            return None
-        if kind == "python" and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", rest):
-            return None
-        return (f"must be one of 'vader', 'model:<dir or hub id>', 'python:package.module:function', "
-                f"'study:reward_<kind>'; got {value!r}")
+        return spec_problem(str(value))
 
 
 @dataclass(frozen=True)
@@ -94,28 +81,6 @@ class OneOf:
 class Layer:
     """Marks a layer index, checked against the model's depth once the whole config is read
     (``study.config``): one field alone does not know how many layers there are."""
-
-
-def reward_source_problem(spec: str) -> str | None:
-    """Why the model directory or Python module a well-formed reward spec names cannot be found here,
-    or None; checked when a run starts (not when a config loads: an old run's config stays readable
-    after its reward model moved). A name that is no local path is taken for a hub id."""
-    kind, _, target = spec.partition(":")
-    if kind == "model":
-        path = Path(target).expanduser()
-        if path.exists() and not (path / "config.json").is_file():
-            return f"{spec!r}: {path} has no config.json; name a saved sequence classifier or reward model"
-        if not path.exists() and (target.startswith(("/", ".", "~")) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", target)):
-            return f"{spec!r}: no such directory {path}"
-    if kind == "python":
-        module = target.partition(":")[0]
-        try:
-            found = importlib.util.find_spec(module)
-        except (ImportError, ValueError):  # a parent package that does not exist
-            found = None
-        if found is None:
-            return f"{spec!r}: no module {module!r} on the Python path (run from the directory that holds it)"
-    return None
 
 
 def is_lexicon(spec: str) -> bool:

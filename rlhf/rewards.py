@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.configtypes import RewardSpec, is_lexicon  # noqa: F401  (is_lexicon re-exported: callers import it here)
+from rlhf.configtypes import is_lexicon  # noqa: F401  (re-exported: callers import it here)
 from rlhf.errors import UserError
 from rlhf.lexicon import load_lexicon, words_of
 from rlhf.policy.config import check_reward_label
+from rlhf.registry import load
+from rlhf.reward_kinds import RewardOptions, parse, spec_problem
 from rlhf.reward_models import Kind, score
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
@@ -196,31 +198,43 @@ class PythonReward:
         return checked(name, values, len(completions))
 
 
-def study_reward(name: str, run_dir: RunDir) -> LearnedReward:
-    """``study:reward_<kind>``: a reward model the hidden_context stage trained in this run (the kind
-    checked by ``RewardSpec``)."""
-    kind = name.removeprefix("reward_")
-    path = run_dir.model(name)
+# The builders rlhf.reward_kinds.REWARD_KINDS names: (target, run_dir, options) -> a TRL reward function.
+
+
+def utility_reward(target: str, run_dir: RunDir, options: RewardOptions) -> UtilityReward:
+    """``vader``: the paper's utility."""
+    return UtilityReward(options.scale, options.clip, options.include_prompt)
+
+
+def classifier_reward(target: str, run_dir: RunDir, options: RewardOptions) -> ClassifierReward:
+    """``model:<dir or hub id>``."""
+    return ClassifierReward(target, options.label)
+
+
+def python_reward(target: str, run_dir: RunDir, options: RewardOptions) -> PythonReward:
+    """``python:package.module:function``."""
+    return PythonReward(target)
+
+
+def study_reward(target: str, run_dir: RunDir, options: RewardOptions) -> LearnedReward:
+    """``study:reward_<kind>``: a reward model the hidden_context stage trained in this run."""
+    kind = target.removeprefix("reward_")
+    path = run_dir.model(target)
     if not (path / "config.json").exists():
-        raise UserError(f"reward study:{name}: no model in {path}; run the hidden_context stage first "
+        raise UserError(f"reward study:{target}: no model in {path}; run the hidden_context stage first "
                         f"(with {kind!r} in hidden_context.kinds)")
     return LearnedReward(path, kind)
 
 
 def make_reward(spec: str, run_dir: RunDir, *, label: str = "", scale: float = 5.0, clip: float = 10.0,
                 include_prompt: bool = False) -> RewardFunction:
-    """The TRL reward function a config's ``reward`` names (see ``rlhf.configtypes.RewardSpec``);
-    ``scale``, ``clip`` and ``include_prompt`` apply to the VADER utility, ``label`` to a classifier."""
+    """The TRL reward function a config's ``reward`` names (``rlhf.reward_kinds``); ``scale``, ``clip``
+    and ``include_prompt`` apply to the VADER utility, ``label`` to a classifier."""
     # The same checks as a config's at load, for callers that build a reward without one.
-    problem = RewardSpec().check(spec)
+    problem = spec_problem(spec)
     if problem:
         raise UserError(f"reward {problem}")
     check_reward_label("reward", spec, label)
-    kind, _, target = spec.partition(":")
-    if kind == "model":
-        return ClassifierReward(target, label)
-    if kind == "python":
-        return PythonReward(target)
-    if kind == "study":
-        return study_reward(target, run_dir)
-    return UtilityReward(scale, clip, include_prompt)
+    kind, target = parse(spec)
+    assert kind is not None  # spec_problem refuses unknown kinds
+    return load(kind.build)(target, run_dir, RewardOptions(label, scale, clip, include_prompt))

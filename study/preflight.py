@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf.config import LOCAL_FORMATS
-from rlhf.configtypes import RewardSpec, reward_source_problem
+from rlhf.configtypes import RewardSpec
 from rlhf.errors import UserError
+from rlhf.reward_kinds import parse
 from study.config import StudyConfig, marked_fields
 from study.stages import stage_names
 
@@ -20,13 +21,16 @@ def preflight(cfg: StudyConfig, chosen: set[str]) -> None:
         section = key.split(".")[0]
         if section in stage_names() and section not in chosen:
             continue
-        problem = reward_source_problem(spec)
+        kind, target = parse(spec)
+        problem = kind.problem(target) if kind and kind.problem else None
         if problem:
-            raise UserError(f"{key}: {problem}")
-        kind = spec.removeprefix("study:reward_")
-        if spec.startswith("study:") and (kind not in cfg.hidden_context.kinds or not cfg.hidden_context.enabled):
-            raise UserError(f"{key} = {spec!r} needs the hidden_context stage to train it: enable [hidden_context] "
-                            f"and list {kind!r} in hidden_context.kinds")
+            raise UserError(f"{key}: {spec!r}: {problem}")
+        if kind and kind.trains and not (kind.trains in chosen and cfg.section(kind.trains).enabled):
+            raise UserError(f"{key} = {spec!r} needs the {kind.trains} stage to train it: enable [{kind.trains}]")
+        # The hidden_context stage trains only the reward-model kinds it lists.
+        model_kind = target.removeprefix("reward_")
+        if kind and kind.trains == "hidden_context" and model_kind not in cfg.hidden_context.kinds:
+            raise UserError(f"{key} = {spec!r} needs {model_kind!r} in hidden_context.kinds")
     dataset = cfg.corpus.dataset
     if cfg.corpus.source == "dataset" and "corpus" in chosen:
         path = Path(dataset.path)

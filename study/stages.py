@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhf.registry import load
+from rlhf.reward_kinds import parse
 from rlhf.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -57,8 +58,9 @@ def _trains(cfg: StudyConfig, stage: str) -> bool:
 
 
 def _reward_stage(reward: str) -> tuple[str, ...]:
-    """The stage that trains a ``study:`` reward (the hidden_context stage's reward models)."""
-    return ("hidden_context",) if reward.startswith("study:") else ()
+    """The stage that trains the reward (a ``study:`` reward: the hidden_context stage's reward models)."""
+    kind, _ = parse(reward)
+    return (kind.trains,) if kind and kind.trains else ()
 
 
 STAGES: list[Stage] = [

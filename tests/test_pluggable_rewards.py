@@ -131,7 +131,7 @@ def test_python_reward_errors(run_copy):
 def test_study_reward_errors(run_copy):
     shutil.rmtree(run_copy.model("reward_categorical"), ignore_errors=True)
     one_line_error("study:reward_categorical", run_copy, "run the hidden_context stage first")
-    one_line_error("study:reward_of_the_gods", run_copy, "must name a reward model of the hidden_context stage, one of")
+    one_line_error("study:reward_of_the_gods", run_copy, "must be 'study:reward_<bradley_terry")
 
 
 def test_cli_reports_a_raising_reward_and_exits_2(run_copy):
@@ -148,3 +148,19 @@ def test_cli_reports_a_raising_reward_and_exits_2(run_copy):
     assert "Traceback" not in done.stderr
     # The policy trained before is left as it was.
     assert (run_copy.training / "policy.json").read_text() == trained and (run_copy.policy / "model.safetensors").exists()
+
+
+def test_a_new_reward_kind_is_one_module_and_one_registry_entry(run_copy, monkeypatch):
+    """tests/reward_kind_example.py registered with one entry: a config naming it loads (and a bad target
+    is refused at load), the policy trains against it and says the word more, and the result and the
+    report name the reward."""
+    from rlhf.reward_kinds import REWARD_KINDS, RewardKind
+    from study.config import config_from_dict
+    from study.report import build_report
+
+    monkeypatch.setitem(REWARD_KINDS, "word", RewardKind("tests.reward_kind_example:build", "word:<a word>", r"\w+"))
+    assert config_from_dict({"policy": {"reward": "word:and"}}).policy.reward == "word:and"
+    with pytest.raises(UserError, match="policy.reward must be 'word:<a word>'; got 'word:two words'"):
+        config_from_dict({"policy": {"reward": "word:two words"}})
+    assert_rises(train_with(run_copy, "word:and", steps=25), 1.0)
+    assert "word:and" in build_report(run_copy).read_text()

@@ -8,6 +8,7 @@ from typing import Literal
 
 from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Reward
 from rlhf.errors import UserError
+from rlhf.reward_kinds import parse
 
 Algorithm = Literal["grpo", "rloo"]
 Init = Literal["base", "sft"]
@@ -66,9 +67,10 @@ def check_config(cfg: PolicyConfig) -> None:
 
 
 def check_reward_label(section: str, reward: str, label: str) -> None:
-    if label and not reward.startswith("model:"):
+    kind, _ = parse(reward)
+    if label and not (kind and kind.labelled):
         raise UserError(f"{section}.reward_label = {label!r} names a classifier's label, but {section}.reward = "
-                        f"{reward!r} is not a 'model:' reward")
+                        f"{reward!r} is not a reward that takes a label ('model:')")
 
 
 @dataclass(frozen=True)

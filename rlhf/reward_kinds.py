@@ -1,0 +1,84 @@
+"""The kinds of reward a config's ``reward`` can name, ``<kind>`` or ``<kind>:<target>``: how each is
+checked when the config loads, what a run checks as it starts, and which function builds it.
+Light on purpose (configs are checked with it before torch loads); a kind's builder is imported
+only when a reward is made. Adding a kind is one module with its builder and one entry here."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+# The reward models' heads (the hidden_context stage trains one per kind).
+RewardModelKind = Literal["bradley_terry", "mean_variance", "categorical"]
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    """What a config says about its reward besides the spec."""
+
+    label: str = ""  # a classifier's label whose logit is the reward
+    scale: float = 5.0  # the VADER utility's divisor
+    clip: float = 10.0
+    include_prompt: bool = False
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    build: str  # "module:function", (target, run_dir, options: RewardOptions) -> a TRL reward function
+    syntax: str  # how messages show the spec: "model:<dir or hub id>"
+    target: str = ""  # the regular expression its target must match; "": the kind takes no target
+    # What a run checks as it starts (files, modules), target -> the problem or None; not at load, so an
+    # old run's config stays readable after its reward model moved.
+    problem: Callable[[str], str | None] | None = None
+    trains: str = ""  # the stage that makes this reward in the run (it then runs before the policy)
+    labelled: bool = False  # takes reward_label
+
+
+def _model_problem(target: str) -> str | None:
+    """A name that is no local path is taken for a hub id."""
+    path = Path(target).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        return f"{path} has no config.json; name a saved sequence classifier or reward model"
+    if not path.exists() and (target.startswith(("/", ".", "~")) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", target)):
+        return f"no such directory {path}"
+    return None
+
+
+def _python_problem(target: str) -> str | None:
+    module = target.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a parent package that does not exist
+        found = None
+    return None if found else f"no module {module!r} on the Python path (run from the directory that holds it)"
+
+
+REWARD_KINDS: dict[str, RewardKind] = {
+    "vader": RewardKind("rlhf.rewards:utility_reward", "vader"),
+    "model": RewardKind("rlhf.rewards:classifier_reward", "model:<dir or hub id>", r".+", _model_problem,
+                        labelled=True),
+    "python": RewardKind("rlhf.rewards:python_reward", "python:package.module:function",
+                         r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", _python_problem),
+    "study": RewardKind("rlhf.rewards:study_reward", f"study:reward_<{'|'.join(get_args(RewardModelKind))}>",
+                        "reward_(" + "|".join(get_args(RewardModelKind)) + ")", trains="hidden_context"),
+}
+
+
+def parse(spec: str) -> tuple[RewardKind | None, str]:
+    """The kind a spec names (None if no registered kind) and its target."""
+    kind, _, target = spec.partition(":")
+    return REWARD_KINDS.get(kind), target
+
+
+def spec_problem(spec: str) -> str | None:
+    """Why ``spec`` is no reward a registered kind reads, or None."""
+    kind, target = parse(spec)
+    if kind is None:
+        return f"must be one of {', '.join(repr(k.syntax) for k in REWARD_KINDS.values())}; got {spec!r}"
+    if re.fullmatch(kind.target, target) if kind.target else ":" not in spec:
+        return None
+    return f"must be {kind.syntax!r}; got {spec!r}"
