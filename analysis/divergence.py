@@ -127,5 +127,5 @@ def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> DivergenceResult
         seconds=time.time() - started,
     )
     result.save(run_dir)
-    _bar_chart(result, run_dir.analysis / "divergence.png", f"Parameter divergence, base vs {cfg.model}")
+    _bar_chart(result, DivergenceResult.figure(run_dir, "bars"), f"Parameter divergence, base vs {cfg.model}")
     return result

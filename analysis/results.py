@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.artifact import Artifact
-from rlhf.rundir import RunDir
+from rlhf.rundir import INDEX, RunDir
 
 # -- divergence (analysis/divergence.json) ---------------------------------------------------
 
@@ -40,9 +40,7 @@ class DivergenceResult(Artifact):
     chosen_layers: tuple[int, ...]  # the top_n of the ranking, sorted: the layers the later stages analyse
     seconds: float
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "divergence.json"
+    DIR, FILE, FIGURES = "analysis", "divergence.json", {"bars": "divergence.png"}
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -64,7 +62,7 @@ class CachedHook:
     d: int  # width of the activations (d_model)
     dtype: str  # storage dtype
 
-    FILE = "index.json"
+    FILE = INDEX  # in each cached hook's directory
 
     @classmethod
     def read(cls, directory: Path) -> CachedHook:
@@ -255,9 +253,7 @@ class SAEQualityResult(Artifact):
     all_pass: bool
     seconds: float
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "sae_metrics.json"
+    DIR, FILE, FIGURES = "analysis", "sae_metrics.json", {"metrics": "sae_metrics.png"}
 
     def find(self, model: str, hook: str, size: str) -> SAEMetrics:
         for row in self.saes:
@@ -318,9 +314,7 @@ class MMCSResult(Artifact):
     within: tuple[MMCSWithin, ...]
     base_vs_policy: tuple[MMCSAcross, ...]
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "mmcs.json"
+    DIR, FILE = "analysis", "mmcs.json"
 
 
 # -- feature diffs (helper "diffing") --------------------------------------------------------------------------
@@ -409,9 +403,7 @@ class FeatureDiffResult(Artifact):
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)  # the stage's settings, as a record
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "feature_diff.json"
+    DIR, FILE = "analysis", "feature_diff.json"
 
 
 # -- model diffing (helper "diffing") --------------------------------------------------------------------------
@@ -547,23 +539,10 @@ class ModelDiffingResult(Artifact):
     gain: tuple[float, ...] = ()  # the exact reward gain G per sampling seed, which the splice shares divide
     amplification: tuple[LogitAmplification, ...] = ()  # logit-diff amplification, per dictionary seed (as sampling seed)
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "model_diffing.json"
-
-    @classmethod
-    def plot_path(cls, run: RunDir) -> Path:
-        return run.analysis / "model_diffing.png"
-
-    @classmethod
-    def relative_norms_path(cls, run: RunDir, hook: str) -> Path:
-        """The histogram of one hook's crosscoder relative decoder norms (live latents, every seed)."""
-        return run.analysis / f"model_diffing_relative_norms_{hook}.png"
-
-    @classmethod
-    def figure(cls, run: RunDir, name: str) -> Path:
-        """One of the stage's other figures ("steering", "amplification")."""
-        return run.analysis / f"model_diffing_{name}.png"
+    # relative_norms: one hook's crosscoder relative decoder norms (live latents, every seed)
+    DIR, FILE = "analysis", "model_diffing.json"
+    FIGURES = {"scores": "model_diffing.png", "relative_norms": "model_diffing_relative_norms_{hook}.png",
+               "steering": "model_diffing_steering.png", "amplification": "model_diffing_amplification.png"}
 
 
 # -- autointerp (helper "diffing") -----------------------------------------------------------------------------
@@ -626,19 +605,21 @@ class AutointerpResult(Artifact):
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
+    FILE = "results.json"
+
     @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.stage_dir("autointerp") / "results.json"
+    def directory(cls, run: RunDir) -> Path:
+        return run.stage_dir("autointerp")
 
     @classmethod
     def feature_path(cls, run: RunDir, model: str, hook: str, feature: int) -> Path:
         """One finished feature's result, kept so that a killed run does not redo it."""
-        return run.stage_dir("autointerp") / "features" / model / hook / f"{feature}.json"
+        return cls.directory(run) / "features" / model / hook / f"{feature}.json"
 
     @classmethod
     def cache_dir(cls, run: RunDir) -> Path:
         """The request cache: one file per answered prompt."""
-        return run.stage_dir("autointerp") / "cache"
+        return cls.directory(run) / "cache"
 
     def explained(self) -> dict[tuple[str, int], FeatureInterpretation]:
         """The policy features with an explanation, by (hook, feature)."""
@@ -743,13 +724,8 @@ class RewardAttributionResult(Artifact):
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "reward_attribution.json"
-
-    @classmethod
-    def figure(cls, run: RunDir, name: str) -> Path:
-        return run.analysis / f"reward_attribution_{name}.png"
+    DIR, FILE = "analysis", "reward_attribution.json"
+    FIGURES = {"patching": "reward_attribution_patching.png", "curves": "reward_attribution_curves.png"}
 
 
 # -- model-diffing methods of analysis/diffing: activation-difference lens, stage-wise SAE, logit amplification --

@@ -121,4 +121,4 @@ def _plot(rows: list[SAEMetrics], run_dir: RunDir) -> None:
         ax.bar(range(len(rows)), [getattr(r, key) for r in rows], color=["#1f77b4" if r.model == "base" else "#ff7f0e" for r in rows])
         ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
         ax.set_title(title, fontsize=9)
-    save_figure(fig, run_dir.analysis / "sae_metrics.png")
+    save_figure(fig, SAEQualityResult.figure(run_dir, "metrics"))

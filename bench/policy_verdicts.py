@@ -52,7 +52,7 @@ def read(run: RunDir) -> dict[str, Any]:
 
 def probe_taus(run: RunDir) -> dict[str, Any]:
     """The implicit-reward probe on each model's SAE codes, held-out words: does the policy read better?"""
-    tau = {m: LinearRewardResult.load_for(run, m, "sae").protocols.held_out_words.probe.all.kendall_tau
+    tau = {m: LinearRewardResult.load(run, model=m, features="sae").protocols.held_out_words.probe.all.kendall_tau
            for m in ("policy", "base")}
     return {"probe_tau_policy_sae": tau["policy"], "probe_tau_base_sae": tau["base"],
             "probe_policy_reads_better": tau["policy"] > tau["base"]}

@@ -86,7 +86,7 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Implici
             linear[f"{m}_{features}"] = result
     probes = LinearProbeSet(**linear)
     _scatter({"policy, SAE codes": probes.policy_sae, "base, SAE codes": probes.base_sae},
-             run_dir.probes / "implicit_reward_scatter.png")
+             ImplicitRewardResult.figure(run_dir, "scatter"))
 
     probe = probes.policy_sae
     hooks = list(probe.hooks)
@@ -96,7 +96,7 @@ def implicit_reward_stage(cfg: ImplicitRewardConfig, run_dir: RunDir) -> Implici
                                  cfg.ablation.n_prompts, seed=random.Random(7).randrange(2**31))
     ablation = ablation_effect(models["policy"], saes, ranked, _live_features(run_dir, hooks, cfg.size, cfg.live_frequency),
                                prompts, cfg.ablation)
-    _ablation_bars(ablation, run_dir.probes / "implicit_reward_ablation.png")
+    _ablation_bars(ablation, ImplicitRewardResult.figure(run_dir, "ablation"))
 
     sequence = sequence_probes(run_dir, cfg.sequence, default_mean_hooks(run_dir), hooked=models)
     out = ImplicitRewardResult(target=cfg.target, linear=probes, ablation=ablation, sequence=sequence,

@@ -7,12 +7,9 @@ Light on purpose (no torch import at module level).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from rlhf.artifact import A, Artifact, from_json, to_json
-from rlhf.errors import UserError
-from rlhf.rundir import RunDir, atomic_write_json, read_json
+from rlhf.artifact import Artifact
 
 # -- rankings ---------------------------------------------------------------------------------
 
@@ -128,22 +125,7 @@ class LinearRewardResult(Artifact):
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
 
-    @classmethod
-    def path(cls, run: RunDir, model: str = "policy", features: str = "sae") -> Path:
-        return run.probes / f"linear_reward_{model}_{features}.json"
-
-    def save(self, run: RunDir, path: Path | None = None) -> Path:
-        """To ``path`` (the command line's ``--out``), or where this model's and features' probe belongs."""
-        return atomic_write_json(path or self.path(run, self.model, self.features), to_json(self))
-
-    @classmethod
-    def load_for(cls, run: RunDir, model: str, features: str) -> LinearRewardResult:
-        return _load_from(cls, cls.path(run, model, features))
-
-    @classmethod
-    def read(cls, path: Path) -> LinearRewardResult:
-        """A probe saved anywhere (the command line's ``--out``)."""
-        return _load_from(cls, Path(path))
+    DIR, FILE, KEY = "probes", "linear_reward_{model}_{features}.json", {"model": "policy", "features": "sae"}
 
     def table(self) -> str:
         """A plain-text table of the headline numbers, one row per protocol and probe."""
@@ -179,18 +161,7 @@ class WriterProbeResult(Artifact):
     seed: int
     seconds: float = 0.0
 
-    @classmethod
-    def path(cls, run: RunDir, model: str = "policy", features: str = "sae") -> Path:
-        return run.probes / f"writer_probe_{model}_{features}.json"
-
-    def save(self, run: RunDir, path: Path | None = None) -> Path:
-        return atomic_write_json(path or self.path(run, self.model, self.features), to_json(self))
-
-
-def _load_from(cls: type[A], path: Path) -> A:
-    if not path.exists():
-        raise UserError(f"{path} does not exist: run the stage that writes it first")
-    return from_json(cls, read_json(path), where=str(path))
+    DIR, FILE, KEY = "probes", "writer_probe_{model}_{features}.json", {"model": "policy", "features": "sae"}
 
 
 # -- feature ablation ---------------------------------------------------------------------------
@@ -331,9 +302,8 @@ class ImplicitRewardResult(Artifact):
     sequence: SequenceProbeResult
     seconds: float = 0.0
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.probes / "implicit_reward.json"
+    DIR, FILE = "probes", "implicit_reward.json"
+    FIGURES = {"scatter": "implicit_reward_scatter.png", "ablation": "implicit_reward_ablation.png"}
 
 
 # -- does a model know sentiment? ---------------------------------------------------------------
@@ -378,23 +348,5 @@ class ValenceProbeResult(Artifact):
     bars: ValenceBars
     seconds: float = 0.0
 
-    @classmethod
-    def path(cls, run: RunDir, model: str = "base") -> Path:
-        return run.probes / f"valence_{model}.json"
-
-    def save(self, run: RunDir) -> Path:
-        return atomic_write_json(self.path(run, self.model), to_json(self))
-
-    @classmethod
-    def figure_path(cls, run: RunDir, model: str) -> Path:
-        """The per-layer plot beside it."""
-        return run.probes / f"valence_{model}.png"
-
-    @classmethod
-    def load_for(cls, run: RunDir, model: str) -> ValenceProbeResult:
-        return _load_from(cls, cls.path(run, model))
-
-    @classmethod
-    def load_all(cls, run: RunDir) -> list[ValenceProbeResult]:
-        """Every model's valence probe in the run, by model name."""
-        return [_load_from(cls, p) for p in sorted(run.probes.glob("valence_*.json"))]
+    DIR, FILE, KEY = "probes", "valence_{model}.json", {"model": "base"}
+    FIGURES = {"layers": "valence_{model}.png"}  # the per-layer plot beside it

@@ -120,7 +120,7 @@ def valence_probe(cfg: ValenceProbeConfig, run_dir: RunDir) -> ValenceProbeResul
     result.save(run_dir)
     x = list(range(len(hooks)))
     save_lines(
-        ValenceProbeResult.figure_path(run_dir, cfg.model),
+        ValenceProbeResult.figure(run_dir, "layers", model=cfg.model),
         {
             "at the word": (x, [trained.word[h].kendall_tau for h in hooks]),
             "at the last token": (x, [trained.last_token[h].kendall_tau for h in hooks]),

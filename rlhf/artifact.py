@@ -16,7 +16,7 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write, atomic_write_json, read_json
@@ -25,22 +25,57 @@ A = TypeVar("A", bound="Artifact")
 
 
 class Artifact:
-    """Base of every stage result. A subclass is a frozen dataclass and defines ``path(run)``.
+    """Base of every stage result, a frozen dataclass that knows where it lives in a run directory.
 
-    Fields annotated ``torch.Tensor`` are stored in ``<path>.safetensors``; everything else
-    in ``<path>`` as JSON.
+    A subclass declares ``DIR``, the ``RunDir`` attribute of its directory (``"training"``), ``FILE``,
+    its file name there, and ``FIGURES``, its figures' file names by name. A ``{field}`` in a name is
+    one of ``KEY``, the fields that tell several artifacts of one type apart (a policy's ``name``, a
+    probe's ``model`` and ``features``), mapped to their defaults; a figure's name may take other
+    ``{words}`` too (a hook). A subclass whose directory is not a ``RunDir`` attribute overrides
+    ``directory``. Producers, the report and the pipeline name these files only through ``path``
+    and ``figure``. Fields annotated ``torch.Tensor`` go to ``<path>.safetensors``, the rest to
+    ``<path>`` as JSON.
     """
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        raise NotImplementedError(f"{cls.__name__} does not say where it is saved")
+    DIR: ClassVar[str] = ""
+    FILE: ClassVar[str] = ""
+    KEY: ClassVar[dict[str, str]] = {}
+    FIGURES: ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def exists(cls, run: RunDir) -> bool:
-        return cls.path(run).exists()
+    def directory(cls, run: RunDir) -> Path:
+        if not cls.DIR:
+            raise NotImplementedError(f"{cls.__name__} does not say where it is saved (DIR)")
+        return getattr(run, cls.DIR)
 
-    def save(self, run: RunDir) -> Path:
-        path = self.path(run)
+    @classmethod
+    def _names(cls, key: dict[str, Any]) -> dict[str, Any]:
+        return {**cls.KEY, **{k: v for k, v in key.items() if v is not None}}
+
+    @classmethod
+    def path(cls, run: RunDir, **key: Any) -> Path:
+        """Where the artifact of ``key`` (its KEY fields; defaults for those left out) is saved."""
+        unknown = set(key) - set(cls.KEY)
+        if unknown:
+            raise TypeError(f"{cls.__name__} is told apart by {sorted(cls.KEY) or 'nothing'}, not {sorted(unknown)}")
+        return cls.directory(run) / cls.FILE.format(**cls._names(key))
+
+    @classmethod
+    def figure(cls, run: RunDir, which: str, /, **words: Any) -> Path:
+        """The figure ``which`` beside the artifact (``FIGURES``), its ``{words}`` filled in."""
+        return cls.directory(run) / cls.FIGURES[which].format(**cls._names(words))
+
+    @classmethod
+    def exists(cls, run: RunDir, **key: Any) -> bool:
+        return cls.path(run, **key).exists()
+
+    def key(self) -> dict[str, Any]:
+        """This artifact's KEY fields."""
+        return {k: getattr(self, k) for k in self.KEY}
+
+    def save(self, run: RunDir, path: Path | None = None) -> Path:
+        """Into the run directory, or to ``path`` (a command line's ``--out``)."""
+        path = path or self.path(run, **self.key())
         tensors = {f: getattr(self, f) for f in _tensor_fields(type(self))}
         if tensors:
             from safetensors.torch import save_file
@@ -49,21 +84,31 @@ class Artifact:
         return atomic_write_json(path, to_json(self))
 
     @classmethod
-    def load(cls: type[A], run: RunDir) -> A:
-        path = cls.path(run)
+    def read(cls: type[A], path: Path) -> A:
+        """The artifact saved at ``path`` (in a run directory or anywhere else)."""
+        path = Path(path)
         if not path.exists():
             raise UserError(f"{path} does not exist: run the stage that writes it first")
         data = read_json(path)
-        tensor_names = _tensor_fields(cls)
-        if tensor_names:
+        if _tensor_fields(cls):
             from safetensors.torch import load_file
 
             data.update(load_file(str(_tensor_path(path))))
         return from_json(cls, data, where=str(path))
 
     @classmethod
-    def load_if_exists(cls: type[A], run: RunDir) -> A | None:
-        return cls.load(run) if cls.exists(run) else None
+    def load(cls: type[A], run: RunDir, **key: Any) -> A:
+        return cls.read(cls.path(run, **key))
+
+    @classmethod
+    def load_if_exists(cls: type[A], run: RunDir, **key: Any) -> A | None:
+        return cls.load(run, **key) if cls.exists(run, **key) else None
+
+    @classmethod
+    def all(cls: type[A], run: RunDir) -> list[A]:
+        """Every artifact of this type in the run, whatever its key (sorted by file name)."""
+        pattern = cls.FILE.format(**{k: "*" for k in cls.KEY})
+        return [cls.read(p) for p in sorted(cls.directory(run).glob(pattern))] if cls.directory(run).is_dir() else []
 
 
 def _tensor_path(path: Path) -> Path:

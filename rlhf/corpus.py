@@ -14,7 +14,7 @@ from rlhf.config import LOCAL_FORMATS, CorpusConfig, DatasetConfig  # noqa: F401
 from rlhf.errors import UserError
 from rlhf.organisms.sentiment import write_corpus
 from rlhf.results import CorpusResult, SplitStats
-from rlhf.rundir import RunDir, atomic_write_text
+from rlhf.rundir import RunDir, atomic_write_text, split_file
 
 
 def _clean(text: str, max_words: int) -> str:
@@ -55,7 +55,7 @@ def write_dataset_corpus(cfg: DatasetConfig, out_dir: Path) -> CorpusResult:
               "train": texts[cfg.n_val + cfg.n_test :]}
     stats = {}
     for name, rows in splits.items():
-        atomic_write_text(out_dir / f"{name}.txt", "\n".join(rows) + "\n")
+        atomic_write_text(split_file(out_dir, name), "\n".join(rows) + "\n")
         stats[name] = SplitStats(reviews=len(rows), tokens=sum(len(t.split()) for t in rows))
     return CorpusResult(source=cfg.path, vocabulary_size=len({w for t in texts for w in t.split()}), **stats)
 

@@ -138,9 +138,9 @@ def _split(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return rows[:cut], rows[cut:]
 
 
-def _plots(result: DigitsResult, rd: RunDir, n_output: int) -> None:
+def _plots(result: DigitsResult, run_dir: RunDir, n_output: int) -> None:
     positions = list(range(1, n_output + 2))
-    save_lines(rd.training / "kl_by_position.png",
+    save_lines(DigitsResult.figure(run_dir, "kl_by_position"),
                {name: (positions, list(m.kl_by_position)) for name, m in result.models.items() if name != "base"},
                title="KL to the SFT model at each output position (last: end of text)",
                xlabel="output position", ylabel="KL (nats)")
@@ -156,7 +156,7 @@ def _plots(result: DigitsResult, rd: RunDir, n_output: int) -> None:
     axes[0].set_ylabel("probability")
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"Next-digit distributions after \"{result.example.prompt}\"", fontsize=10)
-    save_figure(fig, rd.training / "distributions.png")
+    save_figure(fig, DigitsResult.figure(run_dir, "distributions"))
     names = list(result.models)
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar(names, [result.models[n].first_correct for n in names], color="#4477aa")
@@ -164,7 +164,7 @@ def _plots(result: DigitsResult, rd: RunDir, n_output: int) -> None:
     ax.set_ylabel("first output correct")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    save_figure(fig, rd.training / "first_correct.png")
+    save_figure(fig, DigitsResult.figure(run_dir, "first_correct"))
 
 
 def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> DigitsResult | None:
@@ -208,9 +208,9 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> DigitsResult | 
     if cfg.beta0:
         runs["policy_beta0"] = replace(cfg.policy, beta=0.0, kl_target=0.0, kl_budget=0.0)
     for name, policy_cfg in runs.items():
-        if not PolicyResult.path(rd, name).exists():
+        if not PolicyResult.exists(rd, name=name):
             train_policy(policy_cfg, rd, name, reward=reward, prompts=(train_prompts, eval_prompts))
-    trained = {name: PolicyResult.load_named(rd, name) for name in runs}
+    trained = {name: PolicyResult.load(rd, name=name) for name in runs}
     sft_dir = rd.model("sft_baseline")
     sft_curve: tuple[tuple[int, float], ...] = ()
     if cfg.sft_baseline.enabled and not (sft_dir / "config.json").exists():
@@ -249,8 +249,8 @@ def digits_loop_stage(cfg: DigitsLoopConfig, run_dir: RunDir) -> DigitsResult | 
                               distributions=next_digit_distributions(models, tokenizer, example.prompt, outputs)),
         seconds=time.time() - started,
     )
-    _plots(result, rd, n_output)
-    save_lines(rd.training / "kl_curves.png",
+    _plots(result, run_dir, n_output)
+    save_lines(DigitsResult.figure(run_dir, "kl_curves"),
                {f"beta = {runs[n].beta}": ([s for s, _ in c], [v for _, v in c]) for n, c in result.kl_curves.items()},
                title="KL to the SFT model during RL", xlabel="step", ylabel="KL (nats/token)")
     result.save(run_dir)

@@ -134,7 +134,7 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> HiddenCon
     if not is_main_process():
         return None
     fit = per_word_fit(train, seen, lex_std, lex_mean)
-    _plot(fits, run_dir.training / "hidden_context.png")
+    _plot(fits, HiddenContextResult.figure(run_dir, "fits"))
     result = HiddenContextResult(
         config=asdict(cfg), read_at=cfg.reward_model.read_at, n_train_pairs=len(train), n_test_pairs=len(test),
         n_words=len(seen), models=fits, per_word_fit=fit, seconds=time.time() - started)

@@ -201,7 +201,7 @@ def pretrain(cfg: PretrainConfig, run_dir: RunDir) -> PretrainResult | None:
     )
     result.save(run_dir)
     save_lines(
-        run_dir.training / "pretrain.png",
+        PretrainResult.figure(run_dir, "loss"),
         {"train": tuple(map(list, zip(*train_curve))), "validation": tuple(map(list, zip(*val_curve)))},
         title="Base LM pretraining", xlabel="step", ylabel="loss (nats/token)",
         hlines={f"entropy floor {floor:.3f}": floor} if floor else None,

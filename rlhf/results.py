@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf.artifact import Artifact, from_json
+from rlhf.artifact import Artifact
 from rlhf.policy.config import PolicyConfig
-from rlhf.rundir import RunDir, read_json
+from rlhf.rundir import RunDir
 
 # A logged metric: (step, value) pairs.
 Curve = tuple[tuple[int, float], ...]
@@ -36,9 +36,7 @@ class CorpusResult(Artifact):
     val: SplitStats
     test: SplitStats
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.corpus / "stats.json"
+    DIR, FILE = "corpus", "stats.json"
 
     @property
     def splits(self) -> dict[str, SplitStats]:
@@ -62,9 +60,7 @@ class PretrainResult(Artifact):
     loss_over_floor: float | None = None
     from_model: str = ""  # the adopted pretrained model; empty when trained here
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.training / "pretrain.json"
+    DIR, FILE, FIGURES = "training", "pretrain.json", {"loss": "pretrain.png"}
 
 
 @dataclass(frozen=True)
@@ -111,34 +107,17 @@ class PolicyResult(Artifact):
     kept_reason: str = ""
     final_beta: float | None = None  # the KL coefficient at the end (it adapts when config.kl_target > 0)
 
-    NAME = "policy"
-
-    @classmethod
-    def path(cls, run: RunDir, name: str | None = None) -> Path:
-        return run.training / f"{name or cls.NAME}.json"
-
-    def save(self, run: RunDir) -> Path:
-        from rlhf.artifact import to_json
-        from rlhf.rundir import atomic_write_json
-
-        return atomic_write_json(self.path(run, self.name), to_json(self))
-
-    @classmethod
-    def load_named(cls, run: RunDir, name: str) -> PolicyResult:
-        """A policy trained under another name (``rloo``, a digits run's ``policy_beta0``)."""
-        path = cls.path(run, name)
-        if not path.exists():
-            from rlhf.errors import UserError
-
-            raise UserError(f"{path} does not exist: train the policy {name!r} first")
-        return from_json(cls, read_json(path), where=str(path))
+    # A policy trained under another name (``rloo``, a digits run's ``policy_beta0``) is its own file;
+    # its curves' figures are ``<name>_<curve>.png``, the KL with and without the penalty side by side.
+    DIR, FILE, KEY = "training", "{name}.json", {"name": "policy"}
+    FIGURES = {"curve": "{name}_{curve}.png", "kl_beta_comparison": "kl_beta_comparison.png"}
 
 
 @dataclass(frozen=True)
 class NoKLResult(PolicyResult):
     """``training/policy_beta0.json``: the main policy's config again with beta = 0."""
 
-    NAME = "policy_beta0"
+    KEY = {"name": "policy_beta0"}
 
 
 @dataclass(frozen=True)
@@ -170,9 +149,7 @@ class DPOResult(Artifact):
     seconds: float
     reward: str = "vader"  # the reward spec that ranked the pairs
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.training / "dpo.json"
+    DIR, FILE, FIGURES = "training", "dpo.json", {"accuracy": "dpo_accuracy.png"}
 
 
 @dataclass(frozen=True)
@@ -199,9 +176,7 @@ class SFTResult(Artifact):
     samples: tuple[SFTSample, ...]
     seconds: float
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.training / "sft.json"
+    DIR, FILE = "training", "sft.json"
 
 
 @dataclass(frozen=True)
@@ -253,9 +228,7 @@ class HiddenContextResult(Artifact):
     per_word_fit: PerWordFit
     seconds: float
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.training / "hidden_context.json"
+    DIR, FILE, FIGURES = "training", "hidden_context.json", {"fits": "hidden_context.png"}
 
 
 def digits_run(run: RunDir) -> RunDir:
@@ -325,9 +298,13 @@ class DigitsResult(Artifact):
     example: DigitsExample
     seconds: float
 
+    FILE = "digits.json"
+    FIGURES = {"first_correct": "first_correct.png", "kl_by_position": "kl_by_position.png", "kl_curves": "kl_curves.png",
+               "distributions": "distributions.png"}
+
     @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return digits_run(run).training / "digits.json"
+    def directory(cls, run: RunDir) -> Path:
+        return digits_run(run).training
 
     def later_mean(self, model: str, measure: str) -> float:
         """A per-position measure averaged over output positions 2..n (the end-of-text token left out)."""
@@ -342,9 +319,11 @@ class DigitsAttention(Artifact):
     tokens: tuple[str, ...]
     models: dict[str, list[list[list[list[float]]]]]  # model -> [layer][head][query][key]
 
+    FILE = "attention.json"
+
     @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return digits_run(run).training / "attention.json"
+    def directory(cls, run: RunDir) -> Path:
+        return digits_run(run).training
 
 
 @dataclass(frozen=True)
@@ -364,6 +343,4 @@ class ConversionResult(Artifact):
     atol: float
     models: dict[str, ConvertedModel]
 
-    @classmethod
-    def path(cls, run: RunDir) -> Path:
-        return run.analysis / "conversion.json"
+    DIR, FILE = "analysis", "conversion.json"

@@ -81,6 +81,14 @@ def hook_dirname(hook: str) -> str:
     return hook
 
 
+INDEX = "index.json"  # what a directory of cached activations or of dictionaries holds
+
+
+def split_file(corpus: Path, split: str) -> Path:
+    """A corpus split's texts (``train``, ``val``, ``test``), one per line, in a corpus directory."""
+    return corpus / f"{split}.txt"
+
+
 class RunDir:
     """Where each artifact of a study lives (see DESIGN.md, "Artifacts").
 
@@ -106,6 +114,7 @@ class RunDir:
     report = property(lambda self: self.root / "report")
     manifests = property(lambda self: self.root / "manifests")
     config_file = property(lambda self: self.root / "config.json")
+    summary_file = property(lambda self: self.report / "summary.json")  # written by study.report.build
 
     # models: models/<name>/ (HF save_pretrained + tokenizer)
     def model(self, name: str) -> Path:
@@ -121,14 +130,14 @@ class RunDir:
 
     # activation caches: activations/<model>/<hook>/<split>/ shards + index.json
     activations_root = property(lambda self: self.root / "activations")
-    activations_index = property(lambda self: self.activations_root / "index.json")
+    activations_index = property(lambda self: self.activations_root / INDEX)
 
     def activations(self, model: str, hook: str, split: str) -> Path:
         return self.activations_root / model / hook_dirname(hook) / split
 
     # dictionaries: saes/<model>/<hook>/<size>[-seed<k>]/ in SAE-Lens format
     saes_root = property(lambda self: self.root / "saes")
-    saes_index = property(lambda self: self.saes_root / "index.json")
+    saes_index = property(lambda self: self.saes_root / INDEX)
 
     def sae(self, model: str, hook: str, size: str, seed: int | None = None) -> Path:
         """A dictionary's directory; ``seed`` names an extra dictionary trained with another seed."""
@@ -149,9 +158,12 @@ class RunDir:
         """Everything a stage's libraries said (warnings, logging, their progress bars' text)."""
         return self.root / "logs" / f"{stage}.log"
 
+    def split_file(self, split: str) -> Path:
+        return split_file(self.corpus, split)
+
     def texts(self, split: str) -> list[str]:
         """The corpus split's texts (``train``, ``val`` or ``test``), one per line."""
-        path = self.corpus / f"{split}.txt"
+        path = self.split_file(split)
         texts = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         if not texts:
             raise UserError(f"the {split} split in {self.corpus} is missing or empty; run the corpus stage")

@@ -148,7 +148,7 @@ def run_study(
             break
     if main:
         log(f"[report] {build_report(run_dir, stale_stages(run_dir, cfg))}")
-        for line in closing_lines(read_json(run_dir.report / "summary.json")):
+        for line in closing_lines(read_json(run_dir.summary_file)):
             log(line)
     return run_dir
 

@@ -31,9 +31,9 @@ def _by_hook(features: tuple[TopFeature, ...]) -> dict[str, list[int]]:
 def probe_rankings(run_dir: RunDir, size: str) -> Rankings:
     """The implicit-reward probe's positive features of the policy's SAEs, best first, if it read
     SAEs of this width."""
-    if not LinearRewardResult.path(run_dir, "policy", "sae").exists():
+    if not LinearRewardResult.exists(run_dir, model="policy", features="sae"):
         return {}
-    found = LinearRewardResult.load_for(run_dir, "policy", "sae")
+    found = LinearRewardResult.load(run_dir, model="policy", features="sae")
     if found.size != size:
         return {}
     return {"implicit_reward_probe": _by_hook(tuple(f for f in found.top_features if f.coefficient > 0))}

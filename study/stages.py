@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.results import DivergenceResult, FeatureDiffResult, MMCSResult, SAEQualityResult
+from probes.results import ValenceProbeResult
 from rlhf.registry import load
+from rlhf.results import ConversionResult, CorpusResult, PolicyResult, PretrainResult
 from rlhf.reward_kinds import parse
 from rlhf.rundir import RunDir
 
@@ -64,41 +67,41 @@ def _reward_stage(reward: str) -> tuple[str, ...]:
 
 
 STAGES: list[Stage] = [
-    Stage("corpus", (), "rlhf.corpus:build_corpus", lambda r: (r.corpus / "train.txt", r.corpus / "stats.json")),
+    Stage("corpus", (), "rlhf.corpus:build_corpus", lambda r: (r.split_file("train"), CorpusResult.path(r))),
     Stage("tokenizer", ("corpus",), "rlhf.tokenizer:tokenizer_stage", lambda r: (r.tokenizer / "tokenizer.json",)),
     Stage("pretrain", ("tokenizer",), "rlhf.pretrain:pretrain",
-          lambda r: (r.base / "config.json", r.training / "pretrain.json"), lambda r: (r.model_partial("base"),),
+          lambda r: (r.base / "config.json", PretrainResult.path(r)), lambda r: (r.model_partial("base"),),
           distributed=True),
     Stage("hidden_context", ("pretrain",), "rlhf.hidden_context:hidden_context_stage",
           distributed=True),
     Stage("sft", ("pretrain",), "rlhf.policy.sft:sft_stage", scratch=lambda r: (r.model_partial("sft"),),
           distributed=True),
     Stage("policy", ("pretrain",), "rlhf.policy:train_policy",
-          lambda r: (r.policy / "config.json", r.training / "policy.json"), lambda r: (r.model_partial("policy"),),
+          lambda r: (r.policy / "config.json", PolicyResult.path(r)), lambda r: (r.model_partial("policy"),),
           distributed=True, reads=lambda cfg: (*(("sft",) if cfg.policy.init == "sft" else ()), *_reward_stage(cfg.policy.reward))),
     Stage("policy_beta0", ("policy",), "rlhf.policy:no_kl_comparison",
           scratch=lambda r: (r.model_partial("policy_beta0"),), distributed=True),
     Stage("dpo", ("pretrain",), "rlhf.policy:train_dpo", scratch=lambda r: (r.model_partial("dpo"),),
           distributed=True, reads=lambda cfg: _reward_stage(cfg.dpo.reward)),
     Stage("divergence", ("policy",), "analysis.divergence:divergence_stage",
-          lambda r: (r.analysis / "divergence.json",)),
+          lambda r: (DivergenceResult.path(r),)),
     Stage("activations", ("divergence",), "analysis.activations:cache_stage",
           lambda r: (r.activations_index,), lambda r: (r.activations_root,), distributed=True),
     Stage("dictionaries", ("activations",), "analysis.dictionaries:dictionaries_stage",
           lambda r: (r.saes_index,), lambda r: (r.saes_root,)),
     Stage("sae_quality", ("dictionaries",), "analysis.sae_quality:quality_stage",
-          lambda r: (r.analysis / "sae_metrics.json",)),
-    Stage("mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (r.analysis / "mmcs.json",)),
+          lambda r: (SAEQualityResult.path(r),)),
+    Stage("mmcs", ("dictionaries",), "analysis.mmcs:mmcs_stage", lambda r: (MMCSResult.path(r),)),
     Stage("feature_diff", ("dictionaries",), "analysis.feature_diff:feature_diff_stage",
-          lambda r: (r.analysis / "feature_diff.json",)),
+          lambda r: (FeatureDiffResult.path(r),)),
     Stage("model_diffing", ("dictionaries",), "analysis.diffing.stage:model_diffing_stage",
           scratch=lambda r: (r.stage_dir("model_diffing"),)),
     Stage("autointerp", ("mmcs", "feature_diff"), "analysis.autointerp:autointerp_stage"),
     Stage("conversion", ("pretrain", "policy"), "rlhf.hooked:conversion_stage",
-          lambda r: (r.analysis / "conversion.json",),
+          lambda r: (ConversionResult.path(r),),
           reads=lambda cfg: tuple(n for n in ("policy_beta0", "dpo", "sft") if _trains(cfg, n))),
     Stage("valence_probe", ("pretrain",), "probes.valence:valence_probe",
-          lambda r: (r.probes / "valence_base.json",)),
+          lambda r: (ValenceProbeResult.path(r),)),
     Stage("implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
           reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
     Stage("reward_attribution", ("model_diffing", "implicit_reward"),

@@ -131,7 +131,7 @@ def test_study_stage_ablation_and_sequence_probes(tiny_run):
     assert [(name, (res.model, res.features)) for name, res in r.linear.items()] == [
         ("policy_sae", ("policy", "sae")), ("policy_activations", ("policy", "activations")),
         ("base_sae", ("base", "sae")), ("base_activations", ("base", "activations"))]
-    assert r.linear.policy_sae == LinearRewardResult.load_for(run_dir, "policy", "sae")  # each probe saved beside it
+    assert r.linear.policy_sae == LinearRewardResult.load(run_dir, model="policy", features="sae")  # each probe saved beside it
     a = r.ablation
     assert a.k == 8 and len(a.random_sets) == 2
     assert a.none.reward_change == 0 and a.probe_top_k.kl_per_token > 0
@@ -150,8 +150,8 @@ def test_study_stage_ablation_and_sequence_probes(tiny_run):
     assert s.dpo is not None and -1 <= s.dpo.implicit_vs_true.kendall_tau <= 1
     assert s.dpo.beta == DPOResult.load(run_dir).beta  # read from DPO's result, not its config
     assert 0.5 <= s.models["policy"].logistic.auroc <= 1
-    for png in ("implicit_reward_scatter.png", "implicit_reward_ablation.png"):
-        assert (run_dir.probes / png).stat().st_size > 5000
+    for figure in ("scatter", "ablation"):
+        assert ImplicitRewardResult.figure(run_dir, figure).stat().st_size > 5000
     assert "implicit reward" in (run_dir.report / "index.html").read_text().lower()
 
 

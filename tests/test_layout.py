@@ -87,3 +87,38 @@ def test_an_upward_import_breaks_the_contracts(tmp_path):
     assert done.returncode != 0
     assert "analysis is not allowed to import probes" in done.stdout and "analysis.metrics -> probes.results" in done.stdout
     assert "rlhf.results is not allowed to import torch" in done.stdout
+
+
+# A file name in a run directory (a literal, or an f-string's text with its fields as {}).
+FILE_NAME = re.compile(r"[\w{}\-]*[A-Za-z_][\w{}\-]*\.(json|png|safetensors|txt|log)")
+# Names that other libraries' formats fix (Hugging Face, SAE-Lens, TRL, vaderSentiment).
+THIRD_PARTY = {"config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "cfg.json", "sae_weights.safetensors",
+               "trainer_state.json", "model.safetensors", "vader_lexicon.txt"}
+ARTIFACTS = ("rlhf/results.py", "analysis/results.py", "probes/results.py", "rlhf/rundir.py", "rlhf/artifact.py")
+# Files that are no Artifact, each spelled by the one module that writes and reads it.
+OWNED = {"check.json": "rlhf/policy/kl_control.py", "organism.json": "rlhf/organisms/sentiment.py",
+         "words.json": "rlhf/organisms/sentiment.py", "shard_{}.safetensors": "analysis/activations.py",
+         "crosscoder_seed{}.safetensors": "analysis/diffing/crosscoder.py", "training.json": "analysis/dictionaries.py",
+         "difference_dictionary_seed{}.safetensors": "analysis/diffing/difference_dictionary.py"}
+
+
+def _file_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            names.add("".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values))
+    return {n for n in names if FILE_NAME.fullmatch(n) and n not in THIRD_PARTY}
+
+
+def test_every_run_directory_file_is_named_by_its_owner_alone():
+    """Producers, the report and the pipeline name a stage's files only through its Artifact
+    (``path``, ``figure``); the few files that are no Artifact are spelled by the one module that owns them."""
+    where: dict[str, list[str]] = {}
+    for path in _sources("rlhf", "analysis", "probes", "study"):
+        for name in _file_names(path):
+            where.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    offenders = [f"{name}: {', '.join(files)}" for name, files in sorted(where.items())
+                 if len(files) > 1 or not (files[0] in ARTIFACTS or OWNED.get(name) == files[0])]
+    assert not offenders, "run-directory file names spelled outside their owner:\n" + "\n".join(offenders)

@@ -87,7 +87,7 @@ def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
     run_dir = tiny_run[1]
     page = (run_dir.report / "index.html").read_text()
     assert "Model diffing against the known reward" in page and "crosscoder + latent scaling" in page
-    assert "crosscoder latent" in page and ModelDiffingResult.plot_path(run_dir).exists()
+    assert "crosscoder latent" in page and ModelDiffingResult.figure(run_dir, "scores").exists()
     assert "latents set aside (never fire)" in page
     for section in ("Leaderboard", "By share of G its top 10 directions recover", "Activation-difference lens",
                     "Logit-diff amplification", "stage-wise SAE fine-tuning"):

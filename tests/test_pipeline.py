@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from probes.results import ValenceProbeResult
 from rlhf.errors import UserError
+from rlhf.results import ConversionResult
 from rlhf.rundir import RunDir, read_json
 from study.pipeline import run_study, status
 from study.stages import stage_names
@@ -36,7 +38,7 @@ def test_base_model_reaches_the_entropy_floor(tiny_run):
 
 def test_conversion_of_every_model_of_the_study(tiny_run):
     _, run_dir, _ = tiny_run
-    conv = read_json(run_dir.analysis / "conversion.json")
+    conv = read_json(ConversionResult.path(run_dir))
     # Every causal LM; the reward models of hidden_context are sequence classifiers and are left out.
     assert set(conv["models"]) == {"base", "policy", "policy_beta0", "dpo", "sft"}
     assert (run_dir.model("reward_mean_variance") / "config.json").exists()
@@ -45,7 +47,7 @@ def test_conversion_of_every_model_of_the_study(tiny_run):
 
 def test_base_model_knows_sentiment_and_random_init_does_not(tiny_run):
     _, run_dir, _ = tiny_run
-    v = read_json(run_dir.probes / "valence_base.json")
+    v = read_json(ValenceProbeResult.path(run_dir))
     s = v["summary"]
     # The tiny model is weaker than the demo's (which the report holds to 0.8 and 0.7),
     # but it clearly carries valence beyond its embedding and far above a random network.

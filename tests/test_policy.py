@@ -133,7 +133,7 @@ def test_rloo_trains_too(tiny_run, tmp_path):
     copy = RunDir(tmp_path / "tiny")
     shutil.copytree(run_dir.root, copy.root)
     returned = train_policy(replace(cfg.policy, algorithm="rloo", max_steps=3, n_eval_prompts=16), copy, name="rloo")
-    r = PolicyResult.load_named(copy, "rloo")
+    r = PolicyResult.load(copy, name="rloo")
     assert r == returned and r.name == "rloo"
     assert r.algorithm == "rloo" and r.steps == 3 and len(r.curves["reward"]) == 3
     assert (copy.model("rloo") / "model.safetensors").exists()
@@ -157,7 +157,7 @@ def test_interrupted_policy_training_resumes(tiny_run, tmp_path, monkeypatch):
     assert not copy.model("resumable").exists()
     monkeypatch.setattr(ExactKL, "on_step_end", original)
     train_policy(small, copy, name="resumable")
-    r = PolicyResult.load_named(copy, "resumable")
+    r = PolicyResult.load(copy, name="resumable")
     assert r.resumed is True and r.steps == 4
 
 

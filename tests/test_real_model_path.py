@@ -3,6 +3,7 @@ checkpoint with a byte-level BPE tokenizer, and a local IMDb-style JSONL file.""
 
 import pytest
 
+from probes.results import ImplicitRewardResult, ValenceProbeResult
 from rlhf.errors import UserError
 from rlhf.results import ConversionResult, DPOResult, PolicyResult, PretrainResult
 from rlhf.rundir import read_json
@@ -43,10 +44,10 @@ def test_pretrained_model_and_dataset_run_through_the_study(tmp_path, local_hub)
     policy = PolicyResult.load(run_dir)
     assert policy.steps == 3 and (run_dir.policy / "tokenizer.json").exists()
     assert DPOResult.load(run_dir).steps == 3
-    probes = read_json(run_dir.probes / "implicit_reward.json")  # lexicon swaps in the dataset's own sentences
+    probes = read_json(ImplicitRewardResult.path(run_dir))  # lexicon swaps in the dataset's own sentences
     assert probes["linear"]["policy_sae"]["notes"][0].startswith("60 triples")
     assert probes["sequence"]["n_completions"] == 120
-    v = read_json(run_dir.probes / "valence_base.json")
+    v = read_json(ValenceProbeResult.path(run_dir))
     assert v["trained"]["n_held_out_words"] == 360 and v["summary"]["passes"] is False
     page = (run_dir.report / "index.html").read_text()
     assert str(model_dir) in page and "entropy floor" not in page.split("Base model pretraining")[1].split("<h2")[0]

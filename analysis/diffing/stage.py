@@ -65,7 +65,7 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
     first = crosscoded(ctx, at, cfg.seeds[0])
     live_norms = {f"seed {s}": [r for r, f in zip(c.latents.relative_norm, c.latents.frequency) if f > 0]
                   for s, c in ((s, crosscoded(ctx, at, s)) for s in cfg.seeds)}
-    plot_relative_norms(ModelDiffingResult.relative_norms_path(ctx.run_dir, hook), live_norms,
+    plot_relative_norms(ModelDiffingResult.figure(ctx.run_dir, "relative_norms", hook=hook), live_norms,
                         title=f"crosscoder relative decoder norms, {hook}", threshold=cfg.relative_norm_threshold)
     return LayerDiffing(
         hook=hook, methods={k: tuple(v) for k, v in methods.items()}, random_directions=ablation(hook, random_dirs),
@@ -111,7 +111,7 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
         unedited_reward=ablation.unedited_reward, high_utility_vocabulary=len(ctx.high), kl=kl.record(ctx),
         layers=tuple(layers), unchanged_hooks=tuple(unchanged), summary=summary(layers, list(METHODS)),
         seconds=time.time() - started, config=asdict(cfg), gain=splice.gain, amplification=amplification.record(ctx))
-    card_data.plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.plot_path(run_dir))
+    card_data.plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.figure(run_dir, "scores"))
     card_data.plot_steering(layers, ModelDiffingResult.figure(run_dir, "steering"))
     card_data.plot_amplification(result.amplification, ModelDiffingResult.figure(run_dir, "amplification"))
     result.save(run_dir)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rlhf.config import DigitsConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import CorpusResult, SplitStats
-from rlhf.rundir import atomic_write_text
+from rlhf.rundir import atomic_write_text, split_file
 
 SEPARATOR = "|"
 DIGITS = tuple(str(d) for d in range(10))
@@ -125,7 +125,7 @@ def write_corpus(organism: DigitsOrganism, out_dir: Path) -> CorpusResult:
     stats: dict[str, SplitStats] = {}
     for i, (name, n) in enumerate((("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test))):
         rows = organism.sequences(n, cfg.seed * 1000 + i + 1)
-        atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in rows) + "\n")
+        atomic_write_text(split_file(out_dir, name), "\n".join(r.text for r in rows) + "\n")
         per_row = cfg.n_input + 1 + cfg.n_output + 1
         nll = sum(cfg.n_input * math.log(10) - organism.log_prob(r) for r in rows)
         stats[name] = SplitStats(reviews=n, tokens=n * per_row, positive_share=None, entropy_floor=nll / (n * per_row))

@@ -23,7 +23,7 @@ from pathlib import Path
 from rlhf.config import SentimentConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.lexicon import load_lexicon
 from rlhf.results import CorpusResult, SplitStats
-from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from rlhf.rundir import RunDir, atomic_write_json, atomic_write_text, read_json, split_file
 
 # Sentence templates: tuples of literal words and slots. "D" determiner, "A" aspect,
 # "V" verb, "I" optional intensifier, "S" sentiment word. Every template has one D, A,
@@ -258,7 +258,7 @@ def write_corpus(cfg: SentimentConfig, out_dir: Path) -> CorpusResult:
     stats: dict[str, SplitStats] = {}
     for name, (n, seed) in splits.items():
         reviews = organism.reviews(n, seed)
-        atomic_write_text(out_dir / f"{name}.txt", "\n".join(r.text for r in reviews) + "\n")
+        atomic_write_text(split_file(out_dir, name), "\n".join(r.text for r in reviews) + "\n")
         stats[name] = SplitStats(reviews=n, tokens=sum(len(r.words) + 1 for r in reviews),
                                  positive_share=sum(r.polarity > 0 for r in reviews) / n,
                                  entropy_floor=entropy_floor(organism, reviews))

@@ -185,7 +185,7 @@ def train_dpo(cfg: DPOStageConfig, run_dir: RunDir) -> DPOResult | None:
     result.save(run_dir)
     points = curves["rewards/accuracies"]
     if points:
-        save_lines(run_dir.training / "dpo_accuracy.png", {"training batches": ([s for s, _ in points], [v for _, v in points])},
+        save_lines(DPOResult.figure(run_dir, "accuracy"), {"training batches": ([s for s, _ in points], [v for _, v in points])},
                    title="DPO: implicit reward accuracy on training pairs", xlabel="step", ylabel="accuracy",
                    hlines={f"held-out {accuracy:.2f}": accuracy})
     return result

@@ -182,7 +182,7 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
                        ("repeated_bigrams", "repeated-bigram share"), ("completions/mean_length", "completion length")):
         points = curves[key]
         if points:
-            save_lines(run_dir.training / f"{name}_{key.replace('/', '_')}.png",
+            save_lines(PolicyResult.figure(run_dir, "curve", name=name, curve=key.replace("/", "_")),
                        {cfg.algorithm: ([s for s, _ in points], [v for _, v in points])},
                        title=f"{name}: {label}", xlabel="step", ylabel=label)
     return result
@@ -199,12 +199,12 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult |
               "training run to repeat with beta = 0")
         return None
     policy_cfg = replace(main.config, beta=0.0, kl_target=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
-    trained = train_policy(policy_cfg, run_dir, name=NoKLResult.NAME)
+    trained = train_policy(policy_cfg, run_dir, name=NoKLResult.KEY["name"])
     if trained is None:  # another process of a launch
         return None
     other = NoKLResult(**{f.name: getattr(trained, f.name) for f in fields(trained)})
     series = {f"beta = {r.beta}": ([s for s, _ in r.curves["exact_kl"]], [v for _, v in r.curves["exact_kl"]])
               for r in (main, other)}
-    save_lines(run_dir.training / "kl_beta_comparison.png", series, title="KL to the base model, with and without the penalty",
+    save_lines(PolicyResult.figure(run_dir, "kl_beta_comparison"), series, title="KL to the base model, with and without the penalty",
                xlabel="step", ylabel="KL (nats/token)")
     return other

@@ -78,7 +78,7 @@ def build_report(run: RunDir, stale: Mapping[str, str] | None = None) -> Path:
                   key_text=key_text)
     out = atomic_write_text(run.report / "index.html", page(f"{summary['study']}: RLHF interpretability report", body))
     feature_diff_page(run)
-    atomic_write_json(run.report / "summary.json", summary)
+    atomic_write_json(run.summary_file, summary)
     return out
 
 

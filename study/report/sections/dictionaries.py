@@ -29,7 +29,7 @@ def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None) -> 
               _loss_check(q),
               Check("saes_pass", f"SAEs: dead features, worst of {n}", worst["sae_dead_fraction_max"], "<=",
                     q.bars.dead_fraction)]
-    return {"cached": cached, "bars": q.bars, "rows": rows, "figure": run.analysis / "sae_metrics.png",
+    return {"cached": cached, "bars": q.bars, "rows": rows, "figure": SAEQualityResult.figure(run, "metrics"),
             "checks": checks, "summary": worst}
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rlhf.results import DigitsAttention, DigitsResult, digits_run
+from rlhf.results import DigitsAttention, DigitsResult
 from rlhf.rundir import RunDir
 from study.report.checks import Check
 from study.report.section import Section
 
 DIGITS_BARS = {"reward_model": 0.95, "first_correct": 0.90, "later_kl": 0.25}
-FIGURES = ("first_correct.png", "kl_by_position.png", "kl_curves.png")
+FIGURES = ("first_correct", "kl_by_position", "kl_curves")
 
 
 def _attention_views(att: DigitsAttention, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -24,7 +24,6 @@ def _attention_views(att: DigitsAttention, labels: dict[str, str]) -> list[dict[
 
 
 def context(run: RunDir, d: DigitsResult, att: DigitsAttention | None) -> dict[str, Any]:
-    training = digits_run(run).training
     models = d.models
     labels = {"base": "SFT model (before RL)", "policy": f"RL, beta = {d.policy_beta}",
               "policy_beta0": "RL, beta = 0", "sft_baseline": "SFT on chosen responses"}
@@ -54,7 +53,7 @@ def context(run: RunDir, d: DigitsResult, att: DigitsAttention | None) -> dict[s
         "d": d, "base_rate": f"{d.base_rate:.1%}", "test_loss": f"{d.sft.test_loss:.4f}",
         "loss_over_floor": f"{d.sft.loss_over_floor:.3f}", "rm_accuracy": f"{d.reward_model.held_out_accuracy:.1%}",
         "rows": rows, "checks": checks,
-        "figures": [(training / f, f) for f in FIGURES], "distributions": training / "distributions.png",
+        "figures": [(DigitsResult.figure(run, f), f) for f in FIGURES], "distributions": DigitsResult.figure(run, "distributions"),
         "attention_text": " ".join(att.tokens) if att else "",
         "views": _attention_views(att, labels) if att else [],
         "samples": [(x.prompt, x.completion) for x in (policy.samples if policy else ())],

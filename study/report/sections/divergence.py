@@ -16,7 +16,7 @@ def context(run: RunDir, d: DivergenceResult) -> dict[str, Any]:
              "chosen" if layer in d.chosen_layers else "") for layer in sorted(d.layers)]
     outside = [(name, row.divergence, row.normalised) for name, row in d.outside.items()]
     return {"d": d, "rows": rows, "header": ("layer", "divergence", "normalised", *components, ""), "outside": outside,
-            "figure": run.analysis / "divergence.png",
+            "figure": DivergenceResult.figure(run, "bars"),
             "by_rank": d.chosen_layers == tuple(sorted(d.ranking[: d.top_n])),
             "chosen": ", ".join(str(x) for x in d.chosen_layers),
             "summary": {"divergent_layers_ranked": ", ".join(str(x) for x in d.ranking),

@@ -23,7 +23,7 @@ def context(run: RunDir, d: DPOResult) -> dict[str, Any]:
             ("mean reward: base", d.base.mean_reward), ("mean reward: DPO policy", d.policy.mean_reward),
             ("KL to base (nats/token)", d.policy.mean_kl_per_token)]
     examples = [(x.prompt, x.chosen, x.implicit_chosen, x.rejected, x.implicit_rejected) for x in d.examples]
-    return {"d": d, "rows": rows, "checks": checks, "examples": examples, "figure": run.training / "dpo_accuracy.png",
+    return {"d": d, "rows": rows, "checks": checks, "examples": examples, "figure": DPOResult.figure(run, "accuracy"),
             "summary": {"dpo_implicit_reward_accuracy": d.implicit_reward_accuracy, "dpo_reward_gain": d.reward_gain}}
 
 

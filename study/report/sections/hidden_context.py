@@ -22,7 +22,7 @@ def context(run: RunDir, h: HiddenContextResult) -> dict[str, Any]:
     return {"h": h, "where": where, "rows": rows,
             "fit_std": f"{h.per_word_fit.std_vs_lexicon_std_spearman:.3f}",
             "fit_mean": f"{h.per_word_fit.mean_vs_lexicon_mean_spearman:.3f}",
-            "figure": run.training / "hidden_context.png", "distributions": distributions,
+            "figure": HiddenContextResult.figure(run, "fits"), "distributions": distributions,
             "summary": {"dpl_std_vs_raters_spearman": mv.std_vs_lexicon_std_spearman} if mv else {}}
 
 

@@ -55,8 +55,8 @@ def context(run: RunDir, r: ImplicitRewardResult) -> dict[str, Any]:
                "ablation_reward_change_probe": a.probe_top_k.reward_change,
                "ablation_reward_change_random": a.random_k.reward_change}
     return {"target": r.target, "note": lin.policy_sae.notes[0], "root": str(run.root), "rows": rows,
-            "scatter": run.probes / "implicit_reward_scatter.png", "lowers": a.probe_lowers_reward_more_than_random,
-            "ablation": ablation, "sweep": sweep, "ablation_figure": run.probes / "implicit_reward_ablation.png",
+            "scatter": ImplicitRewardResult.figure(run, "scatter"), "lowers": a.probe_lowers_reward_more_than_random,
+            "ablation": ablation, "sweep": sweep, "ablation_figure": ImplicitRewardResult.figure(run, "ablation"),
             "n_completions": seq.n_completions, "n_test": seq.n_test, "sequence": sequence, "dpo": dpo,
             "summary": summary}
 

@@ -135,10 +135,10 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
         "key_text": [f"Model-diffing leaderboard, by {text}: {verdict(summary, key)}."
                      for key, text in VERDICTS if any(key in v for v in summary.values())],
         "layers": layers, "lenses": lenses, "amplification": amplification, "breaking_kl": BREAKING_KL,
-        "plot": m.plot_path(run),
+        "plot": ModelDiffingResult.figure(run, "scores"),
         "steering_plot": m.figure(run, "steering"), "amplification_plot": m.figure(run, "amplification"),
-        "norm_plots": [(m.relative_norms_path(run, layer.hook), f"relative norms, {layer.hook}") for layer in m.layers
-                       if m.relative_norms_path(run, layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
+        "norm_plots": [(ModelDiffingResult.figure(run, "relative_norms", hook=layer.hook), f"relative norms, {layer.hook}")
+                       for layer in m.layers if ModelDiffingResult.figure(run, "relative_norms", hook=layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
         "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
         "summary": ({"diffing_best_method_by_corr": " ≈ ".join(label(k) for k in by_corr[0])} if by_corr else {})
         | ({"diffing_leaders_by_recovered_top10": " ≈ ".join(label(k) for k in leaders[0])} if leaders else {}),

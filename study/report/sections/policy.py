@@ -30,14 +30,14 @@ def context(run: RunDir, p: PolicyResult, b0: NoKLResult | None) -> dict[str, An
                  "rows": [("KL to base (nats/token)", pol.mean_kl_per_token, b0.policy.mean_kl_per_token),
                           ("mean reward", pol.mean_reward, b0.policy.mean_reward),
                           ("repeated-bigram share", pol.repeated_bigrams, b0.policy.repeated_bigrams)],
-                 "figure": run.training / "kl_beta_comparison.png"}
+                 "figure": PolicyResult.figure(run, "kl_beta_comparison")}
         summary["beta0_kl_per_token"] = b0.policy.mean_kl_per_token
     return {
         "p": p, "algorithm": p.algorithm.upper(), "reward": reward_text(p.reward, p.config.reward_label), "start": "the SFT model" if p.config.init == "sft" else "base",
         "rows": [(label, getattr(base, key), getattr(pol, key)) for label, key in MEASURES],
         "checks": policy_checks(p),
-        "figures": [(run.training / f"policy_{k}.png", k) for k in FIGURES],
-        "key_figures": [(run.training / f"policy_{k}.png", f"policy: {k}") for k in ("reward", "exact_kl")],
+        "figures": [(PolicyResult.figure(run, "curve", curve=k), k) for k in FIGURES],
+        "key_figures": [(PolicyResult.figure(run, "curve", curve=k), f"policy: {k}") for k in ("reward", "exact_kl")],
         "key_text": [f"The policy handed on is step {p.kept_step} of {p.steps}: {p.kept_reason}."] if p.kept_reason else [],
         "beta0": beta0,
         "samples": [(x.prompt, x.base, x.base_reward, x.policy, x.policy_reward) for x in p.samples],

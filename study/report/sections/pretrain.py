@@ -26,7 +26,7 @@ def context(run: RunDir, p: PretrainResult) -> dict[str, Any]:
         ("loss / floor", p.loss_over_floor),
         ("resumed from a checkpoint", "yes" if p.resumed else "no"), ("seconds", p.seconds),
     ]
-    return {"adopted": False, "rows": rows, "checks": checks, "figure": run.training / "pretrain.png",
+    return {"adopted": False, "rows": rows, "checks": checks, "figure": PretrainResult.figure(run, "loss"),
             "summary": {"base_test_loss": p.test_loss, "loss_over_floor": p.loss_over_floor}}
 
 

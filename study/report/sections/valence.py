@@ -21,11 +21,11 @@ def _model(run: RunDir, v: ValenceProbeResult) -> dict[str, Any]:
     per_layer = [(h, v.trained.word[h].kendall_tau, v.trained.last_token[h].kendall_tau, v.random_init.word[h].kendall_tau)
                  for h in v.trained.word]
     return {"model": v.model, "n_train_words": v.trained.n_train_words, "n_held_out_words": v.trained.n_held_out_words,
-            "passes": s.passes, "rows": rows, "per_layer": per_layer, "figure": ValenceProbeResult.figure_path(run, v.model)}
+            "passes": s.passes, "rows": rows, "per_layer": per_layer, "figure": ValenceProbeResult.figure(run, "layers", model=v.model)}
 
 
 def context(run: RunDir) -> dict[str, Any] | None:
-    results = ValenceProbeResult.load_all(run)  # every model's probe, by model name
+    results = ValenceProbeResult.all(run)  # every model's probe, by model name
     if not results:
         return None
     summary: dict[str, Any] = {}
