@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from rlhf.reward_kinds import spec_problem
-
 
 @dataclass(frozen=True)
 class Range:
@@ -44,17 +42,6 @@ class Hook:
         if not isinstance(value, str) or not is_hook_name(value):
             return f"is not a TransformerLens hook name: {value!r}; valid: {', '.join(HOOK_EXAMPLES)}"
         return None
-
-
-@dataclass(frozen=True)
-class RewardSpec:
-    """Which reward scores completions: a kind of ``rlhf.reward_kinds.REWARD_KINDS`` (``vader``, the
-    paper's utility; ``model:<dir or hub id>``, a sequence classifier or TRL reward model;
-    ``python:package.module:function``, any callable ``(prompts, completions) -> list[float]``;
-    ``study:reward_<kind>``, a reward model of the hidden_context stage)."""
-
-    def check(self, value: Any) -> str | None:
-        return spec_problem(str(value))
 
 
 @dataclass(frozen=True)
@@ -102,7 +89,6 @@ ProbabilityFloat = Annotated[float, Probability]
 HookName = Annotated[str, Hook()]
 LayerIndex = Annotated[int, NonNegative, Layer()]
 Layers = tuple[LayerIndex, ...]
-Reward = Annotated[str, RewardSpec()]
 
 DType = Literal["float32", "bfloat16", "float16"]
 

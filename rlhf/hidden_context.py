@@ -34,6 +34,7 @@ from rlhf.results import (
 )
 from rlhf.reward_models import (
     dpl_r_squared,
+    head,
     mean_and_variance_loss,
     outputs,
     score,
@@ -119,7 +120,7 @@ def hidden_context_stage(cfg: HiddenContextConfig, run_dir: RunDir) -> HiddenCon
         word_mean = means.reshape(len(seen), per).mean(1).numpy()
         word_std = stds.reshape(len(seen), per).mean(1).numpy()
         by_lexicon = np.array([lexicon[p["chosen_word"]].valence > lexicon[p["rejected_word"]].valence for p in test])
-        distributional = kind != "bradley_terry"
+        distributional = head(kind).distributional
         fits[kind] = RewardModelFit(
             pairwise_accuracy=float((c_mean > r_mean).float().mean()),  # against the drawn raters' labels
             agrees_with_lexicon_means=float(((c_mean > r_mean).numpy() == by_lexicon).mean()),

@@ -10,10 +10,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Any
 
-# The reward models' heads (the hidden_context stage trains one per kind).
-RewardModelKind = Literal["bradley_terry", "mean_variance", "categorical"]
+from rlhf.configtypes import OneOf
+
+# The reward models' heads the hidden_context stage can train, by name: "module:HEAD", a
+# rlhf.reward_models.Head (its outputs, loss, predicted mean and spread), imported when a model trains.
+REWARD_HEADS: dict[str, str] = {"bradley_terry": "rlhf.reward_models:BRADLEY_TERRY",
+                                "mean_variance": "rlhf.reward_models:MEAN_VARIANCE",
+                                "categorical": "rlhf.reward_models:CATEGORICAL"}
+RewardModelKind = Annotated[str, OneOf(lambda: tuple(REWARD_HEADS))]
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,9 @@ class RewardOptions:
 class RewardKind:
     build: str  # "module:function", (target, run_dir, options: RewardOptions) -> a TRL reward function
     syntax: str  # how messages show the spec: "model:<dir or hub id>"
-    target: str = ""  # the regular expression its target must match; "": the kind takes no target
+    # The regular expression its target must match (or a function giving it, for a pattern read from
+    # a registry when a spec is checked); "": the kind takes no target.
+    target: str | Callable[[], str] = ""
     # What a run checks as it starts (files, modules), target -> the problem or None; not at load, so an
     # old run's config stays readable after its reward model moved.
     problem: Callable[[str], str | None] | None = None
@@ -63,8 +71,8 @@ REWARD_KINDS: dict[str, RewardKind] = {
                         labelled=True),
     "python": RewardKind("rlhf.rewards:python_reward", "python:package.module:function",
                          r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", _python_problem),
-    "study": RewardKind("rlhf.rewards:study_reward", f"study:reward_<{'|'.join(get_args(RewardModelKind))}>",
-                        "reward_(" + "|".join(get_args(RewardModelKind)) + ")", trains="hidden_context"),
+    "study": RewardKind("rlhf.rewards:study_reward", "study:reward_<a reward model of hidden_context.kinds>",
+                        lambda: "reward_(" + "|".join(REWARD_HEADS) + ")", trains="hidden_context"),
 }
 
 
@@ -79,6 +87,22 @@ def spec_problem(spec: str) -> str | None:
     kind, target = parse(spec)
     if kind is None:
         return f"must be one of {', '.join(repr(k.syntax) for k in REWARD_KINDS.values())}; got {spec!r}"
-    if re.fullmatch(kind.target, target) if kind.target else ":" not in spec:
+    pattern = kind.target() if callable(kind.target) else kind.target
+    if re.fullmatch(pattern, target) if pattern else ":" not in spec:
         return None
-    return f"must be {kind.syntax!r}; got {spec!r}"
+    allowed = f" ({spec.partition(':')[0]}:{pattern})" if callable(kind.target) else ""  # the registry's names now
+    return f"must be {kind.syntax!r}{allowed}; got {spec!r}"
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """Which reward scores completions: a kind of ``REWARD_KINDS`` (``vader``, the paper's utility;
+    ``model:<dir or hub id>``, a sequence classifier or TRL reward model;
+    ``python:package.module:function``, any callable ``(prompts, completions) -> list[float]``;
+    ``study:reward_<kind>``, a reward model of the hidden_context stage)."""
+
+    def check(self, value: Any) -> str | None:
+        return spec_problem(str(value))
+
+
+Reward = Annotated[str, RewardSpec()]

@@ -14,7 +14,8 @@ one output and computes the Bradley-Terry loss).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,15 +28,13 @@ from trl import RewardConfig, RewardTrainer
 
 from rlhf.config import Kind, ReadAt, RewardModelConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.errors import UserError
+from rlhf.registry import load
+from rlhf.reward_kinds import REWARD_HEADS
 from rlhf.rundir import partial_dir
 from rlhf.seeding import seeded
 from rlhf.training import is_main_process, quiet, save_trained, trainer_arguments
 
 SQRT_2PI = math.sqrt(2 * math.pi)
-
-
-def outputs_of(kind: Kind, n_atoms: int = 10) -> int:
-    return {"bradley_terry": 1, "mean_variance": 2, "categorical": n_atoms}[kind]
 
 
 def mean_and_variance_loss(chosen: Float[Tensor, "b 2"], rejected: Float[Tensor, "b 2"]) -> Float[Tensor, " b"]:
@@ -67,16 +66,59 @@ def bradley_terry_loss(chosen: Float[Tensor, "b 1"], rejected: Float[Tensor, "b 
     return -F.logsigmoid(chosen[:, 0] - rejected[:, 0])
 
 
-def mean_and_std(kind: Kind, outputs: Float[Tensor, "b k"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
-    """Each alternative's predicted reward mean and spread (0 spread for Bradley-Terry)."""
-    if kind == "bradley_terry":
-        return outputs[:, 0], torch.zeros_like(outputs[:, 0])
-    if kind == "mean_variance":
-        return outputs[:, 0], F.softplus(outputs[:, 1])
+def _point(outputs: Float[Tensor, "b 1"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
+    return outputs[:, 0], torch.zeros_like(outputs[:, 0])
+
+
+def _gaussian(outputs: Float[Tensor, "b 2"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
+    return outputs[:, 0], F.softplus(outputs[:, 1])
+
+
+def _over_atoms(outputs: Float[Tensor, "b n"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
     p = outputs.softmax(-1)
     a = atoms(outputs.shape[-1], outputs.device)
     mean = p @ a
     return mean, torch.sqrt((p * (a[None, :] - mean[:, None]) ** 2).sum(-1))
+
+
+def _variance_penalty(chosen: Float[Tensor, "b 2"], rejected: Float[Tensor, "b 2"]) -> Float[Tensor, ""]:
+    stds = torch.cat([F.softplus(chosen[:, 1]), F.softplus(rejected[:, 1])])
+    return (stds**2).mean()
+
+
+def _minus_entropy(chosen: Float[Tensor, "b n"], rejected: Float[Tensor, "b n"]) -> Float[Tensor, ""]:
+    p = torch.cat([chosen, rejected]).softmax(-1)
+    return (p * p.clamp(min=1e-12).log()).sum(-1).mean()
+
+
+@dataclass(frozen=True)
+class Head:
+    """A reward model's head, as rlhf.reward_kinds.REWARD_HEADS names it: its width, its per-pair loss,
+    each alternative's predicted mean and spread, and what ``reward_model.regulariser`` weighs."""
+
+    outputs: int  # 0: one per atom (reward_model.n_atoms, at least 2)
+    loss: Callable[[Tensor, Tensor], Tensor]
+    mean_and_std: Callable[[Tensor], tuple[Tensor, Tensor]]
+    regulariser: Callable[[Tensor, Tensor], Tensor] | None = None
+    distributional: bool = True  # it predicts a spread
+
+
+BRADLEY_TERRY = Head(1, bradley_terry_loss, _point, distributional=False)
+MEAN_VARIANCE = Head(2, mean_and_variance_loss, _gaussian, _variance_penalty)
+CATEGORICAL = Head(0, categorical_loss, _over_atoms, _minus_entropy)
+
+
+def head(kind: Kind) -> Head:
+    return load(REWARD_HEADS[kind])
+
+
+def outputs_of(kind: Kind, n_atoms: int = 10) -> int:
+    return head(kind).outputs or n_atoms
+
+
+def mean_and_std(kind: Kind, outputs: Float[Tensor, "b k"]) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
+    """Each alternative's predicted reward mean and spread (0 spread for Bradley-Terry)."""
+    return head(kind).mean_and_std(outputs)
 
 
 def dpl_r_squared(means: Float[Tensor, " n"], stds: Float[Tensor, " n"]) -> float:
@@ -87,19 +129,15 @@ def dpl_r_squared(means: Float[Tensor, " n"], stds: Float[Tensor, " n"]) -> floa
     return explained / (explained + hidden) if explained + hidden > 0 else float("nan")
 
 
-LOSSES = {"bradley_terry": bradley_terry_loss, "mean_variance": mean_and_variance_loss, "categorical": categorical_loss}
-
-
 class DistributionalRewardTrainer(RewardTrainer):
     """TRL's RewardTrainer with a DPL loss, an optional variance penalty (mean-and-variance) or
     entropy bonus (categorical), and accuracy judged on the predicted means."""
 
     def __init__(self, *args: object, kind: Kind, model: PreTrainedModel, regulariser: float = 0.0, **kwargs: object):
-        width = model.config.num_labels
-        if (kind == "categorical" and width < 2) or (kind != "categorical" and width != outputs_of(kind)):
-            want = "at least 2" if kind == "categorical" else str(outputs_of(kind))
-            raise UserError(f"a {kind} reward model needs {want} outputs, but the model has num_labels={width}")
-        self.kind, self.regulariser = kind, regulariser
+        width, need = model.config.num_labels, head(kind).outputs
+        if width < 2 if not need else width != need:
+            raise UserError(f"a {kind} reward model needs {need or 'at least 2'} outputs, but the model has num_labels={width}")
+        self.kind, self.head, self.regulariser = kind, head(kind), regulariser
         labels = model.config.num_labels
         # RewardTrainer refuses a head wider than one output; the head itself keeps its width.
         model.config.num_labels = 1
@@ -112,16 +150,12 @@ class DistributionalRewardTrainer(RewardTrainer):
         inputs["use_cache"] = False
         outputs = model(**inputs)
         chosen, rejected = torch.chunk(outputs.logits.float(), chunks=2)
-        loss = LOSSES[self.kind](chosen, rejected).mean()
-        if self.regulariser and self.kind == "mean_variance":
-            stds = torch.cat([F.softplus(chosen[:, 1]), F.softplus(rejected[:, 1])])
-            loss = loss + self.regulariser * (stds**2).mean()
-        if self.regulariser and self.kind == "categorical":
-            p = torch.cat([chosen, rejected]).softmax(-1)
-            loss = loss + self.regulariser * (p * p.clamp(min=1e-12).log()).sum(-1).mean()  # minus the entropy
+        loss = self.head.loss(chosen, rejected).mean()
+        if self.regulariser and self.head.regulariser:
+            loss = loss + self.regulariser * self.head.regulariser(chosen, rejected)
         mode = "train" if model.training else "eval"
         with torch.no_grad():
-            mean_c, mean_r = mean_and_std(self.kind, chosen)[0], mean_and_std(self.kind, rejected)[0]
+            mean_c, mean_r = self.head.mean_and_std(chosen)[0], self.head.mean_and_std(rejected)[0]
             self._metrics[mode]["accuracy"].append(float((mean_c > mean_r).float().mean()))
         return (loss, outputs) if return_outputs else loss
 

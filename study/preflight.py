@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf.config import LOCAL_FORMATS
-from rlhf.configtypes import RewardSpec
 from rlhf.errors import UserError
-from rlhf.reward_kinds import parse
+from rlhf.reward_kinds import RewardSpec, parse
 from study.config import StudyConfig, marked_fields
 from study.stages import stage_names
 

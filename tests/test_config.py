@@ -68,7 +68,8 @@ INVALID = [
                  id="empty-list"),
     pytest.param({"divergence": {"layers": [99]}}, r"divergence.layers\[0\] = 99: the model has layers 0-3", id="layer"),
     pytest.param({"policy": {"reward": "study:reward_nope"}},
-                 r"policy.reward must be 'study:reward_<bradley_terry\|mean_variance\|categorical>'; got 'study:reward_nope'",
+                 r"policy.reward must be 'study:reward_<a reward model of hidden_context.kinds>' "
+                 r"\(study:reward_\(bradley_terry\|mean_variance\|categorical\)\); got 'study:reward_nope'",
                  id="study-reward"),
 ]
 

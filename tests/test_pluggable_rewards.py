@@ -131,7 +131,7 @@ def test_python_reward_errors(run_copy):
 def test_study_reward_errors(run_copy):
     shutil.rmtree(run_copy.model("reward_categorical"), ignore_errors=True)
     one_line_error("study:reward_categorical", run_copy, "run the hidden_context stage first")
-    one_line_error("study:reward_of_the_gods", run_copy, "must be 'study:reward_<bradley_terry")
+    one_line_error("study:reward_of_the_gods", run_copy, "must be 'study:reward_<a reward model of hidden_context.kinds>'")
 
 
 def test_cli_reports_a_raising_reward_and_exits_2(run_copy):

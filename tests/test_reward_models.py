@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from scipy import stats
 from transformers import GPTNeoXConfig, GPTNeoXForSequenceClassification
 
 from rlhf.errors import UserError
@@ -151,3 +152,29 @@ def test_the_mean_and_variance_model_learns_a_planted_spread(tiny_run, tmp_path)
     assert (disputed > calm).all(), (calm, disputed)
     means = mean.reshape(4, 2).mean(1)
     assert (means.diff() > 0).all(), means
+
+
+def test_a_new_head_is_one_module_and_one_registry_entry(tiny_run, tmp_path, monkeypatch):
+    """tests/head_example.py registered with one entry: configs accept its name (in hidden_context.kinds
+    and as study:reward_hinge), and it trains a reward model that orders the organism's words by valence."""
+    from rlhf.lexicon import valence
+    from rlhf.organisms.sentiment import load_organism
+    from rlhf.reward_kinds import REWARD_HEADS
+    from rlhf.reward_models import RewardModelConfig, score, train_reward_model
+    from rlhf.tokenizer import load_tokenizer
+    from study.config import config_from_dict
+
+    monkeypatch.setitem(REWARD_HEADS, "hinge", "tests.head_example:HINGE")
+    cfg = config_from_dict({"hidden_context": {"kinds": ["hinge"]}, "policy": {"reward": "study:reward_hinge"}})
+    assert cfg.hidden_context.kinds == ("hinge",)
+    _, run_dir, _ = tiny_run
+    words = sorted(load_organism(run_dir).sentiment_words)[:12]
+    pairs = [{"chosen": f"the plot was {a}", "rejected": f"the plot was {b}"}
+             for a in words for b in words if valence(a) > valence(b)]
+    tokenizer = load_tokenizer(run_dir.base)
+    rm = RewardModelConfig(kind="hinge", read_at="last_token", epochs=4, learning_rate=2e-3)
+    model = train_reward_model(rm, run_dir.base, tokenizer, pairs, tmp_path / "rm")
+    mean, std = score(model, tokenizer, [f"the plot was {w}" for w in words], "hinge")
+    rho = stats.spearmanr(mean.numpy(), [valence(w) for w in words]).statistic
+    assert rho > 0.8, rho
+    assert float(std.abs().max()) == 0.0

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Reward
+from rlhf.configtypes import FractionFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from rlhf.errors import UserError
-from rlhf.reward_kinds import parse
+from rlhf.reward_kinds import Reward, parse
 
 Algorithm = Literal["grpo", "rloo"]
 Init = Literal["base", "sft"]
