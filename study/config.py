@@ -225,7 +225,8 @@ def config_from_dict(data: dict[str, Any]) -> StudyConfig:
     known = {f.name for f in fields(StudyConfig)}
     registered = {s.name: _build(s.config, _table(data.pop(s.name), s.name), s.name)
                   for s in STAGES if s.config is not None and s.name not in known and s.name in data}
-    return dataclasses.replace(_build(StudyConfig, data, ""), registered=registered) if registered else _build(StudyConfig, data, "")
+    cfg = _build(StudyConfig, data, "")
+    return dataclasses.replace(cfg, registered=registered) if registered else cfg
 
 
 def _table(value: Any, key: str) -> dict[str, Any]:
