@@ -4,9 +4,9 @@ MMCS, feature diffs, model diffing, autointerp. Imports nothing heavy: study con
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from analysis.diffing.registry import dictionaries
+from analysis.diffing.registry import METHODS, dictionaries, method_settings
 from rlhf.configtypes import (
     DType,
     HookName,
@@ -18,6 +18,7 @@ from rlhf.configtypes import (
     PositiveFloat,
     PositiveInt,
     ProbabilityFloat,
+    Sections,
 )
 
 # A dictionary reward attribution reads: the SAE pair, or one that model diffing registers (analysis.diffing.registry).
@@ -110,9 +111,6 @@ class CrosscoderConfig:
 class ModelDiffingConfig:
     enabled: bool = True
     crosscoder: CrosscoderConfig = field(default_factory=lambda: CrosscoderConfig(training_tokens=500_000))
-    # The difference dictionary and the SAE on differences train on fewer tokens than the crosscoder
-    # (whose dead latents need 500k): dictionary training was most of the stage's time.
-    difference_tokens: PositiveInt = 200_000
     layers: Layers = ()  # cached layers to diff; empty: all of them
     seeds: Annotated[tuple[int, ...], NonEmpty()] = (0, 1, 2)  # training seeds of the crosscoder, the difference dictionaries, stage-wise SAEs
     top_k: PositiveInt = 10  # latents per method and layer
@@ -121,27 +119,24 @@ class ModelDiffingConfig:
     corr_threshold: ProbabilityFloat = 0.2  # |correlation with token valence| that counts as tracking the reward
     high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary
     logit_tokens: PositiveInt = 10  # top logit tokens per latent
-    mmcs_size: str = "1x"  # the SAE width the MMCS method compares
-    match_threshold: ProbabilityFloat = 0.7
     # Held-out prompts, completed under each ablation and steering edit, and by the policy for the
     # splice's G. One sampling seed: sampling is most of the stage's time, and the spreads that the
     # leaderboard compares are over dictionary seeds.
     n_prompts: PositiveInt = 128
     max_new_tokens: PositiveInt = 19
     sampling_seeds: Annotated[tuple[int, ...], NonEmpty()] = (0,)
-    kl_texts: PositiveInt = 400  # held-out texts on which the per-token KL is measured
     cards: NonNegativeInt = 4  # crosscoder latents per layer with a feature card
     context: PositiveInt = 24
     # Causal score: the share of G recovered (removed) when the policy-minus-base difference projected
     # on a method's top k directions is added to the base (taken out of the policy), per k.
     splice_ks: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (10, 30)
-    lens_positions: PositiveInt = 5  # activation-difference lens: first text positions averaged over
-    steering_alphas: tuple[NonNegativeFloat, ...] = (0.5, 1.0, 2.0)  # lens steering, x the typical activation norm
-    stagewise_tokens: PositiveInt = 100_000  # policy tokens the base's SAE is fine-tuned on (stage-wise diffing)
-    stagewise_learning_rate: PositiveFloat = 1e-3
-    amplification_alphas: tuple[PositiveFloat, ...] = (2.0, 4.0)  # logit-diff amplification a (a = 1 is the policy)
-    amplification_prompts: PositiveInt = 64  # the first of the held-out prompts, sampled at every a and seed
+    # Each method's own settings, [model_diffing.methods.<name>] (analysis.diffing.settings); a method left
+    # out keeps its defaults.
+    methods: Annotated[dict[str, Any], Sections(method_settings)] = field(default_factory=dict)
 
+    def method(self, name: str) -> Any:
+        """The settings of the registered method ``name``: the config's, else its defaults."""
+        return self.methods[name] if name in self.methods else METHODS[name].config()
 
 @dataclass(frozen=True)
 class AutointerpConfig:

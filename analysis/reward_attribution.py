@@ -51,13 +51,17 @@ from analysis.results import (
     RewardAttributionResult,
     SiteFractions,
 )
-from analysis.reward_gain import Completions, GainSplit, sample_completions, sampled_reward, split_gain, token_utility
+from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
+from rlhf.organisms.objective import organism
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
 from rlhf.registry import load
+from rlhf.results import PolicyResult
+from rlhf.reward_kinds import RewardOptions
 from rlhf.rundir import RunDir
+from rlhf.zoo import of_reward
 
 PROMPT_SEED = 13  # the held-out prompts (the sampling seeds vary the completions)
 TOP_LATENTS = 5  # per dictionary and hook, listed with their single-latent splice
@@ -147,7 +151,10 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     check_pair(base, policy)
     n_layers = base.cfg.n_layers
-    u = token_utility(policy.tokenizer, policy.cfg.d_vocab, cfg.scale)
+    # The objective the policy was trained on: its utility gives G, its reward the sampled gain.
+    name = of_reward(PolicyResult.load(run_dir).reward) if PolicyResult.exists(run_dir) else "sentiment"
+    objective = organism(name, RewardOptions(scale=cfg.scale))
+    u = objective.utility(policy.tokenizer, policy.cfg.d_vocab)
     eos = policy.tokenizer.eos_token_id
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
     gains, patching, swaps = [], [], []
@@ -159,7 +166,7 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         batch = sample_completions(policy, prompts, max_new_tokens=cfg.max_new_tokens, seed=seed)
         base_texts, _, base_masks = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
         split = split_gain(base, policy, batch, u, eos)
-        sampled_base, sampled_policy = sampled_reward(base_texts, cfg.scale), sampled_reward(batch.texts, cfg.scale)
+        sampled_base, sampled_policy = (float(np.mean(objective.reward(prompts, texts))) for texts in (base_texts, batch.texts))
         gains.append(GainEstimate(
             seed=seed, expected_base=split.base, expected_policy=split.policy, gain=split.gain,
             utility_part=split.utility_part, ending_part=split.ending_part, eos_base=split.eos_base,
@@ -200,7 +207,8 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
         weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
         writer=(), divergence_ranking=divergence.ranking if divergence else (),
-        dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg))
+        dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg), organism=name,
+        answer=objective.answer(policy.tokenizer))
     plot_heatmaps(result, n_layers, RewardAttributionResult.figure(run_dir, "patching"))
     plot_curves(result, RewardAttributionResult.figure(run_dir, "curves"))
     return result

@@ -26,20 +26,14 @@ from transformer_lens import HookedTransformer
 from transformers import PreTrainedTokenizerBase
 
 from analysis.interventions import Hooks, sample_with_hooks
-from rlhf.lexicon import valence
-from rlhf.rewards import vader_utility
+from rlhf.organisms.vader import Sentiment
+from rlhf.reward_kinds import RewardOptions
 
 
 def token_utility(tokenizer: PreTrainedTokenizerBase, d_vocab: int, scale: float = 5.0) -> Float[Tensor, " vocab"]:
-    """u(t): each token's VADER valence over the reward's scale, padded with zeros to the model's
-    vocabulary. A word the tokenizer splits earns nothing here (the reward scores whole words);
-    on the organism's corpus-trained tokenizer every lexicon word of the corpus is one token."""
-    names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    u = torch.zeros(d_vocab)
-    u[: len(names)] = torch.tensor([valence(t.lower().lstrip("Ġ▁")) / scale for t in names])
-    if tokenizer.eos_token_id is not None:
-        u[tokenizer.eos_token_id] = 0.0
-    return u
+    """u(t) of the sentiment organism: each token's VADER valence over the reward's scale, padded with
+    zeros to the model's vocabulary (``rlhf.organisms.vader``)."""
+    return Sentiment(RewardOptions(scale=scale)).utility(tokenizer, d_vocab)
 
 
 @dataclass
@@ -132,8 +126,3 @@ def split_gain(base: HookedTransformer, policy: HookedTransformer, batch: Comple
     b, p, utility_part, ending_part = totals / batch.n_rows
     return GainSplit(base=b, policy=p, gain=p - b, utility_part=utility_part, ending_part=ending_part,
                      eos_base=float(eos_sum[0] / max(count, 1.0)), eos_policy=float(eos_sum[1] / max(count, 1.0)))
-
-
-def sampled_reward(texts: Sequence[str], scale: float = 5.0) -> float:
-    """The utility reward of sampled completions, as the policy was trained on it (clipped)."""
-    return float(np.mean(vader_utility(texts, scale=scale)))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from rlhf.errors import UserError
+from rlhf.registry import load
 from rlhf.rundir import RunDir, atomic_write, atomic_write_json, read_json
 
 A = TypeVar("A", bound="Artifact")
@@ -115,9 +116,19 @@ def _tensor_path(path: Path) -> Path:
     return path.with_suffix(".safetensors")
 
 
+@dataclasses.dataclass(frozen=True)
+class ByName:
+    """Marks a dict field whose values' types depend on their keys (``Annotated[dict[str, Any],
+    ByName(kind)]``): each method's own record, its type read from a registry as the field loads."""
+
+    # "module:function", key -> the type its value loads as: named, not imported, so that a result
+    # type does not import the registry that names it
+    kind: str
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 @functools.cache
@@ -150,6 +161,12 @@ def from_json(kind: Any, data: Any, where: str = "") -> Any:
     origin, args = get_origin(kind), get_args(kind)
     if kind is Any or _is_tensor(kind):
         return data
+    if origin is typing.Annotated:
+        by_name = next((m for m in args[1:] if isinstance(m, ByName)), None)
+        if by_name is None:
+            return from_json(args[0], data, where)
+        kind_of = load(by_name.kind)
+        return {k: from_json(kind_of(k), v, f"{where}.{k}") for k, v in data.items()}
     if dataclasses.is_dataclass(kind):
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a table for {kind.__name__}, got {type(data).__name__}")

@@ -65,6 +65,15 @@ class OneOf:
 
 
 @dataclass(frozen=True)
+class Sections:
+    """A table of sub-tables, one per entry of a registry, each read as that entry's settings type
+    (``[model_diffing.methods.<name>]``). ``types`` gives the registry's names and their settings
+    types (None: the entry takes no settings), read when the config loads."""
+
+    types: Callable[[], dict[str, type | None]]
+
+
+@dataclass(frozen=True)
 class Layer:
     """Marks a layer index, checked against the model's depth once the whole config is read
     (``study.config``): one field alone does not know how many layers there are."""
@@ -72,7 +81,7 @@ class Layer:
 
 def is_lexicon(spec: str) -> bool:
     """Whether the reward is the VADER lexicon utility (the stages that score against it need it)."""
-    return spec == "vader"
+    return spec in ("vader", "organism:sentiment")
 
 
 Positive = Range(gt=0)

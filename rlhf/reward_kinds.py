@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from rlhf.configtypes import OneOf
+from rlhf.zoo import ORGANISMS
 
 # The reward models' heads the hidden_context stage can train, by name: "module:HEAD", a
 # rlhf.reward_models.Head (its outputs, loss, predicted mean and spread), imported when a model trains.
@@ -71,6 +72,8 @@ REWARD_KINDS: dict[str, RewardKind] = {
                         labelled=True),
     "python": RewardKind("rlhf.rewards:python_reward", "python:package.module:function",
                          r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", _python_problem),
+    "organism": RewardKind("rlhf.organisms.objective:organism_reward", "organism:<a registered organism>",
+                           lambda: "(" + "|".join(map(re.escape, ORGANISMS)) + ")"),
     "study": RewardKind("rlhf.rewards:study_reward", "study:reward_<a reward model of hidden_context.kinds>",
                         lambda: "reward_(" + "|".join(REWARD_HEADS) + ")", trains="hidden_context"),
 }
@@ -99,6 +102,7 @@ class RewardSpec:
     """Which reward scores completions: a kind of ``REWARD_KINDS`` (``vader``, the paper's utility;
     ``model:<dir or hub id>``, a sequence classifier or TRL reward model;
     ``python:package.module:function``, any callable ``(prompts, completions) -> list[float]``;
+    ``organism:<name>``, a registered organism's planted objective (``rlhf.zoo``);
     ``study:reward_<kind>``, a reward model of the hidden_context stage)."""
 
     def check(self, value: Any) -> str | None:

@@ -35,7 +35,7 @@ from rlhf.config import (
     PretrainConfig,
     TokenizerConfig,
 )
-from rlhf.configtypes import Hook, Layer, OneOf
+from rlhf.configtypes import Hook, Layer, OneOf, Sections
 from rlhf.errors import UserError
 from rlhf.policy.config import DPOStageConfig, NoKLComparisonConfig, PolicyConfig, SFTConfig, check_reward_label
 from rlhf.policy.config import check_config as check_policy_config
@@ -213,9 +213,25 @@ def _build(cls: type, data: dict[str, Any], where: str, default: Any = None) -> 
         key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(hints[name]):
             kwargs[name] = _build(hints[name], _table(value, key), key, defaults.get(name))
+        elif sections := next((m for m in typing.get_args(hints[name]) if isinstance(m, Sections)), None):
+            kwargs[name] = {**defaults.get(name, {}), **_sections(sections, _table(value, key), key)}
         else:
             kwargs[name] = _coerce(value, hints[name], key)
     return dataclasses.replace(default, **kwargs) if default is not None else cls(**kwargs)
+
+
+def _sections(sections: Sections, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``[where.<name>]`` tables, each built as its registry entry's settings type."""
+    types_ = sections.types()
+    out = {}
+    for name, value in data.items():
+        if name not in types_:
+            raise UserError(f"unknown name {name!r} in [{where}]; registered: {', '.join(types_)}")
+        if types_[name] is None:
+            raise UserError(f"[{where}.{name}]: {name} takes no settings; those that do: "
+                            f"{', '.join(n for n, t in types_.items() if t is not None)}")
+        out[name] = _build(types_[name], _table(value, f"{where}.{name}"), f"{where}.{name}")
+    return out
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:

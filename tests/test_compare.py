@@ -37,9 +37,11 @@ SMALL = (
     "sae_quality.held_out_texts=40", "mmcs.random_draws=2", "mmcs.seed_null=false",
     "policy.n_eval_prompts=16", "policy.max_completion_length=8",
     "model_diffing.seeds=[0]", "model_diffing.top_k=3", "model_diffing.n_prompts=8", "model_diffing.sampling_seeds=[0]",
-    "model_diffing.max_new_tokens=8", "model_diffing.kl_texts=20", "model_diffing.cards=1",
-    "model_diffing.crosscoder.training_tokens=20000", "model_diffing.difference_tokens=20000", "model_diffing.crosscoder.batch_size=512",
-    "model_diffing.stagewise_tokens=20000", "model_diffing.steering_alphas=[1.0]", "model_diffing.amplification_alphas=[2.0]",
+    "model_diffing.max_new_tokens=8", "model_diffing.methods.kl.texts=20", "model_diffing.methods.activation_difference_lens.texts=20", "model_diffing.cards=1",
+    "model_diffing.crosscoder.training_tokens=20000", "model_diffing.methods.difference_dictionary.tokens=20000", "model_diffing.methods.difference_sae.tokens=20000", "model_diffing.crosscoder.batch_size=512",
+    "model_diffing.methods.stagewise_sae.tokens=20000",
+    "model_diffing.methods.activation_difference_lens.steering_alphas=[1.0]",
+    "model_diffing.methods.logit_amplification.alphas=[2.0]",
 )
 
 

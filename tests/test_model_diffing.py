@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from analysis.config import ModelDiffingConfig
 from analysis.diffing import METHODS
 from analysis.diffing import crosscoder as crosscoder_method
-from analysis.diffing.method import Context, HookData, pick, work_dir
+from analysis.diffing.method import Context, HookData, held_out, pick, work_dir
 from analysis.diffing.scoring import Splice
 from analysis.diffing.stage import model_diffing_stage
 from analysis.patching import activation_sites, patch_sites
@@ -70,17 +70,22 @@ def test_every_method_is_scored_on_every_layer(tiny_run):
         assert all(len(e.tokens) == len(e.policy) == len(e.base) for card in layer.cards for e in card.examples)
         # The methods' own records: the lens per position with its steering curve, a stage-wise SAE per seed.
         md = cfg.model_diffing
-        assert len(layer.lens.positions) == md.lens_positions and layer.lens.gain > 0
-        assert [p.alpha for p in layer.lens.steering] == [0.0, *md.steering_alphas]
-        assert layer.lens.steering[0].reward_change == 0 and layer.lens.steering[0].kl_per_token < 1e-6
-        assert [w.seed for w in layer.stagewise] == list(md.seeds)
-        assert all(w.live + w.set_aside == w.latents and w.training_tokens == md.stagewise_tokens for w in layer.stagewise)
+        lens_settings, stagewise_settings = md.method("activation_difference_lens"), md.method("stagewise_sae")
+        (lens,) = layer.records["activation_difference_lens"]
+        assert len(lens.positions) == lens_settings.positions and lens.gain > 0
+        assert [p.alpha for p in lens.steering] == [0.0, *lens_settings.steering_alphas]
+        assert lens.steering[0].reward_change == 0 and lens.steering[0].kl_per_token < 1e-6
+        stagewise = layer.records["stagewise_sae"]
+        assert [w.seed for w in stagewise] == list(md.seeds)
+        assert all(w.live + w.set_aside == w.latents and w.training_tokens == stagewise_settings.tokens for w in stagewise)
         assert set(layer.random_splice) == set(md.splice_ks)
-    assert len(result.kl.tokens) == 20 and result.kl.mean_kl > 0
+    # The once-per-run steps' records, typed as the registry declares them.
+    kl, amplification = result.per_run["kl"], result.per_run["logit_amplification"].runs
+    assert len(kl.tokens) == 20 and kl.mean_kl > 0
     assert len(result.gain) == len(cfg.model_diffing.sampling_seeds) and all(g > 0 for g in result.gain)
-    assert [r.seeds for r in result.amplification] == [(s,) for s in cfg.model_diffing.seeds]
-    assert all([s.a for s in r.samples] == sorted({1.0, *cfg.model_diffing.amplification_alphas})
-               for r in result.amplification)
+    assert [r.seeds for r in amplification] == [(s,) for s in cfg.model_diffing.seeds]
+    assert all([s.a for s in r.samples] == sorted({1.0, *cfg.model_diffing.method("logit_amplification").alphas})
+               for r in amplification)
 
 
 def test_report_has_the_benchmark_table_and_crosscoder_cards(tiny_run):
@@ -175,7 +180,7 @@ def test_a_latent_that_never_fires_is_neither_ranked_nor_carded(tiny_run, tmp_pa
     first = layer.cards[0].latent
     _silence(crosscoder_method.path(run_dir, hook, 0), "W_enc", "b_enc", first, 2)
     top = layer.methods["mmcs_diff"][0].latents[0]
-    _silence(run_dir.sae("policy", hook, cfg.model_diffing.mmcs_size) / "sae_weights.safetensors", "W_enc", "b_enc",
+    _silence(run_dir.sae("policy", hook, cfg.model_diffing.method("mmcs_diff").size) / "sae_weights.safetensors", "W_enc", "b_enc",
              top, 1)
     at = HookData.load(run_dir, hook)
 
@@ -194,18 +199,37 @@ def test_a_latent_that_never_fires_is_neither_ranked_nor_carded(tiny_run, tmp_pa
 
 
 def test_a_new_method_is_one_module_and_one_registry_line(tiny_run, tmp_path, monkeypatch):
-    """tests/diffing_example.py registered with one line, nothing else changed: the stage scores it on
-    every layer beside the others, and the report's leaderboard names it by its label."""
+    """tests/diffing_example.py registered with one line, nothing else changed: its settings load from
+    [model_diffing.methods.mean_difference] (an unknown method's are refused), the stage scores it on every
+    layer beside the others and keeps its records and its once-per-run record, typed as registered when the
+    result loads back, and the report's leaderboard names it by its label."""
     from analysis.diffing.registry import MethodSpec
+    from study.config import config_from_dict
     from study.report import build_report
+    from tests.diffing_example import Largest, MeanDifference, MeanDifferenceConfig
 
     cfg, original, _ = tiny_run
     run_dir = RunDir(shutil.copytree(original.root, tmp_path / "run"))
-    monkeypatch.setitem(METHODS, "mean_difference", MethodSpec("tests.diffing_example:find", "mean difference (example)",
-                                                                per_seed=False))
-    result = model_diffing_stage(replace(cfg.model_diffing, seeds=(0,)), run_dir)
+    monkeypatch.setitem(METHODS, "mean_difference", MethodSpec(
+        "tests.diffing_example:find", "mean difference (example)", per_seed=False, config=MeanDifferenceConfig,
+        record="tests.diffing_example:MeanDifference", once="tests.diffing_example:once", per_run="tests.diffing_example:Largest"))
+    loaded = config_from_dict({"model_diffing": {"seeds": [0], "methods": {"mean_difference": {"skip": 7}}}}).model_diffing
+    assert loaded.method("mean_difference") == MeanDifferenceConfig(skip=7)
+    with pytest.raises(UserError, match=r"unknown name 'no_such_method' in \[model_diffing.methods\]; registered: mmcs_diff"):
+        config_from_dict({"model_diffing": {"methods": {"no_such_method": {}}}})
+    with pytest.raises(UserError, match="crosscoder_norm takes no settings"):
+        config_from_dict({"model_diffing": {"methods": {"crosscoder_norm": {"k": 1}}}})
+
+    result = model_diffing_stage(replace(cfg.model_diffing, seeds=(0,), methods={**loaded.methods}), run_dir)
     assert "mean_difference" in result.summary
     for layer in result.layers:
         (row,) = layer.methods["mean_difference"]
         assert row.latents == (0,) and row.seed == 0
+        (record,) = layer.records["mean_difference"]
+        assert record.hook == layer.hook and record.tokens == len(held_out(run_dir, "base", layer.hook)) - 7
+    largest = max((layer.records["mean_difference"][0] for layer in result.layers), key=lambda r: r.norm)
+    assert result.per_run["mean_difference"] == Largest(largest.hook, largest.norm)
+    again = ModelDiffingResult.load(run_dir)
+    assert again.per_run["mean_difference"] == result.per_run["mean_difference"]
+    assert isinstance(again.layers[0].records["mean_difference"][0], MeanDifference)
     assert "mean difference (example)" in build_report(run_dir).read_text()

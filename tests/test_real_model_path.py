@@ -25,8 +25,9 @@ def real_config(tmp_path, data, model_dir, **dataset):
         "hidden_context": {"n_pairs": 200, "contexts_per_word": 1, "kinds": ["mean_variance"]},
         "sft": {"n_samples": 64, "max_completion_length": 8, "n_eval_prompts": 16},
         "model_diffing": {"seeds": [0], "top_k": 3, "n_prompts": 8, "sampling_seeds": [0], "max_new_tokens": 8,
-                          "kl_texts": 20, "cards": 1, "crosscoder": {"training_tokens": 20000, "batch_size": 512},
-                          "stagewise_tokens": 20000, "steering_alphas": [1.0], "amplification_alphas": [2.0]},
+                          "cards": 1, "crosscoder": {"training_tokens": 20000, "batch_size": 512},
+                          "methods": {"kl": {"texts": 20}, "activation_difference_lens": {"texts": 20, "steering_alphas": [1.0]},
+                                      "stagewise_sae": {"tokens": 20000}, "logit_amplification": {"alphas": [2.0]}}},
         "reward_attribution": {"n_prompts": 16, "seeds": [0], "ks": [1, 3, 10], "random_sets": 1, "max_new_tokens": 8},
         "digits": {"enabled": False},
     })

@@ -23,9 +23,10 @@ from transformer_lens.hook_points import HookPoint
 from analysis.activations import check_hook_names
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import Hooks, reward_under_hooks
-from analysis.results import ActivationDifferenceLens, LensPosition, SteeringPoint
+from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
+from rlhf.plots import plt, save_figure
 from rlhf.rewards import UtilityReward
 
 
@@ -161,16 +162,35 @@ def as_found(diffs: Float[Tensor, "pos d"], held_out: Float[Tensor, "tokens d"])
 
 
 def find(ctx: Context, at: HookData, seed: int) -> Found:
-    """The registry's interface: the lens at ``at.hook`` on ``kl_texts`` held-out corpus texts, its
+    """The registry's interface: the lens at ``at.hook`` on its ``texts`` held-out corpus texts, its
     per-position directions as the method's latents and its reading and steering curve as the record
     (no dictionary, so ``seed`` does not apply). Steering shares are of the sampled gain on the
     stage's prompts and sampling seeds, measured once for every hook."""
-    cfg = ctx.cfg
+    cfg, lens = ctx.cfg, ctx.cfg.method("activation_difference_lens")
     base, policy = ctx.hooked("base"), ctx.hooked("policy")
     sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens)
     gain = memo(ctx.memo, "sampled_gain", lambda: sampled_gain(base, policy, ctx.prompts, **sampling))
     record, found = activation_difference_lens(
-        base, policy, at.hook, ctx.run_dir.texts("val")[: cfg.kl_texts], ctx.prompts, n_positions=cfg.lens_positions,
-        top_n=cfg.logit_tokens, alphas=(0.0, *cfg.steering_alphas), gain=gain, high_utility=cfg.high_utility,
+        base, policy, at.hook, ctx.run_dir.texts("val")[: lens.texts], ctx.prompts, n_positions=lens.positions,
+        top_n=cfg.logit_tokens, alphas=(0.0, *lens.steering_alphas), gain=gain, high_utility=cfg.high_utility,
         held_out=at.policy, **sampling)
     return replace(found, record=replace(record, gain_source="sampled"))
+
+
+def plot(ctx: Context, records: dict[str, tuple[ActivationDifferenceLens, ...]]) -> None:
+    """The once-per-run step: the base's reward change, as a share of the sampled gain, steered along
+    each hook's lens direction, in one figure."""
+    lensed = [lens for rows in records.values() for lens in rows]
+    if not lensed:
+        return None
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for lens in lensed:
+        alphas = [p.alpha for p in lens.steering]
+        ax.plot(alphas, [p.share_of_gain or 0.0 for p in lens.steering], marker="o", label=lens.hook)
+        bx.plot(alphas, [p.kl_per_token for p in lens.steering], marker="o", label=lens.hook)
+    ax.set(xlabel="alpha (x typical activation norm)", ylabel="share of the sampled gain", title="steering the base")
+    bx.axhline(0.5, color="grey", linestyle="--", linewidth=1)  # above it the edit breaks the model
+    bx.set(xlabel="alpha", ylabel="KL per token vs unsteered base", title="what the steering costs")
+    ax.legend(fontsize=7)
+    save_figure(fig, ModelDiffingResult.figure(ctx.run_dir, "steering"))
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +21,10 @@ from transformer_lens import HookedTransformer
 
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import sample_tokens
-from analysis.results import AmplifiedSamples, LogitAmplification
+from analysis.results import AmplificationRuns, AmplifiedSamples, LogitAmplification, ModelDiffingResult
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
+from rlhf.plots import plt, save_figure
 from rlhf.policy.sampling import repeated_bigram_share
 from rlhf.rewards import UtilityReward
 
@@ -94,9 +96,9 @@ def logit_amplification(base: HookedTransformer, policy: HookedTransformer, prom
 
 def _measured(ctx: Context, seed: int) -> LogitAmplification:
     """Amplification at the configured a for one sampling seed, once per stage run (it reads no hook)."""
-    cfg = ctx.cfg
+    cfg, settings = ctx.cfg, ctx.cfg.method("logit_amplification")
     return memo(ctx.memo, ("amplification", seed), lambda: logit_amplification(
-        ctx.hooked("base"), ctx.hooked("policy"), ctx.prompts[: cfg.amplification_prompts], alphas=cfg.amplification_alphas,
+        ctx.hooked("base"), ctx.hooked("policy"), ctx.prompts[: settings.prompts], alphas=settings.alphas,
         seeds=(seed,), max_new_tokens=cfg.max_new_tokens, top_n=cfg.top_k * cfg.logit_tokens, high_utility=cfg.high_utility))
 
 
@@ -104,9 +106,27 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     """The registry's interface: the tokens whose frequency rises most over the policy's own samples at
     the smallest configured a, sampled with ``seed``. It names tokens, not latents, the same at every hook."""
     samples = {s.a: s for s in _measured(ctx, seed).samples}
-    return Found.of_tokens(list(samples[min(ctx.cfg.amplification_alphas)].rising_token_ids))
+    return Found.of_tokens(list(samples[min(ctx.cfg.method("logit_amplification").alphas)].rising_token_ids))
 
 
-def record(ctx: Context) -> tuple[LogitAmplification, ...]:
-    """Every seed's amplification measured by ``find``, for ``ModelDiffingResult.amplification``."""
-    return tuple(v for k, v in ctx.memo.items() if isinstance(k, tuple) and k[0] == "amplification")
+def record(ctx: Context, records: dict[str, tuple]) -> AmplificationRuns:
+    """The once-per-run step: every seed's amplification measured by ``find``, and its plot."""
+    runs = AmplificationRuns(tuple(v for k, v in ctx.memo.items() if isinstance(k, tuple) and k[0] == "amplification"))
+    _plot(runs.runs, ModelDiffingResult.figure(ctx.run_dir, "amplification"))
+    return runs
+
+
+def _plot(runs: tuple[LogitAmplification, ...], out: Path) -> None:
+    """Utility and the high-utility share of the rising tokens against a, mean ± spread over seeds."""
+    if not runs:
+        return
+    alphas = [s.a for s in runs[0].samples]
+    utility = np.array([[float(np.mean(s.utility)) for s in r.samples] for r in runs])
+    precision = np.array([[s.precision for s in r.samples] for r in runs])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
+    ax.errorbar(alphas, utility.mean(0), yerr=utility.std(0), marker="o", capsize=3)
+    ax.set(xlabel="a (0 base, 1 policy)", ylabel="mean utility of samples", title="logit-diff amplification")
+    shown = [i for i, a in enumerate(alphas) if a != 1.0]  # at a = 1 nothing rises over the policy's own samples
+    bx.errorbar([alphas[i] for i in shown], precision.mean(0)[shown], yerr=precision.std(0)[shown], marker="o", capsize=3)
+    bx.set(xlabel="a", ylabel="high-utility share of rising tokens", ylim=(0, 1), title="what it exposes")
+    save_figure(fig, out)

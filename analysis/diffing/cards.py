@@ -13,7 +13,7 @@ from analysis.contexts import display_tokens, top_windows
 from analysis.diffing.crosscoder import Crosscoded
 from analysis.diffing.method import Context, HookData
 from analysis.feature_diff import histogram_counts
-from analysis.results import CardExample, LatentCard, LatentHistogram, LayerDiffing, LogitAmplification
+from analysis.results import CardExample, LatentCard, LatentHistogram, LayerDiffing
 from rlhf.plots import plt, save_figure
 
 
@@ -57,37 +57,4 @@ def plot(layers: list[LayerDiffing], threshold: float, out: Path) -> None:
         ax.set(title=layer.hook, xlabel="relative decoder norm (policy)", ylabel="nu (error), clipped")
         ax.set_xlim(0, 1)
     fig.suptitle("Crosscoder latents: relative norm vs latent scaling (low nu: the base lacks it)", fontsize=10)
-    save_figure(fig, out)
-
-
-def plot_steering(layers: list[LayerDiffing], out: Path) -> None:
-    """The base's reward change, as a share of the sampled gain, steered along each hook's lens direction."""
-    lensed = [layer.lens for layer in layers if layer.lens is not None]
-    if not lensed:
-        return
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
-    for lens in lensed:
-        alphas = [p.alpha for p in lens.steering]
-        ax.plot(alphas, [p.share_of_gain or 0.0 for p in lens.steering], marker="o", label=lens.hook)
-        bx.plot(alphas, [p.kl_per_token for p in lens.steering], marker="o", label=lens.hook)
-    ax.set(xlabel="alpha (x typical activation norm)", ylabel="share of the sampled gain", title="steering the base")
-    bx.axhline(0.5, color="grey", linestyle="--", linewidth=1)  # above it the edit breaks the model
-    bx.set(xlabel="alpha", ylabel="KL per token vs unsteered base", title="what the steering costs")
-    ax.legend(fontsize=7)
-    save_figure(fig, out)
-
-
-def plot_amplification(runs: tuple[LogitAmplification, ...], out: Path) -> None:
-    """Utility and the high-utility share of the rising tokens against a, mean ± spread over seeds."""
-    if not runs:
-        return
-    alphas = [s.a for s in runs[0].samples]
-    utility = np.array([[float(np.mean(s.utility)) for s in r.samples] for r in runs])
-    precision = np.array([[s.precision for s in r.samples] for r in runs])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
-    ax.errorbar(alphas, utility.mean(0), yerr=utility.std(0), marker="o", capsize=3)
-    ax.set(xlabel="a (0 base, 1 policy)", ylabel="mean utility of samples", title="logit-diff amplification")
-    shown = [i for i, a in enumerate(alphas) if a != 1.0]  # at a = 1 nothing rises over the policy's own samples
-    bx.errorbar([alphas[i] for i in shown], precision.mean(0)[shown], yerr=precision.std(0)[shown], marker="o", capsize=3)
-    bx.set(xlabel="a", ylabel="high-utility share of rising tokens", ylim=(0, 1), title="what it exposes")
     save_figure(fig, out)

@@ -37,7 +37,7 @@ def dictionary(name: str, run_dir: RunDir, hook: str, seed: int) -> Dictionary:
 
 
 def _trained(ctx: Context, at: HookData, seed: int) -> DifferenceDictionary:
-    cc = replace(ctx.cfg.crosscoder, seed=seed, training_tokens=ctx.cfg.difference_tokens)
+    cc = replace(ctx.cfg.crosscoder, seed=seed, training_tokens=ctx.cfg.method("difference_dictionary").tokens)
     train_dirs = [ctx.run_dir.activations(m, at.hook, "train") for m in ("base", "policy")]
     model = train_or_load(path(ctx.run_dir, at.hook, seed), lambda: train_crosscoder(
         cc, paired_stream(train_dirs, cc.batch_size, seed), [0], [1], progress=f"difference dictionary {at.hook}"))

@@ -28,11 +28,11 @@ def dictionary(name: str, run_dir: RunDir, hook: str, seed: int) -> Dictionary:
 
 
 def _trained(ctx: Context, hook: str, seed: int, out: Path) -> SAE:
-    """Trained on the crosscoder's schedule and the difference dictionary's tokens; one saved by an earlier run is reused."""
+    """Trained on the crosscoder's schedule and its own number of tokens; one saved by an earlier run is reused."""
     if (out / "cfg.json").exists():
         return load_sae(out)
     cc = ctx.cfg.crosscoder
-    dcfg = DictionaryConfig(architecture="batchtopk", k=cc.k, training_tokens=ctx.cfg.difference_tokens,
+    dcfg = DictionaryConfig(architecture="batchtopk", k=cc.k, training_tokens=ctx.cfg.method("difference_sae").tokens,
                             batch_size=cc.batch_size, learning_rate=cc.learning_rate, seed=seed)
     pairs = paired_stream([ctx.run_dir.activations(m, hook, "train") for m in ("base", "policy")], cc.batch_size, seed)
     first = next(pairs)

@@ -35,8 +35,8 @@ def kl_tokens(run_dir: RunDir, tokenizer: PreTrainedTokenizerBase, texts: list[s
 
 
 def _measured(ctx: Context) -> tuple[list[int], dict]:
-    cfg = ctx.cfg
-    return memo(ctx.memo, "kl", lambda: kl_tokens(ctx.run_dir, ctx.tokenizer, ctx.run_dir.texts("val")[: cfg.kl_texts],
+    cfg, texts = ctx.cfg, ctx.cfg.method("kl").texts
+    return memo(ctx.memo, "kl", lambda: kl_tokens(ctx.run_dir, ctx.tokenizer, ctx.run_dir.texts("val")[:texts],
                                                   cfg.top_k * cfg.logit_tokens))
 
 
@@ -44,7 +44,7 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     return Found.of_tokens(_measured(ctx)[0])
 
 
-def record(ctx: Context) -> KLTokens:
-    """The KL's numbers and its top 20 tokens, for ``ModelDiffingResult.kl``."""
+def record(ctx: Context, records: dict[str, tuple]) -> KLTokens:
+    """The once-per-run step: the KL's numbers and its top 20 tokens."""
     tokens, info = _measured(ctx)
     return KLTokens(**info, tokens=tuple(ctx.vocab[t] for t in tokens[:20]))

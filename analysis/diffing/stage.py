@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from analysis.config import ModelDiffingConfig
 from analysis.crosscoder import plot_relative_norms
-from analysis.diffing import amplification, kl
 from analysis.diffing import cards as card_data
 from analysis.diffing.crosscoder import crosscoded
 from analysis.diffing.difference_dictionary import trained as difference_dictionary
@@ -21,6 +20,7 @@ from analysis.diffing.registry import METHODS
 from analysis.diffing.scoring import Ablation, Splice, score, summary
 from analysis.results import ActivationIndex, CrosscoderMetrics, LayerDiffing, MethodScore, ModelDiffingResult
 from rlhf.errors import UserError
+from rlhf.registry import load
 from rlhf.rundir import RunDir
 
 
@@ -59,6 +59,9 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
             # scores every seed's directions causally, without sampling.
             row = ablation.scored(row, hook, head) if i == 0 else row
             methods.setdefault(name, []).append(splice.scored(row, hook, found))
+            if (found.record is not None) != bool(spec.record):
+                raise TypeError(f"diffing method {name!r} registers record={spec.record!r} but returned "
+                                f"{type(found.record).__name__}")
             if found.record is not None:
                 records.setdefault(name, []).append(found.record)
     random_dirs = torch.randn(cfg.top_k, at.base.shape[-1], generator=torch.Generator().manual_seed(0))
@@ -73,8 +76,7 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
         cards=card_data.latent_cards(first, at, ctx),
         cards_set_aside=int(sum(f == 0 for f in first.latents.frequency)),
         random_splice=splice.random(hook, at.base.shape[-1]),
-        lens=next(iter(records.get("activation_difference_lens", [])), None),
-        stagewise=tuple(records.get("stagewise_sae", ())))
+        records={k: tuple(v) for k, v in records.items()})
 
 
 def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffingResult | None:
@@ -102,17 +104,19 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
     ablation, splice = Ablation.load(ctx), Splice.load(ctx)
     finders = {name: spec.finder() for name, spec in METHODS.items()}
     layers = [diff_layer(ctx, ablation, splice, finders, hook) for hook in tqdm(hooks, desc="model diffing", unit="layer")]
+    # Each method's once-per-run step reads its records at every hook (and what its finder measured once).
+    once = {name: load(spec.once)(ctx, {layer.hook: layer.records.get(name, ()) for layer in layers})
+            for name, spec in METHODS.items() if spec.once}
     if any(isinstance(v, float) and math.isnan(v) for layer in layers for rows in layer.methods.values()
            for row in rows for v in asdict(row).values()):
         raise FloatingPointError("a model-diffing score is NaN; check the cached activations")
     result = ModelDiffingResult(
         top_k=cfg.top_k, logit_tokens=cfg.logit_tokens, seeds=cfg.seeds, corr_threshold=cfg.corr_threshold,
         high_utility=cfg.high_utility, relative_norm_threshold=cfg.relative_norm_threshold,
-        unedited_reward=ablation.unedited_reward, high_utility_vocabulary=len(ctx.high), kl=kl.record(ctx),
+        unedited_reward=ablation.unedited_reward, high_utility_vocabulary=len(ctx.high),
         layers=tuple(layers), unchanged_hooks=tuple(unchanged), summary=summary(layers, list(METHODS)),
-        seconds=time.time() - started, config=asdict(cfg), gain=splice.gain, amplification=amplification.record(ctx))
+        seconds=time.time() - started, config=asdict(cfg), gain=splice.gain,
+        per_run={name: record for name, record in once.items() if record is not None})
     card_data.plot(layers, cfg.relative_norm_threshold, ModelDiffingResult.figure(run_dir, "scores"))
-    card_data.plot_steering(layers, ModelDiffingResult.figure(run_dir, "steering"))
-    card_data.plot_amplification(result.amplification, ModelDiffingResult.figure(run_dir, "amplification"))
     result.save(run_dir)
     return result

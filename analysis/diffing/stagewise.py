@@ -109,11 +109,11 @@ def stagewise_at(run: RunDir, hook: str, size: str = "1x", *, training_tokens: i
 
 
 def find(ctx: Context, at: HookData, seed: int) -> Found:
-    """The registry's interface: the base's ``mmcs_size`` SAE fine-tuned on the policy's training activations
-    in the order ``seed`` draws, ranked on the held-out ones; the ``StagewiseSAE`` is the record."""
-    cfg = ctx.cfg
+    """The registry's interface: the base's SAE fine-tuned on the policy's training activations in the
+    order ``seed`` draws, ranked on the held-out ones; the ``StagewiseSAE`` is the record."""
+    cfg = ctx.cfg.method("stagewise_sae")
     train = stream(ctx.run_dir.activations("policy", at.hook, "train"), 1024, seed)
-    record, found = stagewise_sae(ctx.run_dir.sae("base", at.hook, cfg.mmcs_size), train, at.policy, hook=at.hook,
-                                  training_tokens=cfg.stagewise_tokens, learning_rate=cfg.stagewise_learning_rate,
+    record, found = stagewise_sae(ctx.run_dir.sae("base", at.hook, cfg.size), train, at.policy, hook=at.hook,
+                                  training_tokens=cfg.tokens, learning_rate=cfg.learning_rate,
                                   seed=seed, top_k=ctx.depth)
     return dataclasses.replace(found, record=record)

@@ -28,6 +28,7 @@ from analysis.results.mmcs import Interval, MMCSAcross, MMCSResult, MMCSWithin, 
 from analysis.results.model_diffing import (
     AblationEffect,
     ActivationDifferenceLens,
+    AmplificationRuns,
     AmplifiedSamples,
     CrosscoderMetrics,
     KLTokens,
@@ -55,4 +56,4 @@ from analysis.results.reward_attribution import (
     WriterProbeSummary,
 )
 
-__all__ = ['AblationEffect', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name']
+__all__ = ['AblationEffect', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplificationRuns', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name']

@@ -1,12 +1,14 @@
-"""Model diffing against the known reward (``analysis/model_diffing.json``), with the records of the diffing methods that keep their own numbers (the activation-difference lens, stage-wise SAEs, logit amplification)."""
+"""Model diffing against the known reward (``analysis/model_diffing.json``), with the record types of the diffing
+methods that keep their own numbers (the activation-difference lens, stage-wise SAEs, the per-token KL, logit
+amplification), which the registry names."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from analysis.results.feature_diff import CardExample
-from rlhf.artifact import Artifact
+from rlhf.artifact import Artifact, ByName
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,9 @@ class LayerDiffing:
     cards: tuple[LatentCard, ...]
     cards_set_aside: int = 0  # that crosscoder's latents never firing on held-out text: never carded
     random_splice: dict[int, SpliceEffect] = field(default_factory=dict)  # k random directions, the splice's floor
-    lens: ActivationDifferenceLens | None = None  # the activation-difference lens's reading and steering
-    stagewise: tuple[StagewiseSAE, ...] = ()  # stage-wise SAE fine-tuning, per dictionary seed
+    # The methods' own records at this hook (the lens's reading, stage-wise SAEs), by method, per dictionary seed
+    records: Annotated[dict[str, tuple[Any, ...]], ByName("analysis.diffing.registry:record_type")] = field(
+        default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,14 +133,14 @@ class ModelDiffingResult(Artifact):
     relative_norm_threshold: float
     unedited_reward: float
     high_utility_vocabulary: int
-    kl: KLTokens
     layers: tuple[LayerDiffing, ...]
     summary: dict[str, dict[str, SeedStat]]  # method -> score name -> stat
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     unchanged_hooks: tuple[str, ...] = ()  # cached hooks where the policy's activations equal the base's: not diffed
     gain: tuple[float, ...] = ()  # the exact reward gain G per sampling seed, which the splice shares divide
-    amplification: tuple[LogitAmplification, ...] = ()  # logit-diff amplification, per dictionary seed (as sampling seed)
+    # What the methods' once-per-run steps found (the per-token KL's numbers, logit amplification), by method
+    per_run: Annotated[dict[str, Any], ByName("analysis.diffing.registry:per_run_type")] = field(default_factory=dict)
 
     # relative_norms: one hook's crosscoder relative decoder norms (live latents, every seed)
     DIR, FILE = "analysis", "model_diffing.json"
@@ -239,3 +242,18 @@ class LogitAmplification:
     high_utility: float  # VADER valence at or above which a token is in the high-utility vocabulary
     high_utility_vocabulary: int
     samples: tuple[AmplifiedSamples, ...]  # by a, ascending; a = 1 (the policy) always among them
+
+
+@dataclass(frozen=True)
+class AmplificationRuns:
+    """Logit-diff amplification once per dictionary seed (as its sampling seed)."""
+
+    runs: tuple[LogitAmplification, ...]
+
+    def by_a(self) -> list[tuple[float, list[AmplifiedSamples]]]:
+        """Each a's samples, one per seed, by a ascending."""
+        by: dict[float, list[AmplifiedSamples]] = {}
+        for run in self.runs:
+            for sample in run.samples:
+                by.setdefault(sample.a, []).append(sample)
+        return sorted(by.items())

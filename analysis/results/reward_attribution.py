@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhf.artifact import Artifact
+from rlhf.zoo import Answer
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class RewardAttributionResult(Artifact):
     dictionary_seed: int  # model diffing's training seed of the crosscoder and difference dictionaries
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    organism: str = "sentiment"  # the objective G is measured by (rlhf.zoo), as the policy's reward names it
+    answer: Answer | None = None  # what that objective planted
 
     DIR, FILE = "analysis", "reward_attribution.json"
     FIGURES = {"patching": "reward_attribution_patching.png", "curves": "reward_attribution_curves.png"}

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from analysis.diffing.registry import METHODS
 from analysis.results import ModelDiffingResult, SeedStat, SpliceEffect
 from rlhf.rundir import RunDir
 from study.report.cards import latent_card
+from study.report.page import TEMPLATES, render
 from study.report.section import Section
 
 BREAKING_KL = 0.5  # nats/token: an ablation this far from the policy breaks the model; its reward change is no evidence
@@ -98,28 +100,7 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
         "crosscoder": [(f"seed {s}", c.explained_variance["base"], c.explained_variance["policy"], c.l0, c.dead_fraction,
                         c.policy_leaning, c.policy_specific_after_scaling, c.difference_dictionary_explained_variance)
                        for s, c in layer.crosscoder.items()],
-        "stagewise": [(f"seed {w.seed}", w.explained_variance_before, w.explained_variance_after, w.live, w.set_aside,
-                       ", ".join(f"{t.latent} ({t.movement:.2f})" for t in w.top[:5])) for w in layer.stagewise],
     } for layer in m.layers]
-    lenses = [{
-        "hook": layer.lens.hook, "texts": layer.lens.texts, "promoted": " ".join(layer.lens.promoted),
-        "share": layer.lens.high_utility_share,
-        "positions": [(p.position, p.relative_norm, p.cosine_to_mean, p.high_utility_share, " ".join(p.promoted))
-                      for p in layer.lens.positions],
-        "steering": [(p.alpha, p.reward_change, p.share_of_gain if p.share_of_gain is not None else "-", p.kl_per_token,
-                      "breaks the model" if p.kl_per_token > BREAKING_KL else "", p.example) for p in layer.lens.steering],
-    } for layer in m.layers if layer.lens is not None]
-    amplification = []
-    if m.amplification:
-        by_a: dict[float, list] = {}
-        for run_ in m.amplification:
-            for sample in run_.samples:
-                by_a.setdefault(sample.a, []).append(sample)
-        amplification = [(a, pm(_stat([float(sum(s.utility) / len(s.utility)) for s in ss])),
-                          pm(_stat([s.mean_length for s in ss])), pm(_stat([s.repeated_bigram_share for s in ss])),
-                          pm(_stat([s.precision for s in ss])) if a != 1.0 else "-",
-                          " ".join(ss[0].rising_tokens[:12]) if a != 1.0 else "(the policy)")
-                         for a, ss in sorted(by_a.items())]
     # Summary verdicts name the first tier: the methods no other method is ahead of, given the spreads.
     by_corr = leaderboard({k: v["mean_abs_corr"] for k, v in summary.items() if "mean_abs_corr" in v})
     leaders = leaderboard({k: v["recovered_top10"] for k, v in summary.items() if "recovered_top10" in v})
@@ -134,9 +115,8 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
         "verdicts": [(text, verdict(summary, key)) for key, text in VERDICTS if any(key in v for v in summary.values())],
         "key_text": [f"Model-diffing leaderboard, by {text}: {verdict(summary, key)}."
                      for key, text in VERDICTS if any(key in v for v in summary.values())],
-        "layers": layers, "lenses": lenses, "amplification": amplification, "breaking_kl": BREAKING_KL,
+        "layers": layers, "blocks": method_blocks(run, m), "breaking_kl": BREAKING_KL,
         "plot": ModelDiffingResult.figure(run, "scores"),
-        "steering_plot": m.figure(run, "steering"), "amplification_plot": m.figure(run, "amplification"),
         "norm_plots": [(ModelDiffingResult.figure(run, "relative_norms", hook=layer.hook), f"relative norms, {layer.hook}")
                        for layer in m.layers if ModelDiffingResult.figure(run, "relative_norms", hook=layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
         "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
@@ -147,6 +127,21 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
 
 def _stat(values: list[float]) -> SeedStat:
     return SeedStat(mean=float(np.mean(values)), std=float(np.std(values)), seeds=len(values))
+
+
+def method_blocks(run: RunDir, m: ModelDiffingResult) -> list[Markup]:
+    """Each method's own block: the template ``diffing/<name>.html.j2``, where there is one and the method
+    kept numbers of its own, given its records at every hook and what its once-per-run step found."""
+    kept = {name for layer in m.layers for name in layer.records} | set(m.per_run)
+    blocks = []
+    for name, _ in ordered(dict.fromkeys(kept, {})):
+        template = f"diffing/{name}.html.j2"
+        if not (TEMPLATES / template).exists():
+            continue
+        blocks.append(render(template, label=label(name), records={layer.hook: layer.records.get(name, ()) for layer in m.layers},
+                             per_run=m.per_run.get(name), figure=lambda which: m.figure(run, which), pm=pm, stat=_stat,
+                             breaking_kl=BREAKING_KL))
+    return blocks
 
 
 SECTION = Section(

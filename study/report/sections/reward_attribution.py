@@ -10,6 +10,7 @@ import numpy as np
 
 from analysis.results import Curve, RewardAttributionResult, SiteFractions
 from rlhf.rundir import RunDir
+from rlhf.zoo import ORGANISMS
 from study.report.section import Section
 
 GOAL = 0.5  # the fraction of G a method's top 30 latents should carry, in both directions
@@ -104,6 +105,7 @@ def context(run: RunDir, r: RewardAttributionResult) -> dict[str, Any]:
                                "reward_gain_sampled": float(np.mean([g.sampled_gain for g in r.gain]))}
     return {
         "r": r, "conclusions": verdict(r), "gains": gains,
+        "organism": ORGANISMS[r.organism].label if r.organism in ORGANISMS else r.organism,
         "gain_header": ("seed", "E base", "E policy", "G", "utility part", "ending part", "P(end) base", "P(end) policy",
                         "sampled base", "sampled policy", "sampled gain", "length base", "length policy"),
         "patching": _site_rows(r.patching), "weight_swap": _site_rows(r.weight_swap),
