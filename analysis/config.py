@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+from analysis.dictionary_kinds import DictionaryKindName
 from analysis.diffing.registry import METHODS, dictionaries, method_settings
 from rlhf.configtypes import (
     DType,
@@ -46,10 +47,12 @@ class ActivationCacheConfig:
 
 @dataclass(frozen=True)
 class DictionaryConfig:
-    architecture: Literal["standard", "topk", "batchtopk"] = "standard"  # "standard": L1, the paper's
+    architecture: DictionaryKindName = "standard"  # a kind of analysis.dictionary_kinds; "standard": L1, the paper's
     widths: Annotated[tuple[PositiveFloat, ...], NonEmpty()] = (1.0, 2.0)  # multiples of d_model
-    l1_coefficient: NonNegativeFloat = 5.0  # standard only
-    k: PositiveInt = 16  # topk / batchtopk only
+    # Sparsity settings: each kind reads the ones its DictionaryKind.reads lists (standard: l1_coefficient;
+    # topk, batchtopk: k).
+    l1_coefficient: NonNegativeFloat = 5.0
+    k: PositiveInt = 16
     training_tokens: PositiveInt = 1_000_000
     batch_size: PositiveInt = 4096
     learning_rate: PositiveFloat = 1e-3

@@ -19,26 +19,19 @@ import torch
 from jaxtyping import Float
 from sae_lens import SAE, LoggingConfig
 from sae_lens.config import SAETrainerConfig
-from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
-from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
-from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.registry import get_sae_training_class
+from sae_lens.saes.sae import TrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
 from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.config import DictionaryConfig  # noqa: F401  (re-exported: callers import it from here)
+from analysis.dictionary_kinds import DICTIONARY_KINDS
 from analysis.results import ActivationIndex, CachedHook, SAEEntry, SAEIndex, SAETraining, size_name
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json
 from rlhf.seeding import seeded
-
-ARCHITECTURES = {
-    "standard": (StandardTrainingSAE, StandardTrainingSAEConfig),
-    "topk": (TopKTrainingSAE, TopKTrainingSAEConfig),
-    "batchtopk": (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig),
-}
-
 
 # Train with the dictionaries stage's own settings (DictionaryConfig) or with the ones it recorded in
 # saes/index.json (SAETraining, the same fields): MMCS's other-seed SAE is trained from the record.
@@ -63,14 +56,17 @@ def d_sae(d_in: int, width: float) -> int:
     return int(round(width * d_in))
 
 
-def make_sae(cfg: Settings, d_in: int, width: float) -> torch.nn.Module:
-    if cfg.architecture not in ARCHITECTURES:
-        raise UserError(f"dictionaries.architecture must be one of {', '.join(ARCHITECTURES)}, got {cfg.architecture!r}")
-    sae_cls, config_cls = ARCHITECTURES[cfg.architecture]
-    extra = {"l1_coefficient": cfg.l1_coefficient} if cfg.architecture == "standard" else {"k": cfg.k}
+def make_sae(cfg: Settings, d_in: int, width: float) -> TrainingSAE:
+    """An untrained SAE of the kind ``cfg.architecture`` names (analysis.dictionary_kinds), built from the
+    settings that kind reads."""
+    kind = DICTIONARY_KINDS.get(cfg.architecture)
+    if kind is None:  # a recorded setting (saes/index.json, a plain str) is checked where it is used
+        raise UserError(f"dictionaries.architecture must be one of {', '.join(map(repr, DICTIONARY_KINDS))}; "
+                        f"got {cfg.architecture!r}")
     with seeded(cfg.seed):  # SAE-Lens initialises from torch's global generator
-        return sae_cls(config_cls(d_in=d_in, d_sae=d_sae(d_in, width), normalize_activations="expected_average_only_in",
-                                  **extra))
+        config = kind.builder()(d_in=d_in, d_sae=d_sae(d_in, width), normalize_activations="expected_average_only_in",
+                                **{name: getattr(cfg, name) for name in kind.reads})
+        return get_sae_training_class(config.architecture())[0](config)
 
 
 def trainer_config(cfg: Settings) -> SAETrainerConfig:

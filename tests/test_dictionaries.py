@@ -194,8 +194,41 @@ def test_unknown_architecture_is_refused():
         config_from_dict({"dictionaries": {"architecture": "gated"}})
     # A recorded setting (saes/index.json, a plain str) is still checked where it is used.
     recorded = SAETraining("gated", (1.0,), 5.0, 16, 1000, 64, 1e-3, 0)
-    with pytest.raises(UserError, match="architecture must be one of standard, topk, batchtopk"):
+    with pytest.raises(UserError, match="architecture must be one of 'standard', 'topk', 'batchtopk'; got 'gated'"):
         make_sae(recorded, 16, 1.0)
+
+
+def test_every_dictionary_kind_reads_settings_the_stage_has():
+    from dataclasses import fields
+
+    from analysis.dictionary_kinds import DICTIONARY_KINDS
+
+    settings = {f.name for f in fields(DictionaryConfig)}
+    assert all(set(kind.reads) <= settings for kind in DICTIONARY_KINDS.values())
+
+
+def test_a_new_dictionary_kind_is_one_module_and_one_registry_entry(tiny_run, tmp_path, monkeypatch):
+    """tests/dictionary_kind_example.py registered with one entry: a config naming it loads (and an unknown
+    name is refused at load, listing it), the dictionaries stage trains it on the tiny study's cache, and
+    its index and the report name it."""
+    from analysis.dictionary_kinds import DICTIONARY_KINDS, DictionaryKind
+    from study.report import build_report
+
+    _, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "tiny")  # the cache and the SAEs' metrics; the new kind's SAEs are trained afresh
+    shutil.copytree(run_dir.root, copy.root, ignore=shutil.ignore_patterns("saes", "report"))
+    monkeypatch.setitem(DICTIONARY_KINDS, "jumprelu", DictionaryKind("tests.dictionary_kind_example:jumprelu",
+                                                                     "JumpReLU SAE with an L0 penalty", ("l1_coefficient",)))
+    cfg = config_from_dict({"dictionaries": {"architecture": "jumprelu", "widths": [1.0], "l1_coefficient": 0.01,
+                                             "training_tokens": 4096, "batch_size": 512}}).dictionaries
+    with pytest.raises(UserError) as caught:
+        config_from_dict({"dictionaries": {"architecture": "jumprelu2"}})
+    assert str(caught.value) == ("dictionaries.architecture must be one of 'standard', 'topk', 'batchtopk', 'jumprelu'; "
+                                 "got 'jumprelu2'")
+    result = dictionaries_stage(cfg, copy)
+    assert result.architecture == SAEIndex.load(copy).architecture == "jumprelu" and len(result.saes) == 4
+    assert {load_sae(copy.root / e.path).cfg.architecture() for e in result.saes} == {"jumprelu"}
+    assert "JumpReLU SAE with an L0 penalty (jumprelu, l1_coefficient 0.01)" in build_report(copy).read_text()
 
 
 def test_dictionary_sizes_are_checked_at_load():

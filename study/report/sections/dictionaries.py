@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.results import ActivationIndex, SAEQualityResult
+from analysis.dictionary_kinds import DICTIONARY_KINDS
+from analysis.results import ActivationIndex, SAEIndex, SAEQualityResult
 from rlhf.rundir import RunDir
 from study.report.checks import Check
 from study.report.page import verdict
 from study.report.section import Section
 
 
-def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None) -> dict[str, Any]:
+def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None, index: SAEIndex | None) -> dict[str, Any]:
     cached = None
     if cache is not None:
         first = cache.model_names[0]
@@ -29,8 +30,18 @@ def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None) -> 
               _loss_check(q),
               Check("saes_pass", f"SAEs: dead features, worst of {n}", worst["sae_dead_fraction_max"], "<=",
                     q.bars.dead_fraction)]
-    return {"cached": cached, "bars": q.bars, "rows": rows, "figure": SAEQualityResult.figure(run, "metrics"),
-            "checks": checks, "summary": worst}
+    return {"cached": cached, "kind": _kind(index) if index else None, "bars": q.bars, "rows": rows,
+            "figure": SAEQualityResult.figure(run, "metrics"), "checks": checks, "summary": worst}
+
+
+def _kind(index: SAEIndex) -> str:
+    """The dictionaries' kind by its label, with the settings it reads: "ReLU SAE with an L1 penalty
+    (standard, l1_coefficient 5)". A run may record a kind no longer registered: then its name alone."""
+    kind = DICTIONARY_KINDS.get(index.architecture)
+    if kind is None:
+        return index.architecture
+    settings = "".join(f", {name} {getattr(index.config, name):g}" for name in kind.reads)
+    return f"{kind.label} ({index.architecture}{settings})"
 
 
 def _loss_check(q: SAEQualityResult) -> Check:
@@ -50,7 +61,8 @@ def _loss_check(q: SAEQualityResult) -> Check:
 
 
 SECTION = Section(
-    "dictionaries", "Sparse dictionaries", "dictionaries.html.j2", (SAEQualityResult, ActivationIndex), context,
+    "dictionaries", "Sparse dictionaries", "dictionaries.html.j2", (SAEQualityResult, ActivationIndex, SAEIndex),
+    context,
     stages=("activations", "dictionaries", "sae_quality"),
     labels={"sae_explained_variance_min": "SAE explained variance (worst)",
             "sae_loss_recovered_min": "SAE LM loss recovered (worst)",
