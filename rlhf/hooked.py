@@ -1,31 +1,25 @@
-"""Hugging Face causal LM -> TransformerLens HookedTransformer, with a logit check.
+"""Hugging Face causal LM -> TransformerLens ``TransformerBridge`` in compatibility mode, with a logit check.
 
-``HookedTransformer.from_pretrained`` accepts only official model names and fetches
-their config from the hub, so it cannot load the organism's models or a local
-fine-tune. We build the ``HookedTransformerConfig`` from the HF config by hand (TL's
-own config reader mis-sizes GPT-2's MLP and misses transformers 5's rotary fraction)
-and reuse TransformerLens's weight converters. Weights are loaded unprocessed (no
-layer-norm folding or centring), so hook activations are those of the HF model.
+The bridge wraps the HF model's own modules, and TransformerLens's adapter for the architecture
+names them, so every architecture TransformerLens supports converts without a table here.
+Compatibility mode adds HookedTransformer's hook names (``blocks.{l}.hook_mlp_out`` ...); with
+``no_processing`` the weights stay unfolded and uncentred, so hook activations are the HF model's.
+Both sides run eager attention, as the bridge's documentation advises for hooks on the pattern.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+from jaxtyping import Float, Int
 from safetensors import SafetensorError
+from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformer_lens.pretrained.weight_conversions import (
-    convert_gpt2_weights,
-    convert_llama_weights,
-    convert_neo_weights,
-    convert_neox_weights,
-)
+from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.config import ConversionConfig  # noqa: F401  (re-exported: callers import it from here)
@@ -34,75 +28,9 @@ from rlhf.results import ConversionResult, ConvertedModel
 from rlhf.rundir import RunDir, read_json
 from rlhf.tokenizer import load_tokenizer
 
-
-def _rope(config: Any) -> dict[str, float]:
-    """transformers 5 keeps rotary settings in ``rope_parameters``; older configs as attributes."""
-    params = dict(getattr(config, "rope_parameters", None) or {})
-    return {
-        "theta": float(params.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
-        "fraction": float(params.get("partial_rotary_factor", getattr(config, "rotary_pct", 1.0))),
-    }
-
-
-def _neox(c: Any) -> dict[str, Any]:
-    d_head = c.hidden_size // c.num_attention_heads
-    rope = _rope(c)
-    return {
-        "d_model": c.hidden_size, "d_head": d_head, "n_heads": c.num_attention_heads,
-        "d_mlp": c.intermediate_size, "n_layers": c.num_hidden_layers, "n_ctx": c.max_position_embeddings,
-        "eps": c.layer_norm_eps, "d_vocab": c.vocab_size, "act_fn": c.hidden_act,
-        "parallel_attn_mlp": c.use_parallel_residual, "positional_embedding_type": "rotary",
-        "rotary_dim": round(rope["fraction"] * d_head), "rotary_base": rope["theta"],
-        "rotary_adjacent_pairs": False, "normalization_type": "LN",
-    }
-
-
-def _gpt2(c: Any) -> dict[str, Any]:
-    return {
-        "d_model": c.n_embd, "d_head": c.n_embd // c.n_head, "n_heads": c.n_head,
-        "d_mlp": c.n_inner or 4 * c.n_embd, "n_layers": c.n_layer, "n_ctx": c.n_positions,
-        "eps": c.layer_norm_epsilon, "d_vocab": c.vocab_size, "act_fn": c.activation_function,
-        "use_attn_scale": c.scale_attn_weights, "scale_attn_by_inverse_layer_idx": c.scale_attn_by_inverse_layer_idx,
-        "normalization_type": "LN",
-    }
-
-
-def _neo(c: Any) -> dict[str, Any]:
-    return {
-        "d_model": c.hidden_size, "d_head": c.hidden_size // c.num_heads, "n_heads": c.num_heads,
-        "d_mlp": c.intermediate_size or 4 * c.hidden_size, "n_layers": c.num_layers,
-        "n_ctx": c.max_position_embeddings, "eps": c.layer_norm_epsilon, "d_vocab": c.vocab_size,
-        "act_fn": c.activation_function, "attn_types": c.attention_layers, "use_attn_scale": False,
-        "use_local_attn": True, "window_size": c.window_size, "normalization_type": "LN",
-    }
-
-
-def _llama(c: Any) -> dict[str, Any]:
-    d_head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    kv = c.num_key_value_heads
-    return {
-        "d_model": c.hidden_size, "d_head": d_head, "n_heads": c.num_attention_heads,
-        "d_mlp": c.intermediate_size, "n_layers": c.num_hidden_layers, "n_ctx": c.max_position_embeddings,
-        "eps": c.rms_norm_eps, "d_vocab": c.vocab_size, "act_fn": c.hidden_act,
-        "n_key_value_heads": kv if kv != c.num_attention_heads else None,
-        "normalization_type": "RMS", "final_rms": True, "gated_mlp": True,
-        "positional_embedding_type": "rotary", "rotary_adjacent_pairs": False,
-        "rotary_dim": d_head, "rotary_base": _rope(c)["theta"],
-    }
-
-
-@dataclass(frozen=True)
-class _Architecture:
-    config: Callable[[Any], dict[str, Any]]
-    weights: Callable[[Any, HookedTransformerConfig], dict[str, torch.Tensor]]
-
-
-ARCHITECTURES: dict[str, _Architecture] = {
-    "GPTNeoXForCausalLM": _Architecture(_neox, convert_neox_weights),
-    "GPT2LMHeadModel": _Architecture(_gpt2, convert_gpt2_weights),
-    "GPTNeoForCausalLM": _Architecture(_neo, convert_neo_weights),
-    "LlamaForCausalLM": _Architecture(_llama, convert_llama_weights),
-}
+HookedModel = TransformerBridge  # a converted model, as every analysis reads it
+LIST_SUPPORTED = ("python -c 'from transformer_lens.factories.architecture_adapter_factory import "
+                  "SUPPORTED_ARCHITECTURES as s; print(*sorted(s))'")
 
 
 class ConversionMismatch(UserError):
@@ -132,35 +60,76 @@ def load_hf(model_or_path: PreTrainedModel | str | Path, dtype: torch.dtype = to
     return model
 
 
-def architecture_of(model: PreTrainedModel) -> str:
-    names = list(getattr(model.config, "architectures", None) or []) + [type(model).__name__]
-    for name in names:
-        if name in ARCHITECTURES:
-            return name
-    raise UserError(
-        f"unsupported architecture {names[0]}; supported: {', '.join(sorted(ARCHITECTURES))}"
-    )
+def _with_its_tokenizer(model_or_path: PreTrainedModel | str | Path,
+                        tokenizer: PreTrainedTokenizerBase | str | Path | None) -> PreTrainedTokenizerBase:
+    """The tokenizer given, or the one saved beside a local model, or a hub model's own."""
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    if isinstance(model_or_path, PreTrainedModel):
+        raise UserError("a model object converts with its tokenizer: pass tokenizer= (a directory or a loaded tokenizer)")
+    return load_tokenizer(model_or_path, hub=True)
 
 
-def hooked_config(model: PreTrainedModel, device: str = "cpu") -> HookedTransformerConfig:
-    arch = architecture_of(model)
-    cfg = ARCHITECTURES[arch].config(model.config)
-    return HookedTransformerConfig(
-        **cfg, original_architecture=arch, device=device, dtype=next(model.parameters()).dtype,
-        tokenizer_prepends_bos=True,
+def _used_as_is(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """A copy of ``tokenizer`` that the bridge keeps: TransformerLens reloads a tokenizer whose
+    ``init_kwargs`` lack ``add_bos_token`` from its ``name_or_path`` with BOS forced on (a KeyError
+    for one built in memory), and the converted model must read text as its HF side tokenizes it."""
+    own = copy.copy(tokenizer)
+    own.init_kwargs = {**tokenizer.init_kwargs, "name_or_path": tokenizer.name_or_path, "add_bos_token": True}
+    return own
+
+
+def bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str = "cpu") -> HookedModel:
+    """``hf`` as a TransformerBridge in compatibility mode, unprocessed. The bridge takes ``hf``
+    over: it rewires its module tree in place, so pass a copy if the HF model is still needed."""
+    architecture = type(hf).__name__
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise UserError(f"TransformerLens has no adapter for the architecture {architecture}; "
+                        f"list the supported ones with {LIST_SUPPORTED}")
+    vocab = hf.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: "
+                        "they do not belong together")
+    hf.set_attn_implementation("eager")
+    output = hf.get_output_embeddings()
+    if output.weight is hf.get_input_embeddings().weight:
+        # Workaround: the bridge's state_dict names the live HF tensors, so tied embeddings are one
+        # tensor under embed. and unembed., and swapping the unembedding (analysis.patching) would
+        # swap the embedding too. HookedTransformer held two copies; so does the converted model.
+        output.weight = torch.nn.Parameter(output.weight.detach().clone())
+        hf.config.tie_word_embeddings = False
+    model = TransformerBridge.boot_transformers(
+        "local",  # only a label: with hf_model and tokenizer given, nothing is fetched
+        hf_model=hf.to(device), tokenizer=_used_as_is(tokenizer), device=device, dtype=next(hf.parameters()).dtype,
+        # a model built from a config in memory has no ``architectures``, and TransformerLens's
+        # fallback from the model type misses some (gemma3_text)
+        hf_config_overrides={"architectures": [architecture]},
     )
+    model.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    # Workaround: the GPT-NeoX adapter makes ``to_tokens`` strip the BOS that the suite's models were
+    # trained with (HookedTransformer kept it).
+    model.cfg.default_prepend_bos = True
+    return model.eval()
+
+
+def _probe(vocab: int, seed: int) -> Int[Tensor, "2 16"]:
+    return torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
-def max_logit_difference(hf: PreTrainedModel, hooked: HookedTransformer, seed: int = 0) -> float:
+def _logits(model: PreTrainedModel | HookedModel, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos vocab"]:
+    """Float32 logits on the CPU, of either side."""
+    if isinstance(model, TransformerBridge):
+        return model(tokens.to(model.cfg.device)).float().cpu()
+    return model.eval()(input_ids=tokens.to(model.device)).logits.float().cpu()
+
+
+def max_logit_difference(hf: PreTrainedModel, hooked: HookedModel, seed: int = 0) -> float:
     """Largest |logit difference| between the two models on a random probe batch."""
-    gen = torch.Generator().manual_seed(seed)
-    seq = min(16, hooked.cfg.n_ctx)
-    tokens = torch.randint(0, hooked.cfg.d_vocab, (2, seq), generator=gen).to(hooked.cfg.device)
-    hf.eval()
-    expected = hf(input_ids=tokens.to(hf.device)).logits.float().cpu()
-    got = hooked(tokens).float().cpu()
-    return float((expected - got).abs().max())
+    tokens = _probe(hooked.cfg.d_vocab, seed)
+    return float((_logits(hf, tokens) - _logits(hooked, tokens)).abs().max())
 
 
 def to_hooked(
@@ -169,37 +138,27 @@ def to_hooked(
     device: str = "cpu",
     atol: float = 1e-4,
     dtype: torch.dtype = torch.float32,
-) -> HookedTransformer:
-    """Convert an HF causal LM (object, local directory or hub id) to a HookedTransformer.
+) -> HookedModel:
+    """Convert an HF causal LM (object, local directory or hub id) to a TransformerBridge.
 
-    The tokenizer defaults to the one saved beside a local model. The converted model's
-    logits are compared with the HF model's on a probe batch; a difference above ``atol``
-    raises, since every later analysis would silently read a different model.
+    The tokenizer defaults to the one saved beside a local model (or a hub model's own); a model
+    object needs one. The converted model's logits are compared with the HF model's (eager
+    attention on both sides) on a probe batch; a difference above ``atol`` raises, since every
+    later analysis would silently read a different model. A model object is copied, not taken over.
     """
     if not 0 < atol < float("inf"):
         raise UserError(f"atol must be a positive number, got {atol}")
     hf = load_hf(model_or_path, dtype)
-    cfg = hooked_config(hf, device)
-    if tokenizer is None and not isinstance(model_or_path, PreTrainedModel) and Path(str(model_or_path)).is_dir():
-        if (Path(str(model_or_path)) / "tokenizer.json").exists():
-            tokenizer = Path(str(model_or_path))
-    if isinstance(tokenizer, (str, Path)):
-        tokenizer = load_tokenizer(tokenizer)
-    if tokenizer is not None and len(tokenizer) > cfg.d_vocab:
-        raise UserError(
-            f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {cfg.d_vocab}: "
-            "they do not belong together"
-        )
-    state = ARCHITECTURES[cfg.original_architecture].weights(hf, cfg)
-    hooked = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=True)
-    hooked.load_and_process_state_dict(
-        state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
-    )
-    hooked.eval()
-    diff = max_logit_difference(hf, hooked)
+    tokenizer = _with_its_tokenizer(model_or_path, tokenizer)
+    hf = copy.deepcopy(hf) if hf is model_or_path else hf
+    hf.set_attn_implementation("eager")
+    tokens = _probe(hf.get_input_embeddings().weight.shape[0], 0)
+    expected = _logits(hf, tokens)  # before the bridge rewires the modules
+    hooked = bridge(hf, tokenizer, device)
+    diff = float((expected - _logits(hooked, tokens)).abs().max())
     if not diff <= atol:
         raise ConversionMismatch(
-            f"converted {cfg.original_architecture} disagrees with the HF model: max |logit diff| {diff:.2e} > atol "
+            f"converted {hooked.cfg.architecture} disagrees with the HF model: max |logit diff| {diff:.2e} > atol "
             f"{atol:.0e} (float32 conversions agree to about 1e-6: a smaller atol cannot pass, a larger gap is a bug)"
         )
     return hooked
@@ -225,9 +184,10 @@ def conversion_stage(cfg: ConversionConfig, run_dir: RunDir) -> ConversionResult
     for name, path in tqdm(models.items(), desc="conversion", unit="model"):
         started = time.time()
         hf = load_hf(path)
+        hf.set_attn_implementation("eager")  # as the converted model runs
         hooked = to_hooked(hf, tokenizer=path, atol=cfg.atol)
         results[name] = ConvertedModel(
-            architecture=hooked.cfg.original_architecture,
+            architecture=hooked.cfg.architecture,
             max_abs_logit_diff=max_logit_difference(hf, hooked, seed=1),
             n_layers=hooked.cfg.n_layers, d_model=hooked.cfg.d_model, d_vocab=hooked.cfg.d_vocab,
             seconds=time.time() - started,

@@ -39,6 +39,17 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def word_tokenizer(tmp_path_factory):
+    """A word-level tokenizer of the study's kind (BOS first, 9 tokens), saved and loaded back:
+    what a converted model is given with a model built in memory."""
+    from rlhf.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(["the plot was superb ."] * 2, TokenizerConfig(), out)
+    return load_tokenizer(out)
+
+
+@pytest.fixture(scope="session")
 def local_hub(tmp_path_factory):
     """A hub stand-in on disk: an IMDb-style JSONL file and a Pythia-like (GPT-NeoX, byte-level BPE)
     checkpoint with random weights; returns (data file, model directory)."""

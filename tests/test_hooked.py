@@ -1,33 +1,27 @@
-"""Conversion to HookedTransformer on random models of every supported architecture."""
+"""Conversion to TransformerBridge on tiny random models of the architectures the suite has met."""
 
 import json
 
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoConfig,
-    GPTNeoForCausalLM,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    OPTConfig,
-    OPTForCausalLM,
-)
+import transformers as hf
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedModel
 
 from rlhf import hooked
 from rlhf.errors import UserError
 from rlhf.hooked import ConversionMismatch, max_logit_difference, to_hooked
-from rlhf.tokenizer import TokenizerConfig, build_tokenizer
+from rlhf.tokenizer import TokenizerConfig, build_tokenizer, save_tokenizer
+
+VOCAB = 97
+SMALL = {"vocab_size": VOCAB, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "intermediate_size": 96, "max_position_embeddings": 32}
+GQA = {**SMALL, "num_key_value_heads": 2}
 
 
-def neox(parallel: bool, rotary: float, vocab: int = 97) -> GPTNeoXForCausalLM:
+def neox(parallel: bool, rotary: float, vocab: int = VOCAB) -> GPTNeoXForCausalLM:
     torch.manual_seed(0)
     return GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
-        max_position_embeddings=32, use_parallel_residual=parallel,
+        **{**SMALL, "vocab_size": vocab}, use_parallel_residual=parallel,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": rotary},
     ))
 
@@ -35,69 +29,88 @@ def neox(parallel: bool, rotary: float, vocab: int = 97) -> GPTNeoXForCausalLM:
 MODELS = {
     "neox-parallel-rotary-0.25": lambda: neox(True, 0.25),
     "neox-sequential-rotary-0.5": lambda: neox(False, 0.5),
-    "gpt2-n_inner": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=64, n_layer=2, n_head=4, n_positions=32, n_inner=96)),
-    "gpt-neo-local": lambda: GPTNeoForCausalLM(GPTNeoConfig(
-        vocab_size=97, hidden_size=64, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]],
+    "gpt2-n_inner": lambda: hf.GPT2LMHeadModel(hf.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4,
+                                                             n_positions=32, n_inner=96)),
+    "gpt-neo-local": lambda: hf.GPTNeoForCausalLM(hf.GPTNeoConfig(
+        vocab_size=VOCAB, hidden_size=64, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]],
         max_position_embeddings=32, window_size=4)),
-    "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(
-        vocab_size=97, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=96, max_position_embeddings=32)),
+    "llama-gqa": lambda: hf.LlamaForCausalLM(hf.LlamaConfig(**GQA)),
+    "mistral-sliding": lambda: hf.MistralForCausalLM(hf.MistralConfig(**GQA, sliding_window=8)),
+    "qwen3": lambda: hf.Qwen3ForCausalLM(hf.Qwen3Config(**GQA, head_dim=16)),
+    "phi3": lambda: hf.Phi3ForCausalLM(hf.Phi3Config(**SMALL, pad_token_id=0)),
+    "gemma2-softcap": lambda: hf.Gemma2ForCausalLM(hf.Gemma2Config(**GQA, head_dim=16, sliding_window=8)),
+    "gemma3-text": lambda: hf.Gemma3ForCausalLM(hf.Gemma3TextConfig(**GQA, head_dim=16, sliding_window=8)),
 }
 
 
+def saved(model: PreTrainedModel, tokenizer, directory):
+    model.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
+    return directory
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_logits_match_hf(name):
+def test_logits_match_hf(name, word_tokenizer, tmp_path):
     torch.manual_seed(1)
-    model = MODELS[name]()
-    converted = to_hooked(model)
-    tokens = torch.randint(0, 97, (3, 20))
+    model = MODELS[name]().eval()
+    model.set_attn_implementation("eager")  # the bridge's advice; both sides run the same attention
+    converted = to_hooked(saved(model, word_tokenizer, tmp_path))
+    assert converted.cfg.architecture == type(model).__name__
+    tokens = torch.randint(0, VOCAB, (3, 20))
     with torch.no_grad():
-        expected = model(input_ids=tokens).logits
-    assert torch.allclose(converted(tokens), expected, atol=1e-4)
+        diff = float((converted(tokens) - model(input_ids=tokens).logits).abs().max())
+    assert diff < 1e-4, diff
     assert max_logit_difference(model, converted) < 1e-4
+    # Compatibility mode's hook names, with HookedTransformer's meaning.
+    _, cache = converted.run_with_cache(tokens, names_filter=["blocks.1.hook_resid_pre", "blocks.1.hook_attn_out",
+                                                              "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"])
+    written = cache["blocks.1.hook_attn_out"] + cache["blocks.1.hook_mlp_out"]
+    assert torch.allclose(cache["blocks.1.hook_resid_post"] - cache["blocks.1.hook_resid_pre"], written, atol=1e-4)
 
 
-def test_neox_config_carries_rotary_fraction_and_residual_layout():
-    converted = to_hooked(neox(False, 0.25))
-    assert converted.cfg.rotary_dim == 4  # 0.25 of d_head 16
-    assert converted.cfg.parallel_attn_mlp is False
-    assert "blocks.1.hook_mlp_out" in converted.hook_dict
+def test_tied_embeddings_are_two_tensors_in_the_converted_model(word_tokenizer):
+    model = MODELS["gpt2-n_inner"]()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    state = to_hooked(model, tokenizer=word_tokenizer).state_dict()
+    assert state["unembed.weight"].data_ptr() != state["embed.weight"].data_ptr()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight, "the caller's model is untouched"
 
 
-def test_local_directory_with_tokenizer(tmp_path):
-    tok = build_tokenizer(["the plot was superb ."] * 2, TokenizerConfig(), tmp_path)
-    model = neox(True, 0.25, vocab=len(tok))
-    model.save_pretrained(tmp_path)
-    converted = to_hooked(tmp_path)
-    assert converted.tokenizer is not None
+def test_local_directory_with_tokenizer(word_tokenizer, tmp_path):
+    converted = to_hooked(saved(neox(True, 0.25, vocab=len(word_tokenizer)), word_tokenizer, tmp_path))
+    assert converted.tokenizer("the plot")["input_ids"] == word_tokenizer("the plot")["input_ids"]
     tokens = converted.to_tokens("the plot was superb .")
-    assert tokens[0, 0].item() == tok.bos_token_id and tokens.shape[1] == 6  # one BOS, not two
+    assert tokens[0, 0].item() == word_tokenizer.bos_token_id and tokens.shape[1] == 6  # one BOS, not two
 
 
-def test_a_wrong_conversion_is_caught(monkeypatch):
-    arch = hooked.ARCHITECTURES["GPTNeoXForCausalLM"]
-
-    def broken(model, cfg):
-        state = arch.weights(model, cfg)
-        state["blocks.0.mlp.W_in"] = state["blocks.0.mlp.W_in"] * 1.5
-        return state
-
-    monkeypatch.setitem(hooked.ARCHITECTURES, "GPTNeoXForCausalLM", hooked._Architecture(arch.config, broken))
-    with pytest.raises(ConversionMismatch, match="disagrees"):
-        to_hooked(neox(True, 0.25))
+def test_a_wrong_conversion_is_caught(word_tokenizer, monkeypatch):
+    """Weight processing (layer-norm folding, centring) shifts the logits: the check sees it."""
+    compatibility = hooked.TransformerBridge.enable_compatibility_mode
+    monkeypatch.setattr(hooked.TransformerBridge, "enable_compatibility_mode",
+                        lambda self, **_: compatibility(self, disable_warnings=True))
+    with pytest.raises(ConversionMismatch, match="converted GPTNeoXForCausalLM disagrees"):
+        to_hooked(neox(True, 0.25), tokenizer=word_tokenizer)
 
 
-def test_unsupported_architecture_names_the_supported_ones():
-    model = OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, ffn_dim=64,
-                                     num_attention_heads=2, max_position_embeddings=16, word_embed_proj_dim=32))
-    with pytest.raises(UserError, match="unsupported architecture OPTForCausalLM; supported: GPT2LMHeadModel"):
-        to_hooked(model)
+def test_unsupported_architecture_names_itself_and_the_list(word_tokenizer):
+    model = hf.BioGptForCausalLM(hf.BioGptConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=16))
+    with pytest.raises(UserError, match="no adapter for the architecture BioGptForCausalLM; list the supported ones with "
+                                        "python -c .*SUPPORTED_ARCHITECTURES") as err:
+        to_hooked(model, tokenizer=word_tokenizer)
+    assert "\n" not in str(err.value)
 
 
 def test_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
     tok = build_tokenizer([" ".join(f"w{i}" for i in range(200))], TokenizerConfig(), tmp_path)
-    with pytest.raises(UserError, match="tokenizer has 204 tokens but the model's vocabulary has 97"):
-        to_hooked(neox(True, 0.25), tokenizer=tok)
+    with pytest.raises(UserError, match="tokenizer has 204 tokens but the model's vocabulary has 97") as err:
+        to_hooked(saved(neox(True, 0.25), tok, tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_object_needs_its_tokenizer():
+    with pytest.raises(UserError, match="pass tokenizer="):
+        to_hooked(neox(True, 0.25))
 
 
 def test_corrupt_checkpoint_is_a_user_error(tmp_path):
