@@ -27,9 +27,9 @@ import torch
 from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.reward_gain import Completions, GainSplit, expected_reward, next_token_utility
+from rlhf.hooked import HookedModel
 
 Codes = Callable[[Tensor, Tensor], Tensor]  # (x_base, x_policy) of shape (..., d) -> per-latent c of shape (..., m)
 
@@ -102,7 +102,7 @@ def encode(dictionary: Dictionary, base_acts: list[Tensor], policy_acts: list[Te
     return Encoded(dictionary, [dictionary.codes(b, p) for b, p in pairs], [p - b for b, p in pairs])
 
 
-def gradients(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"], hook: str) -> list[Tensor]:
+def gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"], hook: str) -> list[Tensor]:
     """d(summed expected utility) / d(activation at ``hook``), per group: one backward pass each."""
     out = []
     for tokens, scored in batch.groups:
@@ -121,7 +121,7 @@ def gradients(model: HookedTransformer, batch: Completions, u: Float[Tensor, " v
 
 
 @torch.no_grad()
-def direct_gradients(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"]) -> list[Tensor]:
+def direct_gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"]) -> list[Tensor]:
     """The same gradient through the direct path only: residual -> final norm (scale frozen) -> unembedding."""
     out = []
     centre = model.cfg.normalization_type in ("LN", "LNPre")
@@ -144,49 +144,24 @@ def latent_scores(encoded: Encoded, grads: list[Tensor]) -> Float[Tensor, " late
     return sum(einsum(c, g.float() @ dirs.T, "b p m, b p m -> m") for c, g in zip(encoded.codes, grads))
 
 
-@dataclass
-class LayerInputs:
-    """Both models' residual input to the hook's layer, per group: splices start their forward pass there."""
-
-    layer: int
-    base: list[Float[Tensor, "_batch _pos d"]]
-    policy: list[Float[Tensor, "_batch _pos d"]]
-
-
-def layer_inputs(base: HookedTransformer, policy: HookedTransformer, batch: Completions, hook: str) -> LayerInputs | None:
-    """None for a hook outside the blocks (the forward pass then starts at the embedding)."""
-    parts = hook.split(".")
-    if parts[0] != "blocks":
-        return None
-    name = f"blocks.{parts[1]}.hook_resid_pre"
-    cached = []
-    for model in (base, policy):
-        with torch.no_grad():
-            cached.append([model.run_with_cache(t, names_filter=name, stop_at_layer=int(parts[1]) + 1)[1][name]
-                           for t, _ in batch.groups])
-    return LayerInputs(int(parts[1]), *cached)
-
-
-def splice_fractions(base: HookedTransformer, policy: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
-                     encoded: Encoded, latents: list[int], split: GainSplit,
-                     inputs: LayerInputs | None = None) -> tuple[float, float]:
+def splice_fractions(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+                     encoded: Encoded, latents: list[int], split: GainSplit) -> tuple[float, float]:
     """The fraction of G the latents recover when spliced into the base, and remove when taken out of the policy."""
-    into_base, out_of_policy = spliced(base, policy, batch, u, encoded, latents, inputs)
+    into_base, out_of_policy = spliced(base, policy, batch, u, encoded, latents)
     return (into_base - split.base) / split.gain, (split.policy - out_of_policy) / split.gain
 
 
-def spliced(base: HookedTransformer, policy: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
-            encoded: Encoded, latents: list[int], inputs: LayerInputs | None = None) -> tuple[float, float]:
+def spliced(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+            encoded: Encoded, latents: list[int]) -> tuple[float, float]:
     """Mean expected reward of the base with the latents' differences added at the hook, and of the
     policy with them taken out."""
     hook = encoded.dictionary.hook
     results = []
-    for model, sign, start in ((base, 1.0, inputs and inputs.base), (policy, -1.0, inputs and inputs.policy)):
+    for model, sign in ((base, 1.0), (policy, -1.0)):
         rows = []
         for g, group in enumerate(batch.groups):
             delta = encoded.delta(g, latents)
             hooks = [(hook, lambda x, hook, d=delta, s=sign: x + s * d.to(x.device, x.dtype))]
-            rows.append(expected_reward(model, Completions([], [group]), u, hooks,
-                                        None if start is None else (inputs.layer, [start[g]])))
+            rows.append(expected_reward(model, Completions([], [group]), u, hooks))
         results.append(float(torch.cat(rows).mean()))
     return results[0], results[1]

@@ -1,4 +1,4 @@
-"""Interventions inside a HookedTransformer: sampling under forward hooks, the KL of the
+"""Interventions inside a converted model: sampling under forward hooks, the KL of the
 edited model to the unedited one, and directional ablation.
 
 Shared by the implicit-reward probe's feature ablation and the model-diffing benchmark,
@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.hook_points import HookPoint
+from transformers import DynamicCache
 
+from rlhf.hooked import HookedModel
 from rlhf.policy.sampling import completion_token_kl
 
 Hooks = list[tuple[str, Callable]]
@@ -35,14 +35,13 @@ def directional_ablation(hook: str, directions: Float[Tensor, "k d"]) -> Hooks:
 
 
 @torch.no_grad()
-def sample_tokens(models: Sequence[HookedTransformer], prompts: Sequence[str], *, max_new_tokens: int, seed: int,
+def sample_tokens(models: Sequence[HookedModel], prompts: Sequence[str], *, max_new_tokens: int, seed: int,
                   mix: Callable[[list[Tensor]], Tensor] = lambda logits: logits[0],
                   ) -> tuple[list[list[int]], Int[Tensor, "batch prompt"], Int[Tensor, "batch new"], Bool[Tensor, "batch new"]]:
     """One completion per prompt sampled (temperature 1, no top-k/top-p) from softmax(mix(each model's logits)).
 
     All prompts go in one batch, padded on the left and masked, one forward pass per new token and
-    model with TransformerLens's key-value cache: ``HookedTransformer.generate`` takes no mask with
-    token input and samples from one model's logits. The draws come from one ``torch.Generator``
+    model with a key-value cache: ``generate`` samples from one model's logits. The draws come from one ``torch.Generator``
     seeded with ``seed``. Returns each prompt's token ids, the padded prompts, the sampled tokens
     (end-of-text once a row has ended) and a mask of those up to and including the first end-of-text."""
     tokenizer = models[0].tokenizer
@@ -51,24 +50,29 @@ def sample_tokens(models: Sequence[HookedTransformer], prompts: Sequence[str], *
     width = max(map(len, ids))
     tokens = torch.tensor([[eos] * (width - len(r)) + r for r in ids], device=device)  # the padding is masked
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=device)
-    caches = [TransformerLensKeyValueCache.init_cache(m.cfg, device, len(ids)) for m in models]
+    # Workaround: the bridge hands ``past_kv_cache`` (TransformerLens's cache) to the HF forward, which
+    # ignores it, so each step would see only its new token; HF's own cache is passed through instead,
+    # with the mask of every position so far (the bridge derives the positions from it).
+    caches = [DynamicCache() for _ in models]
     generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(len(ids), dtype=torch.bool, device=device)
     new: list[Int[Tensor, " batch"]] = []
-    step, step_mask = tokens, mask
+    step = tokens
     while len(new) < max_new_tokens and not bool(finished.all()):
-        logits = [m(step, attention_mask=step_mask, past_kv_cache=c)[:, -1].float() for m, c in zip(models, caches)]
+        logits = [m(step, attention_mask=mask, past_key_values=c, use_cache=True)[:, -1].float()
+                  for m, c in zip(models, caches)]
         token = torch.multinomial(torch.softmax(mix(logits), -1), 1, generator=generator)[:, 0]
         token = torch.where(finished, torch.full_like(token, eos), token)  # a finished row keeps ending
         finished |= token == eos
         new.append(token)
-        step, step_mask = token[:, None], torch.ones_like(token[:, None])
+        step = token[:, None]
+        mask = torch.cat([mask, torch.ones_like(step)], 1)
     sampled = torch.stack(new, 1)
     is_eos = (sampled == eos).int()
     return ids, tokens, sampled, (torch.cumsum(is_eos, 1) - is_eos) == 0
 
 
-def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
+def sample_with_hooks(model: HookedModel, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
                       seed: int) -> tuple[list[str], list[Int[Tensor, "_batch _pos"]], list[Bool[Tensor, "_batch _pos"]]]:
     """One sampled completion per prompt (``sample_tokens``) under the hooks. Returns the completions,
     and per prompt length the unpadded token rows and a mask of the completion tokens up to and
@@ -88,7 +92,7 @@ def sample_with_hooks(model: HookedTransformer, prompts: Sequence[str], fwd_hook
 
 
 @torch.no_grad()
-def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Int[Tensor, "_batch _pos"]],
+def kl_to_unedited(model: HookedModel, fwd_hooks: Hooks, rows: list[Int[Tensor, "_batch _pos"]],
                    masks: list[Bool[Tensor, "_batch _pos"]]) -> float:
     """KL(edited || unedited) per completion token, on the edited model's own samples."""
     total, count = 0.0, 0.0
@@ -100,7 +104,7 @@ def kl_to_unedited(model: HookedTransformer, fwd_hooks: Hooks, rows: list[Int[Te
     return total / max(count, 1.0)
 
 
-def reward_under_hooks(model: HookedTransformer, hooks: Hooks, prompts: Sequence[str], *, seeds: Sequence[int],
+def reward_under_hooks(model: HookedModel, hooks: Hooks, prompts: Sequence[str], *, seeds: Sequence[int],
                        max_new_tokens: int, reward: Callable[..., list[float]]) -> list[dict]:
     """Mean reward of completions sampled under ``hooks`` and their KL to the unedited model, once per seed."""
     out = []

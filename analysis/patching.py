@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.reward_gain import Completions, expected_reward
 from rlhf.errors import UserError
+from rlhf.hooked import HookedModel
 
 UNEMBED = ("unembed.", "ln_final.")  # parameter prefixes of the unembedding "component"
 ACTIVATION_COMPONENTS = ("attn_out", "mlp_out", "resid_post")
@@ -60,7 +60,7 @@ def weight_sites(n_layers: int) -> list[Site]:
     return sites
 
 
-def check_pair(base: HookedTransformer, policy: HookedTransformer) -> None:
+def check_pair(base: HookedModel, policy: HookedModel) -> None:
     """Patching needs the same architecture: the same parameter names and shapes."""
     a, b = base.state_dict(), policy.state_dict()
     differ = sorted(set(a) ^ set(b)) or [k for k in a if a[k].shape != b[k].shape]
@@ -70,8 +70,10 @@ def check_pair(base: HookedTransformer, policy: HookedTransformer) -> None:
 
 
 @contextmanager
-def swapped(target: HookedTransformer, source: HookedTransformer, prefixes: tuple[str, ...]) -> Iterator[None]:
+def swapped(target: HookedModel, source: HookedModel, prefixes: tuple[str, ...]) -> Iterator[None]:
     """``target`` with ``source``'s parameters (and buffers) under ``prefixes``, restored on exit."""
+    # The bridge's state_dict names the live HF tensors (blocks.{l}.attn.q.weight, mlp.out.bias, ...),
+    # so copying into them edits the forward pass; tied embeddings were untied at conversion.
     own = target.state_dict()
     theirs = source.state_dict()
     names = [k for k in own if any(k.startswith(p) for p in prefixes)]
@@ -87,8 +89,8 @@ def swapped(target: HookedTransformer, source: HookedTransformer, prefixes: tupl
                 own[k].copy_(saved[k])
 
 
-def _patched(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"], site: Site,
-             donor_acts: dict[str, list[Tensor]] | None, donor: HookedTransformer) -> float:
+def _patched(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"], site: Site,
+             donor_acts: dict[str, list[Tensor]] | None, donor: HookedModel) -> float:
     """Mean expected reward of ``model`` with the donor's activation at the site's hook and the
     donor's parameters under its prefixes."""
     rows = []
@@ -104,7 +106,7 @@ def _patched(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vo
 
 
 @torch.no_grad()
-def cache_sites(model: HookedTransformer, batch: Completions, hooks: list[str]) -> dict[str, list[Tensor]]:
+def cache_sites(model: HookedModel, batch: Completions, hooks: list[str]) -> dict[str, list[Tensor]]:
     """Each hook's activation on each group of the batch."""
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}
     for tokens, _ in batch.groups:
@@ -121,7 +123,7 @@ class SiteEffect:
     removed: float  # fraction of G removed from the policy
 
 
-def patch_sites(base: HookedTransformer, policy: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
+def patch_sites(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
                 sites: list[Site], e_base: float, e_policy: float) -> list[SiteEffect]:
     """Every site in both directions, as fractions of G = e_policy - e_base."""
     check_pair(base, policy)

@@ -21,7 +21,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from analysis.config import RewardAttributionConfig
 from analysis.dictionaries import load_sae
@@ -29,12 +28,10 @@ from analysis.diffing.registry import dictionaries
 from analysis.feature_attribution import (
     Dictionary,
     Encoded,
-    LayerInputs,
     direct_gradients,
     encode,
     gradients,
     latent_scores,
-    layer_inputs,
     sae_dictionary,
     splice_fractions,
 )
@@ -53,7 +50,7 @@ from analysis.results import (
 )
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.organisms.objective import organism
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
@@ -89,9 +86,9 @@ def _site_rows(per_seed: list[list[SiteEffect]]) -> tuple[SiteFractions, ...]:
                  for effects in zip(*per_seed))
 
 
-def attribute(cfg: RewardAttributionConfig, models: tuple[HookedTransformer, HookedTransformer], batch: Completions,
+def attribute(cfg: RewardAttributionConfig, models: tuple[HookedModel, HookedModel], batch: Completions,
               u: Float[Tensor, " vocab"], split: GainSplit, encoded: Encoded, grads: list[Tensor], direct: list[Tensor],
-              rankings: dict[str, dict[str, list[int]]], seed: int, with_top: bool, inputs: LayerInputs | None = None
+              rankings: dict[str, dict[str, list[int]]], seed: int, with_top: bool
               ) -> tuple[dict[str, dict[int, tuple[float | None, float | None]]], list[LatentShare]]:
     """One dictionary at one hook: its live latents ranked by attribution patching, beside random live
     latents and the given rankings (e.g. probes'), each spliced at every k. Returns ranking -> k ->
@@ -111,20 +108,20 @@ def attribute(cfg: RewardAttributionConfig, models: tuple[HookedTransformer, Hoo
     for name, orders in candidates.items():
         out[name] = {}
         for k in cfg.ks:
-            runs = [splice_fractions(base, policy, batch, u, encoded, order[:k], split, inputs) for order in orders if len(order) >= k]
+            runs = [splice_fractions(base, policy, batch, u, encoded, order[:k], split) for order in orders if len(order) >= k]
             out[name][k] = (float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))) if runs else (None, None)
     shares = []
     if with_top:
         direct_scores = latent_scores(encoded, direct) / unit
         for i in ordered[:TOP_LATENTS]:
-            rec, rem = splice_fractions(base, policy, batch, u, encoded, [i], split, inputs)
+            rec, rem = splice_fractions(base, policy, batch, u, encoded, [i], split)
             shares.append(LatentShare(hook, encoded.dictionary.name, i, float(scores[i]), float(direct_scores[i]), rec, rem))
     return out, shares
 
 
 Rankings = dict[str, dict[str, list[int]]]  # ranking name -> hook -> latents of the policy's SAE, best first
 # Rankings that depend on one sampling seed's completions (e.g. a probe fitted on them): (seed, policy, batch) -> rankings
-SeedRankings = Callable[[int, HookedTransformer, Completions], Rankings]
+SeedRankings = Callable[[int, HookedModel, Completions], Rankings]
 
 
 def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: Rankings,
@@ -182,14 +179,13 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         models = (base, policy)
         for hook in hooks:
             grads = gradients(base, batch, u, hook)
-            inputs = layer_inputs(base, policy, batch, hook)
             for dictionary in dictionaries[hook]:
                 encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
                 infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
                                                                 len(encoded.live))
                 fractions, shares = attribute(cfg, models, batch, u, split, encoded, grads, direct,
                                               extra if dictionary.name == "sae_policy" else {}, seed,
-                                              with_top=s == 0, inputs=inputs)
+                                              with_top=s == 0)
                 for name, by_k in fractions.items():
                     for k, (rec, rem) in by_k.items():
                         splices[(hook, dictionary.name, name)][k].append(rec)

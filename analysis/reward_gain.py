@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformers import PreTrainedTokenizerBase
 
 from analysis.interventions import Hooks, sample_with_hooks
+from rlhf.hooked import HookedModel
 from rlhf.organisms.vader import Sentiment
 from rlhf.reward_kinds import RewardOptions
 
@@ -49,7 +49,7 @@ class Completions:
         return sum(len(tokens) for tokens, _ in self.groups)
 
 
-def sample_completions(model: HookedTransformer, prompts: Sequence[str], *, max_new_tokens: int, seed: int,
+def sample_completions(model: HookedModel, prompts: Sequence[str], *, max_new_tokens: int, seed: int,
                        rows_per_group: int = 128) -> Completions:
     """One sampled completion per prompt from ``model`` (temperature 1), kept for teacher forcing.
 
@@ -77,16 +77,15 @@ def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor
     return torch.softmax(logits.float(), -1) @ u.to(logits.device)
 
 
-def expected_reward(model: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
-                    fwd_hooks: Hooks | None = None, start: tuple[int, list[Tensor]] | None = None) -> Float[Tensor, " rows"]:
-    """Each row's summed expected utility of its next-token choices, under ``fwd_hooks``. With ``start``
-    = (layer, that layer's residual input per group) the forward pass starts there: an intervention
-    at or after that layer cannot change what comes before it."""
+def expected_reward(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+                    fwd_hooks: Hooks | None = None) -> Float[Tensor, " rows"]:
+    """Each row's summed expected utility of its next-token choices, under ``fwd_hooks``."""
+    # The bridge has no ``start_at_layer`` (it runs the HF forward whole), so an intervention at
+    # layer l recomputes the layers before it, which HookedModel could skip: same numbers.
     out = []
     with torch.no_grad():
-        for g, (tokens, scored) in enumerate(batch.groups):
-            inputs, kwargs = (tokens, {}) if start is None else (start[1][g], {"start_at_layer": start[0]})
-            logits = model.run_with_hooks(inputs, fwd_hooks=fwd_hooks or [], **kwargs)
+        for tokens, scored in batch.groups:
+            logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks or [])
             out.append((next_token_utility(logits, u) * scored).sum(-1))
     return torch.cat(out).cpu()
 
@@ -105,7 +104,7 @@ class GainSplit:
 
 
 @torch.no_grad()
-def split_gain(base: HookedTransformer, policy: HookedTransformer, batch: Completions, u: Float[Tensor, " vocab"],
+def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
                eos: int) -> GainSplit:
     """G = E_policy - E_base on the batch, split into the per-token utility part and the not-ending part."""
     totals = np.zeros(4)  # base, policy, utility part, ending part (summed over rows)

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.diffing.method import Context, Found, memo
-from analysis.feature_attribution import direction_dictionary, encode, layer_inputs, splice_fractions
+from analysis.feature_attribution import direction_dictionary, encode, splice_fractions
 from analysis.feature_diff import pearson
 from analysis.interventions import directional_ablation, reward_under_hooks
 from analysis.patching import cache_sites
 from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain, token_utility
+from rlhf.hooked import HookedModel
 from rlhf.rewards import UtilityReward
 
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
@@ -54,7 +54,7 @@ def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, se
 class Ablation:
     """The policy's mean reward on held-out prompts with directions projected out of a hook, against its unedited reward."""
 
-    hooked: HookedTransformer
+    hooked: HookedModel
     prompts: list[str]
     sampling: dict
     unedited: dict[int, float]  # per sampling seed
@@ -111,13 +111,12 @@ class Splice:
     def gain(self) -> tuple[float, ...]:
         return tuple(split.gain for _, split in self.batches)
 
-    def _sites(self, hook: str) -> list[tuple]:
-        """Per sampling seed: both models' activations at ``hook`` and their inputs to its layer (once per hook)."""
-        def compute() -> list[tuple]:
+    def _sites(self, hook: str) -> list[list[list[Tensor]]]:
+        """Per sampling seed: both models' activations at ``hook`` (once per hook)."""
+        def compute() -> list[list[list[Tensor]]]:
             models = self.ctx.hooked("base"), self.ctx.hooked("policy")
             with torch.no_grad():
-                return [([cache_sites(m, batch, [hook])[hook] for m in models], layer_inputs(*models, batch, hook))
-                        for batch, _ in self.batches]
+                return [[cache_sites(m, batch, [hook])[hook] for m in models] for batch, _ in self.batches]
         return memo(self.ctx.memo, ("splice_sites", hook), compute)
 
     def __call__(self, hook: str, directions: Float[Tensor, "k d"]) -> dict[int, SpliceEffect]:
@@ -128,9 +127,9 @@ class Splice:
         for k in self.ctx.cfg.splice_ks:
             n = min(k, len(directions))
             runs = []
-            for (batch, split), ((acts_b, acts_p), inputs) in zip(self.batches, self._sites(hook)):
+            for (batch, split), (acts_b, acts_p) in zip(self.batches, self._sites(hook)):
                 encoded = encode(direction_dictionary(f"top {n}", hook, directions[:n]), acts_b, acts_p)
-                runs.append(splice_fractions(*models, batch, self.u, encoded, list(range(n)), split, inputs))
+                runs.append(splice_fractions(*models, batch, self.u, encoded, list(range(n)), split))
             out[k] = SpliceEffect(recovered=float(np.mean([r for r, _ in runs])),
                                   removed=float(np.mean([r for _, r in runs])), directions=n)
         return out
