@@ -18,17 +18,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from analysis.config import ActivationCacheConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.results import ActivationIndex, CachedHook, DivergenceResult
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.rundir import RunDir, atomic_write
 from rlhf.training import process_state
 
 
-def check_hook_names(model: HookedTransformer, names: Sequence[str]) -> None:
+def check_hook_names(model: HookedModel, names: Sequence[str]) -> None:
     """Raise naming the valid hooks when any requested name is not a hook of the model."""
     bad = [n for n in names if n not in model.hook_dict]
     if bad:
@@ -39,7 +38,7 @@ def check_hook_names(model: HookedTransformer, names: Sequence[str]) -> None:
 
 @torch.no_grad()
 def activations_at(
-    model: HookedTransformer,
+    model: HookedModel,
     texts: Sequence[str],
     positions: Sequence[int],
     hook_names: Sequence[str],
@@ -52,7 +51,7 @@ def activations_at(
 
 @torch.no_grad()
 def activations_at_ids(
-    model: HookedTransformer,
+    model: HookedModel,
     sequences: Sequence[Sequence[int]],
     positions: Sequence[int],
     hook_names: Sequence[str],
@@ -114,7 +113,7 @@ def _shard_path(directory: Path, index: int) -> Path:
 
 @torch.no_grad()
 def cache_split(
-    model: HookedTransformer, texts: Sequence[str], hooks: Sequence[str], out: Callable[[str], Path],
+    model: HookedModel, texts: Sequence[str], hooks: Sequence[str], out: Callable[[str], Path],
     cfg: ActivationCacheConfig, where: str,
 ) -> dict[str, CachedHook]:
     """Cache every hook for ``texts`` in one forward pass per batch, padding excluded.

@@ -2,7 +2,7 @@
 
 Divergence of layer l = sum over its parameter tensors of ||policy - base||_F, in
 float32 (the paper's code measured 8-bit quantised weights, which hides small moves).
-It works on HookedTransformers and on Hugging Face models alike: parameters are
+It works on converted models (TransformerBridge) and on Hugging Face models alike: parameters are
 grouped by the layer index in their name and by component (attention, MLP, layer norm).
 """
 

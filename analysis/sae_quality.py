@@ -16,14 +16,13 @@ import torch
 from jaxtyping import Bool, Float
 from sae_lens import SAE
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.activations import load_shards
 from analysis.config import QualityConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.dictionaries import load_sae
 from analysis.metrics import ExplainedVariance
 from analysis.results import QualityBars, SAEIndex, SAEMetrics, SAEQualityResult
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.plots import plt, save_figure
 from rlhf.rundir import RunDir
 
@@ -44,7 +43,7 @@ def reconstruction_metrics(sae: SAE, activations: Iterable[Float[Tensor, "tokens
 
 
 @torch.no_grad()
-def lm_loss_with(model: HookedTransformer, texts: Sequence[str], hook: str | None,
+def lm_loss_with(model: HookedModel, texts: Sequence[str], hook: str | None,
                  edit: Callable[[Float[Tensor, "batch pos *d"]], Float[Tensor, "batch pos *d"]] | None,
                  batch_size: int = 128) -> float:
     """Mean next-token loss over real tokens, with ``edit`` applied at ``hook`` to every
@@ -67,7 +66,7 @@ def lm_loss_with(model: HookedTransformer, texts: Sequence[str], hook: str | Non
     return total / count
 
 
-def lm_loss_recovered(model: HookedTransformer, sae: SAE, hook: str, texts: Sequence[str],
+def lm_loss_recovered(model: HookedModel, sae: SAE, hook: str, texts: Sequence[str],
                       clean: float | None = None, zero: float | None = None) -> dict[str, float]:
     clean = lm_loss_with(model, texts, None, None) if clean is None else clean
     zero = lm_loss_with(model, texts, hook, torch.zeros_like) if zero is None else zero

@@ -5,8 +5,8 @@
 Every analysis that samples (the implicit-reward ablation, model diffing's ablations, steering
 and amplification, reward attribution's completions) goes through
 ``analysis.interventions.sample_tokens``: all prompts in one batch, padded on the left and
-masked, one forward pass per new token with TransformerLens's key-value cache. Before it,
-prompts were sampled with ``HookedTransformer.generate`` in one batch per prompt length (no
+masked, one forward pass per new token with a key-value cache. Before it, prompts were
+sampled with the converted model's ``generate`` in one batch per prompt length (no
 padding), which costs a forward pass per new token *and* per length. This times both on the
 same held-out prompts of a finished study's policy, alternating, and prints the median of the
 repeats and their ratio.

@@ -16,12 +16,12 @@ import numpy as np
 from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from analysis.interventions import Hooks, reward_under_hooks
 from probes.config import AblationConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.results import AblationComparison, AblationResult, ConditionStats, RewardRun
+from rlhf.hooked import HookedModel
 from rlhf.rewards import UtilityReward
 
 
@@ -40,7 +40,7 @@ def splice_hooks(saes: dict[str, SAE], ablate: dict[str, Sequence[int]]) -> Hook
     return [(h, make(saes[h], list(f))) for h, f in ablate.items() if len(f)]
 
 
-def run_condition(model: HookedTransformer, saes: dict[str, SAE], ablate: dict[str, Sequence[int]], prompts: Sequence[str],
+def run_condition(model: HookedModel, saes: dict[str, SAE], ablate: dict[str, Sequence[int]], prompts: Sequence[str],
                   cfg: AblationConfig, reward: UtilityReward) -> list[RewardRun]:
     """Mean reward and KL to the unedited policy, once per sampling seed."""
     rows = reward_under_hooks(model, splice_hooks(saes, ablate), prompts, seeds=cfg.seeds,
@@ -70,7 +70,7 @@ def _lowers_more(probe: ConditionStats, rand: ConditionStats) -> bool:
                 < rand.reward_change - probe.reward_change_std - rand.reward_change_std)
 
 
-def ablation_effect(model: HookedTransformer, saes: dict[str, SAE], ranked: Sequence[tuple[str, int]],
+def ablation_effect(model: HookedModel, saes: dict[str, SAE], ranked: Sequence[tuple[str, int]],
                     live: dict[str, list[int]], prompts: Sequence[str], cfg: AblationConfig) -> AblationResult:
     """The probe's top features (``ranked`` as (hook, feature), best first) switched off, against none
     and against random sets of live features of the same size spread over the same hooks; at ``cfg.k``

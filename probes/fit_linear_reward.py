@@ -31,13 +31,12 @@ from rlhf.errors import ArgumentParser, UserError
 from rlhf.rundir import RunDir
 
 if TYPE_CHECKING:
-    from transformer_lens import HookedTransformer
-
     from probes.results import LinearRewardResult
+    from rlhf.hooked import HookedModel
 
 
 def fit_linear_reward(run_dir: RunDir | str | Path, cfg: LinearRewardConfig | None = None,
-                      model: HookedTransformer | None = None) -> LinearRewardResult:
+                      model: HookedModel | None = None) -> LinearRewardResult:
     """Fit and score the probe under both protocols (``cfg``: the defaults when None); see the module
     docstring. Returns the result without saving it (the command line and the implicit_reward stage save it)."""
     # torch, transformer-lens and scikit-learn load here, not with this module: the command line

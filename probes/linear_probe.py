@@ -17,7 +17,6 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.activations import activations_at
 from analysis.dictionaries import load_sae
@@ -37,19 +36,19 @@ from probes.results import (
     TopFeature,
 )
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.lexicon import valence
 from rlhf.rundir import RunDir
 
 # -- features -------------------------------------------------------------------------------
 
 
-def last_token_positions(model: HookedTransformer, texts: list[str]) -> list[int]:
+def last_token_positions(model: HookedModel, texts: list[str]) -> list[int]:
     return [len(model.tokenizer(t)["input_ids"]) - 1 for t in texts]
 
 
 @torch.no_grad()
-def read_features(model: HookedTransformer, run_dir: RunDir, model_name: str, hooks: list[str], data: ContrastiveSet,
+def read_features(model: HookedModel, run_dir: RunDir, model_name: str, hooks: list[str], data: ContrastiveSet,
                   size: str) -> dict[str, Float[Tensor, "n _"]]:
     """Raw activations and SAE codes of the chosen hooks (concatenated) and the embedding, at each variant's
     swapped word. The SAEs are the reading model's own."""
@@ -145,7 +144,7 @@ def _split_words(run_dir: RunDir, fraction: float, seed: int) -> tuple[list[str]
 
 
 def fit(run_dir: RunDir | str | Path, cfg: LinearRewardConfig | None = None,
-                      model: HookedTransformer | None = None) -> LinearRewardResult:
+                      model: HookedModel | None = None) -> LinearRewardResult:
     """Fit and score the probe under both protocols (``cfg``: the defaults when None); see the module
     docstring. Returns the result without saving it (the command line and the implicit_reward stage save it)."""
     started = time.time()

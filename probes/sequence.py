@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from transformer_lens import HookedTransformer
 
 from analysis.activations import activations_at_ids
 from analysis.results import ActivationIndex
@@ -36,7 +35,7 @@ from probes.results import (
     SequenceModelProbes,
     SequenceProbeResult,
 )
-from rlhf.hooked import load_hf, to_hooked
+from rlhf.hooked import HookedModel, load_hf, to_hooked
 from rlhf.policy.dpo import dpo_implicit_reward
 from rlhf.policy.sampling import Samples, prompts_from_texts, sample
 from rlhf.results import DPOResult
@@ -82,7 +81,7 @@ def _logistic(features: Float[np.ndarray, "n d"], pairs: list[tuple[int, int]], 
 
 
 def sequence_probes(run_dir: RunDir, cfg: SequenceProbeConfig, hooks_mean: list[str],
-                    hooked: dict[str, HookedTransformer] | None = None) -> SequenceProbeResult:
+                    hooked: dict[str, HookedModel] | None = None) -> SequenceProbeResult:
     """Sample, score, and probe every model of the study that can read the samples (``hooked``:
     models already converted, by name)."""
     started = time.time()

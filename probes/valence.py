@@ -17,14 +17,13 @@ import time
 import numpy as np
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from analysis.activations import activations_at
 from probes.config import ValenceProbeConfig  # noqa: F401  (re-exported: callers import it from here)
 from probes.metrics import fit_ridge, fitted_rank_metrics
 from probes.results import FittedRankMetrics, ValenceBars, ValenceProbeResult, ValenceProbes, ValenceSummary
-from rlhf.hooked import load_hf, to_hooked
+from rlhf.hooked import HookedModel, load_hf, to_hooked
 from rlhf.organisms.sentiment import load_organism
 from rlhf.plots import save_lines
 from rlhf.rundir import RunDir
@@ -64,7 +63,7 @@ def _held_out_tau(
                                np.array([valence[w] for w in names], dtype=float), probe)
 
 
-def probe_model(model: HookedTransformer, run_dir: RunDir, cfg: ValenceProbeConfig) -> ValenceProbes:
+def probe_model(model: HookedModel, run_dir: RunDir, cfg: ValenceProbeConfig) -> ValenceProbes:
     """Held-out-word metrics per hook, at the word and at the review's last token."""
     organism = load_organism(run_dir)
     rng = random.Random(cfg.seed)

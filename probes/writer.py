@@ -21,7 +21,6 @@ from scipy.stats import kendalltau
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.dictionaries import load_sae
 from analysis.reward_gain import Completions, next_token_utility, sample_completions, token_utility
@@ -30,7 +29,7 @@ from probes.features import TOP_FEATURES, layer_hooks
 from probes.metrics import fit_ridge, ridge_alpha
 from probes.results import TopFeature, WriterProbeResult
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.policy import prompts_from_texts
 from rlhf.rundir import RunDir
 
@@ -38,7 +37,7 @@ NULL_DRAWS = 30
 
 
 @torch.no_grad()
-def position_features(model: HookedTransformer, batch: Completions, hooks: list[str], u: Float[Tensor, " vocab"],
+def position_features(model: HookedModel, batch: Completions, hooks: list[str], u: Float[Tensor, " vocab"],
                       saes: list[torch.nn.Module] | None) -> tuple[Float[np.ndarray, "n f"], Float[np.ndarray, " n"],
                                                                     np.ndarray]:
     """Features (SAE codes or activations of the hooks, concatenated), the expected next-token utility,
@@ -56,7 +55,7 @@ def position_features(model: HookedTransformer, batch: Completions, hooks: list[
     return (torch.cat(xs).cpu().double().numpy(), torch.cat(ys).cpu().double().numpy(), torch.cat(rows).cpu().numpy())
 
 
-def fit_writer_probe(run_dir: RunDir, cfg: WriterProbeConfig, model: HookedTransformer | None = None,
+def fit_writer_probe(run_dir: RunDir, cfg: WriterProbeConfig, model: HookedModel | None = None,
                      batch: Completions | None = None) -> WriterProbeResult:
     """Fit and score the writer probe (see the module docstring); ``batch``: completions to read
     (default: the model's own, sampled from ``cfg.n_prompts`` held-out prompts)."""

@@ -2,7 +2,7 @@
 
 ``study.config`` reads these annotations: a ``Literal`` field takes only its listed values,
 an ``Annotated[int, Positive]`` field only positive ones, a ``HookName`` only a hook that a
-HookedTransformer has. Each failure names the key, the bad value and what is allowed.
+converted model (TransformerBridge in compatibility mode) has. Each failure names the key, the bad value and what is allowed.
 This module imports nothing heavy: configs are checked before torch is imported.
 """
 
@@ -101,9 +101,9 @@ Layers = tuple[LayerIndex, ...]
 
 DType = Literal["float32", "bfloat16", "float16"]
 
-# The hook points of a HookedTransformer block and of the model around the blocks
-# (TransformerLens 3.9; rotary models have no hook_pos_embed, parallel-attention blocks no
-# hook_resid_mid: conversion reports those against the real model).
+# HookedTransformer's hook points of a block and of the model around the blocks, as the bridge's
+# compatibility mode names them (TransformerLens 3.9; a rotary model's hook_pos_embed never fires,
+# parallel-attention blocks have no hook_resid_mid: conversion reports those against the real model).
 BLOCK_HOOKS = (
     "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_in", "hook_q_input", "hook_k_input",
     "hook_v_input", "hook_mlp_in", "hook_attn_out", "hook_mlp_out",

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                           "--set activations.hook='blocks.{layer}.hook_resid_post'; repeatable")
     cmp.add_argument("--until", metavar="STAGE", help="stop after this stage")
     cmp.add_argument("--verbose", action="store_true", help="print the libraries' warnings and progress bars as they come")
-    conv = sub.add_parser("convert", help="convert an HF causal LM to a HookedTransformer and check its logits")
+    conv = sub.add_parser("convert", help="convert an HF causal LM to a TransformerLens TransformerBridge and check its logits")
     conv.add_argument("--model", required=True, help="local model directory or hub id")
     conv.add_argument("--tokenizer", help="tokenizer directory (default: the model's own directory)")
     conv.add_argument("--atol", type=_positive_float, default=1e-4,
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
             hooked = to_hooked(args.model, tokenizer=args.tokenizer, atol=args.atol)
             c = hooked.cfg
-            print(f"{c.original_architecture}: {c.n_layers} layers, d_model {c.d_model}, vocab {c.d_vocab}; "
+            print(f"{c.architecture}: {c.n_layers} layers, d_model {c.d_model}, vocab {c.d_vocab}; "
                   f"logits match within {args.atol:.0e}")
             print("hooks of block 0: " + ", ".join(h for h in hooked.hook_dict if h.startswith("blocks.0.")))
         else:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-from transformer_lens import HookedTransformer
-
 from analysis.config import RewardAttributionConfig
 from analysis.results import RewardAttributionResult, WriterProbeSummary
 from analysis.reward_attribution import Rankings, reward_attribution
@@ -18,6 +16,7 @@ from analysis.reward_gain import Completions
 from probes.config import WriterProbeConfig
 from probes.results import LinearRewardResult, TopFeature
 from probes.writer import fit_writer_probe
+from rlhf.hooked import HookedModel
 from rlhf.rundir import RunDir
 
 
@@ -46,7 +45,7 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
         return None
     writers: list[WriterProbeSummary] = []
 
-    def writer_rankings(seed: int, policy: HookedTransformer, batch: Completions) -> Rankings:
+    def writer_rankings(seed: int, policy: HookedModel, batch: Completions) -> Rankings:
         if "sae_policy" not in cfg.dictionaries:
             return {}
         writer = fit_writer_probe(run_dir, WriterProbeConfig(

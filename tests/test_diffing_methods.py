@@ -4,14 +4,13 @@ direction that raises the logits of the high-utility words."""
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Iterator
 
 import pytest
 import torch
 from sae_lens import SAETrainer
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from analysis.dictionaries import DictionaryConfig, make_sae, trainer_config
 from analysis.diffing.act_diff_lens import activation_difference_lens, logit_lens, mean_difference
@@ -20,6 +19,7 @@ from analysis.diffing.stagewise import stagewise_sae
 from analysis.interventions import directional_ablation, sample_with_hooks
 from analysis.reward_gain import token_utility
 from rlhf.config import TokenizerConfig
+from rlhf.hooked import to_hooked
 from rlhf.tokenizer import build_tokenizer, load_tokenizer
 
 NEUTRAL = "the cat sat on mat dog ran a house tree big small red blue walk door road car book sun".split()
@@ -30,26 +30,27 @@ HOOK = "blocks.1.hook_resid_post"
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """A 2-layer base on a word-level vocabulary, and a policy = base + 2 * v in layer 0's MLP bias, where v
+    """A 2-layer GPT-2 base on a word-level vocabulary, and a policy = base + 2 * v in layer 0's MLP bias, where v
     is the unit residual direction whose logits are the words' valences. The base's second layer writes
     little (its output weights scaled down), so the difference reaching the last residual is mostly v."""
     out = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer([" ".join([*NEUTRAL, *sorted(HIGH), *LOW])], TokenizerConfig(), out)
     tokenizer = load_tokenizer(out)
-    cfg = HookedTransformerConfig(n_layers=2, d_model=64, d_head=8, n_heads=8, d_mlp=128, n_ctx=32, d_vocab=len(tokenizer),
-                                  act_fn="gelu", normalization_type="LN", seed=0, tokenizer_prepends_bos=True)
-    base = HookedTransformer(cfg, tokenizer=tokenizer).eval()
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=8, n_inner=128, n_positions=32, vocab_size=len(tokenizer),
+                                    activation_function="gelu", initializer_range=0.1, tie_word_embeddings=False))
     with torch.no_grad():
-        base.blocks[1].attn.W_O *= 0.1
-        base.blocks[1].mlp.W_out *= 0.1
-    u = token_utility(tokenizer, cfg.d_vocab, scale=1.0)
+        hf.transformer.h[1].attn.c_proj.weight *= 0.1
+        hf.transformer.h[1].mlp.c_proj.weight *= 0.1
+    base = to_hooked(hf, tokenizer=tokenizer)
+    u = token_utility(tokenizer, base.cfg.d_vocab, scale=1.0)
     # The centred direction whose unembedding is the words' valence (exact: d_model > vocabulary).
-    system = torch.cat([base.W_U.detach().T, torch.ones(1, cfg.d_model)])
+    system = torch.cat([base.W_U.detach().T, torch.ones(1, base.cfg.d_model)])
     v = torch.linalg.pinv(system) @ torch.cat([u - u.mean(), torch.zeros(1)])
     v = v / v.norm()
-    policy = copy.deepcopy(base)
     with torch.no_grad():
-        policy.blocks[0].mlp.b_out += 2.0 * v
+        hf.transformer.h[0].mlp.c_proj.bias += 2.0 * v
+    policy = to_hooked(hf, tokenizer=tokenizer)
     rng = random.Random(0)
     texts = [" ".join(rng.choice(NEUTRAL) for _ in range(8)) for _ in range(48)]
     prompts = [" ".join(rng.choice(NEUTRAL) for _ in range(rng.randint(2, 4))) for _ in range(24)]
@@ -79,7 +80,7 @@ def test_the_lens_recovers_the_planted_direction_and_the_tokens_it_promotes(plan
 
 def test_batched_sampling_is_each_prompt_sampled_alone(planted, monkeypatch):
     """Known answer: with the draw made greedy, one left-padded batch under a hook gives each prompt the
-    completion TransformerLens's ``generate`` gives it alone, unpadded (positional embeddings and all)."""
+    completion the bridge's ``generate`` gives it alone, unpadded (positional embeddings and all)."""
     _, policy, v, _, prompts = planted
     hooks = directional_ablation(HOOK, v[None])
     assert len({len(policy.tokenizer(p)["input_ids"]) for p in prompts}) > 1, "prompts of several lengths"
@@ -100,7 +101,7 @@ def test_batched_sampling_is_each_prompt_sampled_alone(planted, monkeypatch):
 def test_amplification_at_one_is_the_policy_and_beyond_one_exaggerates_the_planted_preference(planted):
     base, policy, _, _, prompts = planted
     texts, _ = sample_amplified(base, policy, prompts, 1.0, max_new_tokens=8, seed=3)
-    # TransformerLens's own sampler on the policy alone, seeded the same: the same completions.
+    # The sampler on the policy alone, seeded the same: the same completions.
     assert texts == sample_with_hooks(policy, prompts, [], max_new_tokens=8, seed=3)[0]
     result = logit_amplification(base, policy, prompts, alphas=(0.0, 4.0), seeds=(0, 1), max_new_tokens=8, top_n=5)
     by_a = {s.a: s for s in result.samples}

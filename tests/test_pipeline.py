@@ -63,7 +63,7 @@ def test_report_is_self_contained(tiny_run):
     page = (run_dir.report / "index.html").read_text()
     assert not re.search(r"(src|href)=['\"]https?://", page), "the page must not load anything from the network"
     assert page.count("data:image/png;base64,") >= 2
-    for title in ("Corpus", "Base model pretraining", "Conversion to HookedTransformer", "know sentiment"):
+    for title in ("Corpus", "Base model pretraining", "Conversion to TransformerBridge", "know sentiment"):
         assert title in page
     summary = json.loads((run_dir.report / "summary.json").read_text())
     assert summary["loss_within_10pct"] is True

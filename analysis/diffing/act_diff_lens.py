@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from analysis.activations import check_hook_names
@@ -26,11 +25,12 @@ from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
+from rlhf.hooked import HookedModel
 from rlhf.plots import plt, save_figure
 from rlhf.rewards import UtilityReward
 
 
-def _first_tokens(model: HookedTransformer, texts: Sequence[str], n_positions: int) -> tuple[list[list[int]], int]:
+def _first_tokens(model: HookedModel, texts: Sequence[str], n_positions: int) -> tuple[list[list[int]], int]:
     """Each text's token ids up to its ``n_positions``-th text token (texts shorter than that are
     left out), and how many leading tokens are BOS: an attention sink, not text."""
     tokenizer = model.tokenizer
@@ -44,7 +44,7 @@ def _first_tokens(model: HookedTransformer, texts: Sequence[str], n_positions: i
 
 
 @torch.no_grad()
-def mean_difference(base: HookedTransformer, policy: HookedTransformer, hook: str, texts: Sequence[str],
+def mean_difference(base: HookedModel, policy: HookedModel, hook: str, texts: Sequence[str],
                     n_positions: int = 5, batch_size: int = 64) -> tuple[Float[Tensor, "pos d"], Float[Tensor, " pos"], int]:
     """Mean (policy - base) activation at ``hook`` on each of the first ``n_positions`` text tokens,
     the mean ||base activation|| there, and the number of texts averaged over."""
@@ -65,7 +65,7 @@ def mean_difference(base: HookedTransformer, policy: HookedTransformer, hook: st
 
 
 @torch.no_grad()
-def logit_lens(model: HookedTransformer, directions: Float[Tensor, "k d"]) -> Float[Tensor, "k vocab"]:
+def logit_lens(model: HookedModel, directions: Float[Tensor, "k d"]) -> Float[Tensor, "k vocab"]:
     """What each direction promotes through the model's final norm and unembedding. The norm's bias
     and the unembedding's bias add the same logits whatever the direction: left out, so the ranking
     is the direction's own."""
@@ -86,7 +86,7 @@ def add_direction(hook: str, vector: Float[Tensor, " d"]) -> Hooks:
     return [(hook, steer)]
 
 
-def steering_curve(base: HookedTransformer, hook: str, direction: Float[Tensor, " d"], scale: float,
+def steering_curve(base: HookedModel, hook: str, direction: Float[Tensor, " d"], scale: float,
                    prompts: Sequence[str], *, alphas: Sequence[float], seeds: Sequence[int], max_new_tokens: int,
                    gain: float | None = None) -> tuple[SteeringPoint, ...]:
     """The base's mean utility with alpha * ``scale`` * (unit ``direction``) added at ``hook``, per alpha,
@@ -106,7 +106,7 @@ def steering_curve(base: HookedTransformer, hook: str, direction: Float[Tensor, 
     return tuple(points)
 
 
-def sampled_gain(base: HookedTransformer, policy: HookedTransformer, prompts: Sequence[str], *, seeds: Sequence[int],
+def sampled_gain(base: HookedModel, policy: HookedModel, prompts: Sequence[str], *, seeds: Sequence[int],
                  max_new_tokens: int) -> float:
     """Policy minus base mean utility of sampled completions, on the same prompts and seeds."""
     sampling = dict(seeds=seeds, max_new_tokens=max_new_tokens, reward=UtilityReward())
@@ -114,7 +114,7 @@ def sampled_gain(base: HookedTransformer, policy: HookedTransformer, prompts: Se
     return float(means[0] - means[1])
 
 
-def activation_difference_lens(base: HookedTransformer, policy: HookedTransformer, hook: str, texts: Sequence[str],
+def activation_difference_lens(base: HookedModel, policy: HookedModel, hook: str, texts: Sequence[str],
                                prompts: Sequence[str], *, n_positions: int = 5, top_n: int = 10,
                                alphas: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0), seeds: Sequence[int] = (0, 1),
                                max_new_tokens: int = 19, gain: float | None = None, high_utility: float = 2.0,

@@ -17,20 +17,20 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import sample_tokens
 from analysis.results import AmplificationRuns, AmplifiedSamples, LogitAmplification, ModelDiffingResult
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
+from rlhf.hooked import HookedModel
 from rlhf.plots import plt, save_figure
 from rlhf.policy.sampling import repeated_bigram_share
 from rlhf.rewards import UtilityReward
 
 
 @torch.no_grad()
-def sample_amplified(base: HookedTransformer, policy: HookedTransformer, prompts: Sequence[str], a: float, *,
+def sample_amplified(base: HookedModel, policy: HookedModel, prompts: Sequence[str], a: float, *,
                      max_new_tokens: int, seed: int) -> tuple[list[str], list[list[int]]]:
     """One completion per prompt sampled (temperature 1) from softmax((1 - a) logits_base + a logits_policy),
     and its token ids before the first end-of-text.
@@ -56,7 +56,7 @@ def _frequencies(rows: list[list[int]], d_vocab: int) -> Float[Tensor, " vocab"]
     return counts / counts.sum().clamp(min=1.0)
 
 
-def logit_amplification(base: HookedTransformer, policy: HookedTransformer, prompts: Sequence[str], *,
+def logit_amplification(base: HookedModel, policy: HookedModel, prompts: Sequence[str], *,
                         alphas: Sequence[float] = (1.0, 2.0, 4.0), seeds: Sequence[int] = (0, 1),
                         max_new_tokens: int = 19, top_n: int = 20, high_utility: float = 2.0) -> LogitAmplification:
     """Per a (a = 1 always included: the policy, the reference): the samples' mean utility per seed,

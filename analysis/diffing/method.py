@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformers import PreTrainedTokenizerBase
 
 from analysis.activations import load_shards
@@ -27,7 +26,7 @@ from analysis.contexts import CachedText, load_cached_text
 from analysis.crosscoder import BatchTopKCrosscoder, load_crosscoder, save_crosscoder
 from analysis.feature_diff import policy_vocabulary
 from rlhf.errors import UserError
-from rlhf.hooked import to_hooked
+from rlhf.hooked import HookedModel, to_hooked
 from rlhf.policy import prompts_from_texts
 from rlhf.rundir import RunDir, hook_dirname
 
@@ -82,7 +81,7 @@ class Context:
         """How many latents a method ranks: ``top_k`` for most scores, the largest splice k for the causal one."""
         return max(self.cfg.top_k, *self.cfg.splice_ks)
 
-    def hooked(self, model: str) -> HookedTransformer:
+    def hooked(self, model: str) -> HookedModel:
         """The run's ``model`` ("base" or "policy") as a TransformerLens model, loaded once."""
         return memo(self.memo, ("hooked", model), lambda: to_hooked(self.run_dir.model(model)))
 

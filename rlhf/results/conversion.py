@@ -19,7 +19,7 @@ class ConvertedModel:
 
 @dataclass(frozen=True)
 class ConversionResult(Artifact):
-    """``analysis/conversion.json``: each model's HookedTransformer logits against the HF model's."""
+    """``analysis/conversion.json``: each converted model's (TransformerBridge) logits against the HF model's."""
 
     atol: float
     models: dict[str, ConvertedModel]

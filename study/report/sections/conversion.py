@@ -1,4 +1,4 @@
-"""Conversion to HookedTransformer: each model's logits against the Hugging Face model's."""
+"""Conversion to TransformerBridge: each model's logits against the Hugging Face model's."""
 
 from __future__ import annotations
 
@@ -21,6 +21,6 @@ def context(run: RunDir, c: ConversionResult) -> dict[str, Any]:
 
 
 SECTION = Section(
-    "conversion", "Conversion to HookedTransformer", "conversion.html.j2", (ConversionResult,), context,
-    labels={"max_abs_logit_diff": "HookedTransformer vs HF, max |logit diff|"},
+    "conversion", "Conversion to TransformerBridge", "conversion.html.j2", (ConversionResult,), context,
+    labels={"max_abs_logit_diff": "TransformerBridge vs HF, max |logit diff|"},
 )
