@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from transformers import OPTConfig, OPTForCausalLM
+from transformers import BioGptConfig, BioGptForCausalLM
 
 from rlhf.tokenizer import TokenizerConfig, build_tokenizer
 from tests.conftest import ROOT
@@ -58,9 +58,10 @@ def test_empty_run_dir(command, tmp_path):
 
 
 def test_unsupported_architecture(tmp_path):
-    OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
-                             max_position_embeddings=16, word_embed_proj_dim=32)).save_pretrained(tmp_path)
-    assert_user_error(run("convert", "--model", str(tmp_path)), "unsupported architecture OPTForCausalLM")
+    BioGptForCausalLM(BioGptConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=16)).save_pretrained(tmp_path)
+    build_tokenizer(["the plot was superb ."], TokenizerConfig(), tmp_path)
+    assert_user_error(run("convert", "--model", str(tmp_path)), "no adapter for the architecture BioGptForCausalLM")
 
 
 def test_tokenizer_model_vocab_mismatch(tmp_path, tiny_run):
