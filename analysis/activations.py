@@ -34,6 +34,14 @@ def check_hook_names(model: HookedModel, names: Sequence[str]) -> None:
         valid = sorted(model.hook_dict)
         shown = ", ".join(valid[:40]) + (" ..." if len(valid) > 40 else "")
         raise UserError(f"unknown hook name(s) {', '.join(bad)}; valid hooks: {shown}")
+    # The bridge also lists hooks that never fire in some architectures (a rotary model's
+    # hook_pos_embed), which HookedTransformer did not have: one forward pass on one token finds them.
+    bos = torch.tensor([[model.tokenizer.bos_token_id or 0]], device=model.cfg.device)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(bos, names_filter=list(names))
+    silent = [n for n in names if n not in cache]
+    if silent:
+        raise UserError(f"hook(s) {', '.join(silent)} never fire in {model.cfg.architecture}")
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ import torch
 import transformers as hf
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedModel
 
+from analysis.activations import check_hook_names
 from rlhf import hooked
 from rlhf.errors import UserError
 from rlhf.hooked import ConversionMismatch, max_logit_difference, to_hooked
@@ -74,6 +75,13 @@ def test_tied_embeddings_are_two_tensors_in_the_converted_model(word_tokenizer):
     state = to_hooked(model, tokenizer=word_tokenizer).state_dict()
     assert state["unembed.weight"].data_ptr() != state["embed.weight"].data_ptr()
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight, "the caller's model is untouched"
+
+
+def test_a_hook_that_never_fires_is_refused_by_name(word_tokenizer):
+    model = to_hooked(neox(True, 0.25), tokenizer=word_tokenizer)
+    check_hook_names(model, ["hook_embed", "blocks.1.hook_mlp_out"])
+    with pytest.raises(UserError, match="hook_pos_embed never fire in GPTNeoXForCausalLM"):
+        check_hook_names(model, ["hook_embed", "hook_pos_embed"])
 
 
 def test_local_directory_with_tokenizer(word_tokenizer, tmp_path):
