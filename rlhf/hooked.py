@@ -81,9 +81,8 @@ def _used_as_is(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return own
 
 
-def bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str = "cpu") -> HookedModel:
-    """``hf`` as a TransformerBridge in compatibility mode, unprocessed. The bridge takes ``hf``
-    over: it rewires its module tree in place, so pass a copy if the HF model is still needed."""
+def _check(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """One-line errors for what cannot convert: an architecture with no adapter, a foreign tokenizer."""
     architecture = type(hf).__name__
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise UserError(f"TransformerLens has no adapter for the architecture {architecture}; "
@@ -92,7 +91,11 @@ def bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str 
     if len(tokenizer) > vocab:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: "
                         "they do not belong together")
-    hf.set_attn_implementation("eager")
+
+
+def _bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str) -> HookedModel:
+    """``hf`` (checked, eager attention) as a TransformerBridge in compatibility mode, unprocessed.
+    The bridge takes ``hf`` over: it rewires its module tree in place."""
     output = hf.get_output_embeddings()
     if output.weight is hf.get_input_embeddings().weight:
         # Workaround: the bridge's state_dict names the live HF tensors, so tied embeddings are one
@@ -105,7 +108,7 @@ def bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str 
         hf_model=hf.to(device), tokenizer=_used_as_is(tokenizer), device=device, dtype=next(hf.parameters()).dtype,
         # a model built from a config in memory has no ``architectures``, and TransformerLens's
         # fallback from the model type misses some (gemma3_text)
-        hf_config_overrides={"architectures": [architecture]},
+        hf_config_overrides={"architectures": [type(hf).__name__]},
     )
     model.enable_compatibility_mode(no_processing=True, disable_warnings=True)
     # Workaround: the GPT-NeoX adapter makes ``to_tokens`` strip the BOS that the suite's models were
@@ -150,11 +153,12 @@ def to_hooked(
         raise UserError(f"atol must be a positive number, got {atol}")
     hf = load_hf(model_or_path, dtype)
     tokenizer = _with_its_tokenizer(model_or_path, tokenizer)
+    _check(hf, tokenizer)
     hf = copy.deepcopy(hf) if hf is model_or_path else hf
     hf.set_attn_implementation("eager")
     tokens = _probe(hf.get_input_embeddings().weight.shape[0], 0)
     expected = _logits(hf, tokens)  # before the bridge rewires the modules
-    hooked = bridge(hf, tokenizer, device)
+    hooked = _bridge(hf, tokenizer, device)
     diff = float((expected - _logits(hooked, tokens)).abs().max())
     if not diff <= atol:
         raise ConversionMismatch(
