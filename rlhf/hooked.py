@@ -163,7 +163,7 @@ def to_hooked(
     if not diff <= atol:
         raise ConversionMismatch(
             f"converted {hooked.cfg.architecture} disagrees with the HF model: max |logit diff| {diff:.2e} > atol "
-            f"{atol:.0e} (float32 conversions agree to about 1e-6: a smaller atol cannot pass, a larger gap is a bug)"
+            f"{atol:.0e} (the bridge runs the HF modules themselves: in float32 they agree to 1e-6 or better, so a gap is a bug)"
         )
     return hooked
 

@@ -3,7 +3,6 @@ the writer probe, and the stage on the tiny study."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 
@@ -73,12 +72,12 @@ def test_attribution_agrees_in_sign_with_real_splicing_on_a_planted_change(pair)
     """A fine-tune that moves one layer's MLP output along a direction that writes the high-utility
     tokens, and along an unrelated one: the planted utility direction ranks first, and every
     latent's attribution has the sign of its real splice."""
-    _, base, _, u, batch = pair
+    run_dir, base, _, u, batch = pair
     layer, hook = 0, "blocks.0.hook_mlp_out"
     writes = base.W_U @ (u - u.mean())  # residual direction that raises the logits of valued tokens
     basis, _ = torch.linalg.qr(torch.cat([writes[:, None], torch.randn(base.cfg.d_model, 5,
                                          generator=torch.Generator().manual_seed(0))], 1))
-    planted = copy.deepcopy(base)
+    planted = to_hooked(run_dir.base)  # a used bridge holds non-leaf tensors: no deepcopy
     with torch.no_grad():
         planted.blocks[layer].mlp.out.bias += 2.0 * basis[:, 0] * torch.sign(basis[:, 0] @ writes) + 1.5 * basis[:, 1]
     split = split_gain(base, planted, batch, u, base.tokenizer.eos_token_id)
