@@ -63,8 +63,9 @@ def test_a_new_organism_is_one_module_and_one_registry_entry(tiny_run, tmp_path,
     prompts = prompts_from_texts(run_dir.texts("test"), attribution_cfg.n_prompts, PROMPT_SEED)
     batch = sample_completions(policy, prompts, max_new_tokens=attribution_cfg.max_new_tokens, seed=0)
     word = policy.tokenizer.convert_tokens_to_ids("and")
-    expected = [sum(float((torch.softmax(model(tokens).float(), -1)[..., word] * scored).sum()) for tokens, scored in batch.groups)
-                / batch.n_rows for model in (base, policy)]
+    with torch.no_grad():
+        expected = [sum(float((torch.softmax(model(tokens).float(), -1)[..., word] * scored).sum())
+                        for tokens, scored in batch.groups) / batch.n_rows for model in (base, policy)]
     assert expected[1] - expected[0] == pytest.approx(gain.gain, rel=1e-4)
     assert "says &#39;and&#39; (example)" in build_report(run_dir).read_text()
 
