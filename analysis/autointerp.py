@@ -49,6 +49,7 @@ from analysis.results import (
     FeatureInterpretation,
     MMCSResult,
     ObjectiveComparison,
+    StepFailure,
     Usage,
 )
 from rlhf.artifact import from_json, to_json
@@ -114,14 +115,14 @@ class CachedChat:
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def ask(self, prompt: str, parse: Callable[[str], Any], max_tokens: int) -> tuple[Any, dict]:
-        """The parsed answer and its usage ({"prompt_tokens", "completion_tokens", "cached"})."""
+    def ask(self, prompt: str, parse: Callable[[str], Any], max_tokens: int) -> tuple[Any, Usage]:
+        """The parsed answer and its usage (one request, cached or not)."""
         messages = [{"role": "user", "content": prompt}]
         key = hashlib.sha256(json.dumps({"model": self.cfg.model, "messages": messages}, sort_keys=True).encode()).hexdigest()
         path = self.cache_dir / f"{key}.json"
         if path.exists():
             record = read_json(path)
-            return parse(record["content"]), {**record["usage"], "cached": True}
+            return parse(record["content"]), replace(from_json(Usage, record["usage"]), requests=1, cached=1)
         last: Exception | None = None
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
@@ -147,7 +148,7 @@ class CachedChat:
                       "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
             atomic_write_json(path, {"model": self.cfg.model, "prompt_version": PROMPT_VERSION, "messages": messages,
                                      "content": content, "usage": counts})
-            return parsed, {**counts, "cached": False}
+            return parsed, Usage(**counts, requests=1)
         raise RequestFailed(f"no usable answer after {self.cfg.max_retries + 1} attempts: "
                             f"{type(last).__name__}: {self._redact(str(last))[:200]}")
 
@@ -219,9 +220,28 @@ def explanation_utility(explanation: str) -> float:
 
 
 @dataclass(frozen=True)
+class FeatureJob:
+    """A feature to interpret: an SAE latent of one model at one hook, and why it was chosen."""
+
+    model: str
+    hook: str
+    feature: int
+    reason: str  # "shared top-k" or "diff"
+
+
+@dataclass(frozen=True)
 class Window:
     tokens: list[str]
     activations: list[float]
+
+
+@dataclass(frozen=True)
+class FeatureExamples:
+    """What the explainer is shown (top and random windows), and the held-out windows it is scored on."""
+
+    explain: list[Window]
+    score_top: list[Window]
+    score_silent: list[Window]  # as many as score_top, where the feature never fires
 
 
 def _format(window: Window, scale: float) -> str:
@@ -235,7 +255,7 @@ def _numbered(windows: list[Window]) -> str:
 
 
 def feature_examples(values: Float[Tensor, " n"], text: CachedText, strings: Callable[[list[int]], list[str]],
-                     cfg: AutointerpConfig, seed: int) -> dict[str, list[Window]]:
+                     cfg: AutointerpConfig, seed: int) -> FeatureExamples:
     """Windows for the explainer (top and random) and held-out ones for scoring (top and silent)."""
     top = top_windows(values, text, cfg.n_explain + cfg.n_score, cfg.context, cfg.context // 3)
     # Every other top window is held out for scoring, so both sets hold strong examples.
@@ -248,8 +268,8 @@ def feature_examples(values: Float[Tensor, " n"], text: CachedText, strings: Cal
     def windows(spans: list[tuple[int, int]]) -> list[Window]:
         return [Window(strings(text.tokens[lo:hi].tolist()), values[lo:hi].tolist()) for lo, hi in spans]
 
-    return {"explain": windows(explain_top + randoms[: cfg.n_random]), "score_top": windows(score_top),
-            "score_silent": windows(silent[: len(score_top)])}
+    return FeatureExamples(explain=windows(explain_top + randoms[: cfg.n_random]), score_top=windows(score_top),
+                           score_silent=windows(silent[: len(score_top)]))
 
 
 def _pearson(a: list[float], b: list[float]) -> float:
@@ -259,70 +279,82 @@ def _pearson(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def interpret_feature(chat: CachedChat, examples: dict[str, list[Window]]) -> dict:
+Ask = Callable[[str, str, Callable[[str], Any], int], Any]  # (step, prompt, parse, max_tokens) -> answer or None
+
+
+def _simulate_and_detect(ask: Ask, explanation: str, examples: FeatureExamples,
+                         scale: float) -> tuple[float | None, float | None]:
+    """The simulation and detection scores of an explanation on the held-out windows (None where a step failed)."""
+    scored = examples.score_top + examples.score_silent
+    if not scored:
+        return None, None
+    simulation = detection = None
+    lengths = [len(w.tokens) for w in scored]
+    simulated = ask("simulate", SIMULATE.format(explanation=explanation, n=len(scored), texts=_numbered(scored)),
+                    parse_simulation(lengths), 40 + 6 * sum(lengths))
+    if simulated is not None:
+        truth = [10 * a / scale if scale > 0 else 0.0 for w in scored for a in w.activations]
+        simulation = _pearson([v for row in simulated for v in row], truth)
+    order = list(range(len(scored)))
+    np.random.default_rng(len(scored)).shuffle(order)
+    mixed = [scored[i] for i in order]
+    picked = ask("detect", DETECT.format(explanation=explanation, n=len(mixed), texts=_numbered(mixed)),
+                 parse_detection(len(mixed)), 60)
+    if picked is not None:
+        active = [order[k] < len(examples.score_top) for k in range(len(mixed))]
+        chosen = [k + 1 in picked for k in range(len(mixed))]
+        tpr = np.mean([c for c, a in zip(chosen, active) if a]) if any(active) else float("nan")
+        tnr = np.mean([not c for c, a in zip(chosen, active) if not a]) if not all(active) else float("nan")
+        detection = float(np.nanmean([tpr, tnr]))
+    return simulation, detection
+
+
+def interpret_feature(chat: CachedChat, job: FeatureJob, examples: FeatureExamples) -> FeatureInterpretation:
     """Explain, simulate, detect and classify one feature; a failed step is recorded, not raised."""
-    scale = max([a for w in examples["explain"] + examples["score_top"] for a in w.activations] + [0.0])
-    out: dict[str, Any] = {"failures": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "cached": 0}}
+    scale = max([a for w in examples.explain + examples.score_top for a in w.activations] + [0.0])
+    failures: list[StepFailure] = []
+    usage = Usage()
 
     def ask(step: str, prompt: str, parse: Callable[[str], Any], max_tokens: int) -> Any:
+        nonlocal usage
         try:
-            answer, usage = chat.ask(prompt, parse, max_tokens)
+            answer, used = chat.ask(prompt, parse, max_tokens)
         except RequestFailed as e:
-            out["failures"].append({"step": step, "error": str(e)})
+            failures.append(StepFailure(step=step, error=str(e)))
             return None
-        for k in ("prompt_tokens", "completion_tokens"):
-            out["usage"][k] += usage[k]
-        out["usage"]["requests"] += 1
-        out["usage"]["cached"] += int(usage["cached"])
+        usage += used
         return answer
 
-    explanation = ask("explain", EXPLAIN.format(examples="\n\n".join(_format(w, scale) for w in examples["explain"])),
+    explanation = ask("explain", EXPLAIN.format(examples="\n\n".join(_format(w, scale) for w in examples.explain)),
                       parse_sentence, 120)
-    out["explanation"] = explanation
-    if explanation is None:
-        return out
-    out["explanation_utility"] = explanation_utility(explanation)
-    scored = examples["score_top"] + examples["score_silent"]
-    if scored:
-        lengths = [len(w.tokens) for w in scored]
-        simulated = ask("simulate", SIMULATE.format(explanation=explanation, n=len(scored), texts=_numbered(scored)),
-                        parse_simulation(lengths), 40 + 6 * sum(lengths))
-        if simulated is not None:
-            truth = [10 * a / scale if scale > 0 else 0.0 for w in scored for a in w.activations]
-            out["simulation_score"] = _pearson([v for row in simulated for v in row], truth)
-        order = list(range(len(scored)))
-        np.random.default_rng(len(scored)).shuffle(order)
-        mixed = [scored[i] for i in order]
-        picked = ask("detect", DETECT.format(explanation=explanation, n=len(mixed), texts=_numbered(mixed)),
-                     parse_detection(len(mixed)), 60)
-        if picked is not None:
-            active = [order[k] < len(examples["score_top"]) for k in range(len(mixed))]
-            chosen = [k + 1 in picked for k in range(len(mixed))]
-            tpr = np.mean([c for c, a in zip(chosen, active) if a]) if any(active) else float("nan")
-            tnr = np.mean([not c for c, a in zip(chosen, active) if not a]) if not all(active) else float("nan")
-            out["detection_score"] = float(np.nanmean([tpr, tnr]))
-    out["related_to_objective"] = ask("classify", CLASSIFY.format(explanation=explanation), parse_yes_no, 5)
-    return out
+    simulation = detection = related = None
+    if explanation is not None:
+        simulation, detection = _simulate_and_detect(ask, explanation, examples, scale)
+        related = ask("classify", CLASSIFY.format(explanation=explanation), parse_yes_no, 5)
+    return FeatureInterpretation(
+        model=job.model, hook=job.hook, feature=job.feature, reason=job.reason, failures=tuple(failures), usage=usage,
+        explanation=explanation, explanation_utility=None if explanation is None else explanation_utility(explanation),
+        simulation_score=simulation, detection_score=detection, related_to_objective=related)
 
 
 # -- the stage -------------------------------------------------------------------------------------------------
 
 
-def chosen_features(run_dir: RunDir, cfg: AutointerpConfig) -> list[dict]:
+def chosen_features(run_dir: RunDir, cfg: AutointerpConfig) -> list[FeatureJob]:
     """The MMCS-shared top-k of each model and hook, and the policy's carded diff features."""
-    jobs: dict[tuple[str, str, int], dict] = {}
+    reasons: dict[tuple[str, str, int], str] = {}
     mmcs = MMCSResult.load_if_exists(run_dir)
     if mmcs is not None:
         for row in mmcs.within:
             if row.small == cfg.size:
                 for s in row.shared[: cfg.top_k]:
-                    jobs.setdefault((row.model, row.hook, s.feature), {"reason": "shared top-k"})
+                    reasons.setdefault((row.model, row.hook, s.feature), "shared top-k")
     diff = FeatureDiffResult.load_if_exists(run_dir)
     if diff is not None:
         for h in diff.hooks:
             for f in h.cards:
-                jobs.setdefault(("policy", h.hook, f), {"reason": "diff"})
-    return [{"model": m, "hook": h, "feature": f, **v} for (m, h, f), v in sorted(jobs.items())]
+                reasons.setdefault(("policy", h.hook, f), "diff")
+    return [FeatureJob(m, h, f, reason) for (m, h, f), reason in sorted(reasons.items())]
 
 
 def _cost(usage: Usage, cfg: AutointerpConfig) -> float | None:
@@ -332,8 +364,8 @@ def _cost(usage: Usage, cfg: AutointerpConfig) -> float | None:
     return usage.prompt_tokens * price[0] / 1e6 + usage.completion_tokens * price[1] / 1e6
 
 
-def _feature_path(run_dir: RunDir, job: dict) -> Path:
-    return AutointerpResult.feature_path(run_dir, job["model"], job["hook"], job["feature"])
+def _feature_path(run_dir: RunDir, job: FeatureJob) -> Path:
+    return AutointerpResult.feature_path(run_dir, job.model, job.hook, job.feature)
 
 
 def _load_feature(path: Path) -> FeatureInterpretation:
@@ -362,20 +394,19 @@ def autointerp_stage(cfg: AutointerpConfig, run_dir: RunDir) -> AutointerpResult
         else:
             pending.append(job)
     # Examples per (model, hook): one pass over its held-out cache encodes every feature at once.
-    examples: dict[tuple[str, str, int], dict] = {}
-    for model, hook in sorted({(j["model"], j["hook"]) for j in pending}):
+    examples: dict[FeatureJob, FeatureExamples] = {}
+    for model, hook in sorted({(j.model, j.hook) for j in pending}):
         sae = load_sae(run_dir.sae(model, hook, cfg.size))
         with torch.no_grad():
             codes = torch.cat([sae.encode(x) for x in load_shards(run_dir.activations(model, hook, "val"))])
         text = load_cached_text(run_dir.activations(model, hook, "val"))
         for j in pending:
-            if (j["model"], j["hook"]) == (model, hook):
-                examples[(model, hook, j["feature"])] = feature_examples(
-                    codes[:, j["feature"]], text, lambda ids: display_tokens(tokenizer, ids), cfg, seed=j["feature"])
+            if (j.model, j.hook) == (model, hook):
+                examples[j] = feature_examples(codes[:, j.feature], text, lambda ids: display_tokens(tokenizer, ids), cfg,
+                                               seed=j.feature)
 
-    def run(job: dict) -> FeatureInterpretation:
-        found = interpret_feature(chat, examples[(job["model"], job["hook"], job["feature"])])
-        result = from_json(FeatureInterpretation, {**job, **found})
+    def run(job: FeatureJob) -> FeatureInterpretation:
+        result = interpret_feature(chat, job, examples[job])
         result = replace(result, cost_usd=_cost(result.usage, cfg))
         atomic_write_json(_feature_path(run_dir, job), to_json(result))  # a finished feature survives a killed run
         return result
@@ -383,8 +414,7 @@ def autointerp_stage(cfg: AutointerpConfig, run_dir: RunDir) -> AutointerpResult
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency) as pool:
         results += list(tqdm(pool.map(run, pending), total=len(pending), desc="autointerp", unit="feature"))
     results.sort(key=lambda r: (r.model, r.hook, r.feature))
-    total = Usage(**{k: sum(getattr(r.usage, k) for r in results) for k in ("prompt_tokens", "completion_tokens",
-                                                                              "requests", "cached")})
+    total = sum((r.usage for r in results), Usage())
     comparison = {}
     for model in sorted({r.model for r in results}):
         rows = [r for r in results if r.model == model and r.reason == "shared top-k" and r.explanation]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -221,9 +222,19 @@ def train_crosscoder(cfg: CrosscoderConfig, batches: Iterator[Float[Tensor, "bat
     return model
 
 
+@dataclass(frozen=True)
+class DictionaryEvaluation:
+    """A crosscoder or difference dictionary on held-out batches."""
+
+    explained_variance: tuple[float, ...]  # per target
+    l0: float  # latents firing per token
+    dead_fraction: float  # share of latents that never fire
+    firing_frequency: Float[Tensor, " latents"]  # share of tokens each latent fires on
+
+
 @torch.no_grad()
 def evaluate(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "_batch streams d"]], sources: Sequence[int],
-             targets: Sequence[int]) -> dict:
+             targets: Sequence[int]) -> DictionaryEvaluation:
     """Explained variance per target, L0, dead-latent fraction and firing frequency on held-out batches."""
     fired = torch.zeros(model.n_latents)
     explained = ExplainedVariance()  # per target
@@ -234,9 +245,8 @@ def evaluate(model: BatchTopKCrosscoder, batches: Sequence[Float[Tensor, "_batch
         fired += (f > 0).float().sum(0)
         l0 += float((f > 0).float().sum())
         n += len(batch)
-    freq = fired / n
-    return {"explained_variance": explained.compute().tolist(), "l0": l0 / n,
-            "dead_fraction": float((fired == 0).float().mean()), "firing_frequency": freq.tolist()}
+    return DictionaryEvaluation(explained_variance=tuple(explained.compute().tolist()), l0=l0 / n,
+                                dead_fraction=float((fired == 0).float().mean()), firing_frequency=fired / n)
 
 
 def relative_norms(model: BatchTopKCrosscoder, base: int = 0, policy: int = 1) -> Float[Tensor, " latents"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,29 +67,43 @@ def layer_divergence(base: torch.nn.Module, policy: torch.nn.Module) -> dict[int
     return dict(sorted(out.items()))
 
 
-def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> dict:
-    """Per layer and component: raw divergence, base norm, and divergence / base norm;
-    non-layer tensors (embeddings, final norm, unembedding) under "outside"."""
-    layers: dict[int, dict[str, dict[str, float]]] = {}
-    outside: dict[str, dict[str, float]] = {}
+@dataclass(frozen=True)
+class DivergenceReport:
+    """Parameter divergence per layer and component, and per tensor outside the layers."""
+
+    layers: dict[int, dict[str, DivergenceRow]]  # layer, ascending -> component -> row
+    outside: dict[str, DivergenceRow]  # embeddings, final norm, unembedding, by tensor name
+
+    @property
+    def total(self) -> dict[int, float]:
+        """Layer -> summed divergence."""
+        return {layer: sum(r.divergence for r in comps.values()) for layer, comps in self.layers.items()}
+
+    @property
+    def normalised(self) -> dict[int, float]:
+        """Layer -> summed divergence over the summed base norm."""
+        norms = {layer: sum(r.base_norm for r in comps.values()) for layer, comps in self.layers.items()}
+        return {layer: total / norms[layer] if norms[layer] else 0.0 for layer, total in self.total.items()}
+
+    @property
+    def ranking(self) -> tuple[int, ...]:
+        """Layers, most divergent first (ties in layer order)."""
+        total = self.total
+        return tuple(sorted(total, key=lambda k: -total[k]))
+
+
+def divergence_report(base: torch.nn.Module, policy: torch.nn.Module) -> DivergenceReport:
+    """Summed divergence and base norm per layer and component, and per tensor outside the layers."""
+    layers: dict[int, dict[str, tuple[float, float]]] = {}
+    outside: dict[str, tuple[float, float]] = {}
     for name, (diff, norm) in divergence_by_tensor(base, policy).items():
         match = LAYER.search(name)
-        row = layers.setdefault(int(match.group(1)), {}).setdefault(component_of(name), {"divergence": 0.0, "base_norm": 0.0}) \
-            if match else outside.setdefault(name, {"divergence": 0.0, "base_norm": 0.0})
-        row["divergence"] += diff
-        row["base_norm"] += norm
-    for rows in [*layers.values(), outside]:
-        for row in rows.values():
-            row["normalised"] = row["divergence"] / row["base_norm"] if row["base_norm"] else 0.0
-    totals = {layer: sum(r["divergence"] for r in comps.values()) for layer, comps in layers.items()}
-    norms = {layer: sum(r["base_norm"] for r in comps.values()) for layer, comps in layers.items()}
-    return {
-        "layers": {str(k): v for k, v in sorted(layers.items())},
-        "total": {str(k): totals[k] for k in sorted(totals)},
-        "normalised": {str(k): totals[k] / norms[k] if norms[k] else 0.0 for k in sorted(totals)},
-        "outside": outside,
-        "ranking": sorted(totals, key=lambda k: -totals[k]),
-    }
+        group, key = (layers.setdefault(int(match.group(1)), {}), component_of(name)) if match else (outside, name)
+        summed = group.get(key, (0.0, 0.0))
+        group[key] = (summed[0] + diff, summed[1] + norm)
+    return DivergenceReport(
+        layers={layer: {c: DivergenceRow.of(*s) for c, s in comps.items()} for layer, comps in sorted(layers.items())},
+        outside={name: DivergenceRow.of(*s) for name, s in outside.items()})
 
 
 def _bar_chart(result: DivergenceResult, path: Path, title: str) -> None:
@@ -110,20 +125,16 @@ def divergence_stage(cfg: DivergenceConfig, run_dir: RunDir) -> DivergenceResult
     started = time.time()
     base, policy = load_hf(run_dir.base), load_hf(run_dir.model(cfg.model))
     report = divergence_report(base, policy)
-    top_n = min(cfg.top_n, len(report["layers"]))
-    chosen = tuple(sorted(report["ranking"][:top_n]))
+    top_n = min(cfg.top_n, len(report.layers))
+    chosen = tuple(sorted(report.ranking[:top_n]))
     if cfg.layers:
-        absent = sorted(set(cfg.layers) - set(report["ranking"]))
+        absent = sorted(set(cfg.layers) - set(report.ranking))
         if absent:
-            raise UserError(f"divergence.layers names layer {absent[0]}, but the model has layers 0-{len(report['ranking']) - 1}")
+            raise UserError(f"divergence.layers names layer {absent[0]}, but the model has layers 0-{len(report.ranking) - 1}")
         chosen, top_n = tuple(sorted(set(cfg.layers))), len(set(cfg.layers))
     result = DivergenceResult(
-        model=cfg.model,
-        layers={int(k): {c: DivergenceRow(**row) for c, row in comps.items()} for k, comps in report["layers"].items()},
-        total={int(k): v for k, v in report["total"].items()},
-        normalised={int(k): v for k, v in report["normalised"].items()},
-        outside={name: DivergenceRow(**row) for name, row in report["outside"].items()},
-        ranking=tuple(report["ranking"]), top_n=top_n, chosen_layers=chosen,
+        model=cfg.model, layers=report.layers, total=report.total, normalised=report.normalised,
+        outside=report.outside, ranking=report.ranking, top_n=top_n, chosen_layers=chosen,
         seconds=time.time() - started,
     )
     result.save(run_dir)

@@ -38,7 +38,7 @@ from analysis.results import (
 )
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
-from rlhf.lexicon import valence
+from rlhf.lexicon import token_valence as lexicon_valence
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
 
@@ -151,7 +151,7 @@ def policy_vocabulary(run_dir: RunDir) -> tuple[PreTrainedTokenizerBase, list[st
     reward per token), and the policy's unembedding (for a direction's direct logit effect)."""
     tokenizer = load_tokenizer(run_dir.policy)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    token_valence = torch.tensor([valence(t.lower().lstrip("Ġ▁")) for t in vocab])
+    token_valence = torch.tensor([lexicon_valence(t) for t in vocab])
     unembed = load_hf(run_dir.policy).get_output_embeddings().weight.detach().float().T[:, : len(vocab)]
     return tokenizer, vocab, token_valence, unembed
 

@@ -149,8 +149,8 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
     check_pair(base, policy)
     n_layers = base.cfg.n_layers
     # The objective the policy was trained on: its utility gives G, its reward the sampled gain.
-    name = of_reward(PolicyResult.load(run_dir).reward) if PolicyResult.exists(run_dir) else "sentiment"
-    objective = organism(name, RewardOptions(scale=cfg.scale))
+    organism_name = of_reward(PolicyResult.load(run_dir).reward) if PolicyResult.exists(run_dir) else "sentiment"
+    objective = organism(organism_name, RewardOptions(scale=cfg.scale))
     u = objective.utility(policy.tokenizer, policy.cfg.d_vocab)
     eos = policy.tokenizer.eos_token_id
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
@@ -203,7 +203,7 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
         weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
         writer=(), divergence_ranking=divergence.ranking if divergence else (),
-        dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg), organism=name,
+        dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg), organism=organism_name,
         answer=objective.answer(policy.tokenizer))
     plot_heatmaps(result, n_layers, RewardAttributionResult.figure(run_dir, "patching"))
     plot_curves(result, RewardAttributionResult.figure(run_dir, "curves"))

@@ -54,14 +54,14 @@ def measure(run: RunDir, layer: int, seed: int, cfg: CrosscoderConfig) -> tuple[
     seconds = time.perf_counter() - start
     held = torch.stack([torch.cat(list(load_shards(run.activations(m, hook, "val")))) for m in ("base", "policy")], 1)
     metrics = evaluate(model, [held[i : i + 4096] for i in range(0, len(held), 4096)], [0, 1], [0, 1])
-    live = torch.tensor(metrics["firing_frequency"]) > 0
+    live = metrics.firing_frequency > 0
     rel, cos = relative_norms(model).detach()[live], decoder_cosines(model).detach()[live]
     quantiles = torch.quantile(rel, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])).tolist()
     return {
         "layer": layer, "seed": seed, "train_s": round(seconds, 1), "held_out_tokens": len(held),
-        "n_latents": model.n_latents, "dead_fraction": round(metrics["dead_fraction"], 4),
-        "fve_base": round(metrics["explained_variance"][0], 4), "fve_policy": round(metrics["explained_variance"][1], 4),
-        "l0": round(metrics["l0"], 2), "relative_norm_q05_q25_q50_q75_q95": [round(q, 3) for q in quantiles],
+        "n_latents": model.n_latents, "dead_fraction": round(metrics.dead_fraction, 4),
+        "fve_base": round(metrics.explained_variance[0], 4), "fve_policy": round(metrics.explained_variance[1], 4),
+        "l0": round(metrics.l0, 2), "relative_norm_q05_q25_q50_q75_q95": [round(q, 3) for q in quantiles],
         "shared_0.3-0.7": round(float(((rel > 0.3) & (rel < 0.7)).float().mean()), 3),
         "policy_leaning_gt_0.7": int((rel > 0.7).sum()), "policy_only_gt_0.9": int((rel > 0.9).sum()),
         "base_leaning_lt_0.3": int((rel < 0.3).sum()), "base_only_lt_0.1": int((rel < 0.1).sum()),

@@ -13,12 +13,13 @@ import argparse
 import itertools
 import sys
 
-from analysis.results import ModelDiffingResult
+from analysis.results import ModelDiffingResult, splice_score
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir
 from study.report.sections.model_diffing import label, leaderboard
 
-SCORES = ("recovered_top10", "recovered_top30", "removed_top10", "precision", "mean_abs_corr")
+SCORES = (splice_score(10, "recovered"), splice_score(30, "recovered"), splice_score(10, "removed"), "precision",
+          "mean_abs_corr")
 
 
 def tier_of(tiers: list[list[str]]) -> dict[str, int]:

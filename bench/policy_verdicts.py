@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.results import ModelDiffingResult, RewardAttributionResult
+from analysis.results import ModelDiffingResult, RewardAttributionResult, splice_score
 from probes.results import LinearRewardResult
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_write_json
@@ -36,7 +36,7 @@ def read(run: RunDir) -> dict[str, Any]:
              for c in r.curves if c.ranking != "random" and 30 in c.ks]
     best30 = max(top30, key=lambda t: min(t[0], t[1]))
     boards = {key: leaderboard({k: v[key] for k, v in m.summary.items() if key in v})
-              for key in ("recovered_top10", "mean_abs_corr")}
+              for key in (splice_score(10, "recovered"), "mean_abs_corr")}
     return {
         "G": float(np.mean([g.gain for g in r.gain])),
         "best_recovering_site": rec.site, "recovered": float(np.mean(rec.recovered)),

@@ -44,6 +44,11 @@ def valence(word: str) -> float:
     return entry.valence if entry else 0.0
 
 
+def token_valence(token: str) -> float:
+    """A tokenizer's token's valence: its word without the byte-level BPE or SentencePiece space marker."""
+    return valence(token.lower().lstrip("Ġ▁"))
+
+
 def words_of(text: str) -> list[str]:
     """Lowercase words (letters and apostrophes): the paper's tokenisation for the reward."""
     return WORD_RE.findall(text.lower())

@@ -251,6 +251,32 @@ def _table(value: Any, key: str) -> dict[str, Any]:
     return value
 
 
+# Settings that moved into a diffing method's own table ([model_diffing.methods.<name>]): a run
+# directory written before keeps its config.json readable (status, report, resuming it).
+MOVED_DIFFING_SETTINGS = {
+    "kl_texts": [("kl", "texts"), ("activation_difference_lens", "texts")], "lens_positions": [("activation_difference_lens", "positions")],
+    "steering_alphas": [("activation_difference_lens", "steering_alphas")], "stagewise_tokens": [("stagewise_sae", "tokens")],
+    "stagewise_learning_rate": [("stagewise_sae", "learning_rate")], "mmcs_size": [("mmcs_diff", "size"), ("stagewise_sae", "size")],
+    "match_threshold": [("mmcs_diff", "match_threshold")], "amplification_alphas": [("logit_amplification", "alphas")],
+    "amplification_prompts": [("logit_amplification", "prompts")],
+    "difference_tokens": [("difference_dictionary", "tokens"), ("difference_sae", "tokens")],
+}
+
+
+def _moved(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the diffing settings an older version kept flat moved to their methods' tables."""
+    section = data.get("model_diffing")
+    if not isinstance(section, dict) or not set(section) & set(MOVED_DIFFING_SETTINGS):
+        return data
+    section = dict(section)
+    methods = {name: dict(table) for name, table in section.get("methods", {}).items()}
+    for old in set(section) & set(MOVED_DIFFING_SETTINGS):
+        value = section.pop(old)
+        for method, key in MOVED_DIFFING_SETTINGS[old]:
+            methods.setdefault(method, {}).setdefault(key, value)
+    return {**data, "model_diffing": {**section, "methods": methods}}
+
+
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """Read a study config (TOML, or a run directory's config.json); ``overrides`` (e.g. ``{"runs_dir": "/tmp/x"}``) win over the file."""
     path = Path(path)
@@ -263,6 +289,6 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> St
         raise UserError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from err
     data.update(overrides or {})
     try:
-        return config_from_dict(data)
+        return config_from_dict(_moved(data))
     except UserError as err:
         raise UserError(f"{path}: {err}") from err

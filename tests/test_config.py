@@ -138,3 +138,16 @@ def test_every_built_in_stage_has_its_section_and_every_section_a_stage():
     hints = typing.get_type_hints(StudyConfig)
     sections = {f.name for f in dataclasses.fields(StudyConfig) if dataclasses.is_dataclass(hints[f.name])}
     assert sections == {s.name for s in STAGES if s.config is None}
+
+
+def test_a_run_written_before_the_diffing_settings_moved_still_loads(tmp_path):
+    """config.json of an older run kept the diffing methods' settings flat in [model_diffing]: they load
+    into each method's own table, so that status, the report and resuming still read that run."""
+    import json
+
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps({"model_diffing": {"kl_texts": 50, "steering_alphas": [1.0], "difference_tokens": 1000}}))
+    md = load_config(old).model_diffing
+    assert md.method("kl").texts == md.method("activation_difference_lens").texts == 50
+    assert md.method("activation_difference_lens").steering_alphas == (1.0,)
+    assert md.method("difference_dictionary").tokens == md.method("difference_sae").tokens == 1000

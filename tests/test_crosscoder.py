@@ -67,7 +67,7 @@ def _best(model, target: int, direction: torch.Tensor) -> tuple[int, float]:
 def test_recovers_a_shared_and_a_policy_only_direction(trained):
     model, held = trained
     metrics = evaluate(model, held, [0, 1], [0, 1])
-    assert min(metrics["explained_variance"]) > 0.85 and metrics["l0"] < 8
+    assert min(metrics.explained_variance) > 0.85 and metrics.l0 < 8
     dirs = directions()
     rel = relative_norms(model).detach()
     shared, cos_shared = _best(model, 1, dirs[0])
@@ -81,11 +81,11 @@ def test_finds_the_planted_policy_only_direction_with_few_dead_latents(trained):
     model, held = trained
     metrics = evaluate(model, held, [0, 1], [0, 1])
     # At most the surplus of latents over planted features stays silent (AuxK revives the rest).
-    assert metrics["dead_fraction"] <= (model.n_latents - N_SHARED - 1) / model.n_latents
+    assert metrics.dead_fraction <= (model.n_latents - N_SHARED - 1) / model.n_latents
     specific, cos_specific = _best(model, 1, directions()[-1])
     assert cos_specific > 0.9  # its policy decoder is the planted direction
     assert float(relative_norms(model).detach()[specific]) > 0.9  # and its base decoder is (nearly) empty: policy-only
-    assert metrics["firing_frequency"][specific] > 0.05  # it fires on held-out tokens (planted at 0.15)
+    assert metrics.firing_frequency[specific] > 0.05  # it fires on held-out tokens (planted at 0.15)
 
 
 def test_latent_scaling_separates_them(trained):
@@ -104,7 +104,7 @@ def test_difference_dictionary_reads_base_and_writes_policy():
     model = train_crosscoder(cfg, batches(3), sources=[0], targets=[1])
     metrics = evaluate(model, [synthetic(1024, 20_000)], [0], [1])
     # The policy-only direction is invisible in the base, so its variance stays unexplained; the rest is explained.
-    assert 0.6 < metrics["explained_variance"][0] < 0.99
+    assert 0.6 < metrics.explained_variance[0] < 0.99
     assert model.W_enc.shape == (1, D, 64) and model.W_dec.shape == (64, 1, D)  # expansion 2
 
 
@@ -153,4 +153,4 @@ def test_evaluate_explained_variance_is_the_shared_one_per_target(trained):
     with torch.no_grad():
         recon = model(x)[1]
     by_hand = [1 - float(((x[:, t] - recon[:, t]) ** 2).sum() / ((x[:, t] - x[:, t].mean(0)) ** 2).sum()) for t in (0, 1)]
-    assert metrics["explained_variance"] == pytest.approx(by_hand, abs=1e-5)
+    assert metrics.explained_variance == pytest.approx(by_hand, abs=1e-5)

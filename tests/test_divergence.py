@@ -22,9 +22,9 @@ def test_one_tensor_change_equals_its_frobenius_norm(word_tokenizer):
         policy.gpt_neox.layers[1].mlp.dense_h_to_4h.weight += delta
     assert layer_divergence(base, policy) == pytest.approx({0: 0.0, 1: 13.0}, abs=1e-5)
     report = divergence_report(base, policy)
-    assert report["layers"]["1"]["mlp"]["divergence"] == pytest.approx(13.0, abs=1e-5)
-    assert report["layers"]["1"]["attention"]["divergence"] == 0.0
-    assert report["ranking"][0] == 1
+    assert report.layers[1]["mlp"].divergence == pytest.approx(13.0, abs=1e-5)
+    assert report.layers[1]["attention"].divergence == 0.0
+    assert report.ranking[0] == 1
     hooked = layer_divergence(to_hooked(base, tokenizer=word_tokenizer), to_hooked(policy, tokenizer=word_tokenizer))
     assert hooked[0] == 0.0 and hooked[1] == pytest.approx(13.0, abs=1e-4)
 

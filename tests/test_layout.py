@@ -33,7 +33,7 @@ def test_no_module_but_rundir_spells_the_layout():
     assert not offenders, "paths under a run directory built outside RunDir:\n" + "\n".join(offenders)
 
 
-ALLOWED_IN_REPORT = ("rlhf.results", "rlhf.plots", "analysis.results", "analysis.diffing.registry", "analysis.dictionary_kinds", "study.stages", "rlhf.registry", "probes.results", "rlhf.rundir", "rlhf.artifact",
+ALLOWED_IN_REPORT = ("rlhf.results", "rlhf.plots", "analysis.results", "analysis.diffing.registry", "analysis.dictionary_kinds", "rlhf.zoo", "study.stages", "rlhf.registry", "probes.results", "rlhf.rundir", "rlhf.artifact",
                      "rlhf.errors", "study.report", "study.manifest")
 
 

@@ -19,19 +19,20 @@ from rlhf.zoo import ORGANISMS, OrganismSpec
 from tests.test_pluggable_rewards import assert_rises, train_with
 
 
-def test_the_sentiment_organism_is_the_lexicon_utility(tiny_run):
-    """The default organism's utility and reward are the VADER utility the suite measured G with before."""
-    from analysis.reward_gain import token_utility
-    from rlhf.rewards import vader_utility
-
+def test_the_sentiment_organism_s_reward_is_its_summed_utility(tiny_run):
+    """The organisms' contract on the default one: a completion of one token earns that token's u(t)
+    under the reward the policy trains on, u(end of text) = 0, and the answer is the high-valence words."""
     _, run_dir, _ = tiny_run
     policy = to_hooked(run_dir.policy)
     sentiment = organism("sentiment")
-    assert torch.equal(sentiment.utility(policy.tokenizer, policy.cfg.d_vocab),
-                       token_utility(policy.tokenizer, policy.cfg.d_vocab))
-    texts = run_dir.texts("test")[:20]
-    assert sentiment.reward(texts, texts) == vader_utility(texts)
-    assert "great" in sentiment.answer(policy.tokenizer).tokens
+    u = sentiment.utility(policy.tokenizer, policy.cfg.d_vocab)
+    words = [(i, t) for i, t in enumerate(policy.tokenizer.convert_ids_to_tokens(list(range(len(policy.tokenizer)))))
+             if t.isalpha()]
+    assert len(words) > 100 and any(u[i] != 0 for i, _ in words)
+    assert sentiment.reward([""] * len(words), [t for _, t in words]) == pytest.approx([float(u[i]) for i, _ in words], abs=1e-6)
+    assert u[policy.tokenizer.eos_token_id] == 0
+    answer = sentiment.answer(policy.tokenizer).tokens
+    assert "great" in answer and all(u[policy.tokenizer.convert_tokens_to_ids(t)] >= 2.0 / 5 for t in answer)
 
 
 def test_a_new_organism_is_one_module_and_one_registry_entry(tiny_run, tmp_path, monkeypatch):
@@ -63,8 +64,9 @@ def test_a_new_organism_is_one_module_and_one_registry_entry(tiny_run, tmp_path,
     prompts = prompts_from_texts(run_dir.texts("test"), attribution_cfg.n_prompts, PROMPT_SEED)
     batch = sample_completions(policy, prompts, max_new_tokens=attribution_cfg.max_new_tokens, seed=0)
     word = policy.tokenizer.convert_tokens_to_ids("and")
-    expected = [sum(float((torch.softmax(model(tokens).float(), -1)[..., word] * scored).sum()) for tokens, scored in batch.groups)
-                / batch.n_rows for model in (base, policy)]
+    with torch.no_grad():
+        expected = [sum(float((torch.softmax(model(tokens).float(), -1)[..., word] * scored).sum())
+                        for tokens, scored in batch.groups) / batch.n_rows for model in (base, policy)]
     assert expected[1] - expected[0] == pytest.approx(gain.gain, rel=1e-4)
     assert "says &#39;and&#39; (example)" in build_report(run_dir).read_text()
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from analysis.crosscoder import (
     BatchTopKCrosscoder,
+    DictionaryEvaluation,
     decoder_cosines,
     evaluate,
     latent_scaling,
@@ -34,7 +35,7 @@ class Crosscoded:
     """One training seed's crosscoder at a hook: held-out numbers, per-latent statistics and codes."""
 
     crosscoder: BatchTopKCrosscoder
-    evaluation: dict  # analysis.crosscoder.evaluate on the held-out tokens
+    evaluation: DictionaryEvaluation  # on the held-out tokens
     latents: LatentStats
     codes: Float[Tensor, "tokens latents"]
     leaning: list[int]  # firing latents whose relative decoder norm passes the threshold
@@ -63,7 +64,7 @@ def _crosscoded(ctx: Context, at: HookData, seed: int) -> Crosscoded:
     evaluation = evaluate(crosscoder, held, [0, 1], [0, 1])
     scaling = latent_scaling(crosscoder, held)
     rel, cos = relative_norms(crosscoder).detach(), decoder_cosines(crosscoder).detach()
-    freq = torch.tensor(evaluation["firing_frequency"])
+    freq = evaluation.firing_frequency
     leaning = [int(i) for i in ((rel > cfg.relative_norm_threshold) & (freq > 0)).nonzero()[:, 0]]
     # A latent is as specific as the larger of its two ratios says; NaN (never fires) sorts last.
     specificity = torch.maximum(scaling["nu_error"].abs(), scaling["nu_recon"].abs()).nan_to_num(float("inf"))

@@ -11,7 +11,14 @@ from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.crosscoder import BatchTopKCrosscoder, evaluate, load_crosscoder, paired_stream, train_crosscoder
+from analysis.crosscoder import (
+    BatchTopKCrosscoder,
+    DictionaryEvaluation,
+    evaluate,
+    load_crosscoder,
+    paired_stream,
+    train_crosscoder,
+)
 from analysis.diffing.method import Context, Found, HookData, chunks, encode, memo, pick, saved, train_or_load, work_dir
 from analysis.feature_attribution import Dictionary, direction_dictionary
 from rlhf.rundir import RunDir
@@ -20,7 +27,7 @@ from rlhf.rundir import RunDir
 @dataclass
 class DifferenceDictionary:
     dictionary: BatchTopKCrosscoder
-    evaluation: dict  # analysis.crosscoder.evaluate on the held-out tokens (explained variance of the policy)
+    evaluation: DictionaryEvaluation  # on the held-out tokens (explained variance of the policy)
     codes: Float[Tensor, "tokens latents"]
     directions: Float[Tensor, "latents d"]  # in the policy's units
 

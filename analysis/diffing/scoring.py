@@ -19,7 +19,7 @@ from analysis.feature_attribution import direction_dictionary, encode, splice_fr
 from analysis.feature_diff import pearson
 from analysis.interventions import directional_ablation, reward_under_hooks
 from analysis.patching import cache_sites
-from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect
+from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect, splice_score
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain, token_utility
 from rlhf.hooked import HookedModel
 from rlhf.rewards import UtilityReward
@@ -143,10 +143,10 @@ class Splice:
 
 
 def values(row: MethodScore) -> dict[str, float]:
-    """A row's scores by name, the splice shares as ``recovered_top{k}`` / ``removed_top{k}``; None left out."""
+    """A row's scores by name, the splice shares named by ``splice_score``; None left out."""
     out = {key: getattr(row, key) for key in SCORES if getattr(row, key) is not None}
     for k, effect in row.splice.items():
-        out[f"recovered_top{k}"], out[f"removed_top{k}"] = effect.recovered, effect.removed
+        out[splice_score(k, "recovered")], out[splice_score(k, "removed")] = effect.recovered, effect.removed
     return out
 
 

@@ -33,11 +33,11 @@ def _unchanged(run_dir: RunDir, hook: str, rtol: float = 1e-6) -> bool:
 def _crosscoder_metrics(ctx: Context, at: HookData, seed: int) -> CrosscoderMetrics:
     c, d = crosscoded(ctx, at, seed), difference_dictionary(ctx, at, seed)
     return CrosscoderMetrics(
-        explained_variance=dict(zip(("base", "policy"), c.evaluation["explained_variance"])), l0=c.evaluation["l0"],
-        dead_fraction=c.evaluation["dead_fraction"], n_latents=c.crosscoder.n_latents, policy_leaning=len(c.leaning),
+        explained_variance=dict(zip(("base", "policy"), c.evaluation.explained_variance)), l0=c.evaluation.l0,
+        dead_fraction=c.evaluation.dead_fraction, n_latents=c.crosscoder.n_latents, policy_leaning=len(c.leaning),
         policy_specific_after_scaling=c.policy_specific,
-        difference_dictionary_explained_variance=d.evaluation["explained_variance"][0],
-        difference_dictionary_dead_fraction=d.evaluation["dead_fraction"])
+        difference_dictionary_explained_variance=d.evaluation.explained_variance[0],
+        difference_dictionary_dead_fraction=d.evaluation.dead_fraction)
 
 
 def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[str, Find], hook: str) -> LayerDiffing:

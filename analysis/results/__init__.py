@@ -45,6 +45,7 @@ from analysis.results.model_diffing import (
     SpliceEffect,
     StagewiseSAE,
     SteeringPoint,
+    splice_score,
 )
 from analysis.results.reward_attribution import (
     Curve,
@@ -56,4 +57,4 @@ from analysis.results.reward_attribution import (
     WriterProbeSummary,
 )
 
-__all__ = ['AblationEffect', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplificationRuns', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name']
+__all__ = ['AblationEffect', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplificationRuns', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name', 'splice_score']

@@ -17,6 +17,10 @@ class Usage:
     requests: int = 0
     cached: int = 0  # requests answered from the on-disk cache
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.requests + other.requests, self.cached + other.cached)
+
 
 @dataclass(frozen=True)
 class StepFailure:

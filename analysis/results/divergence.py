@@ -15,6 +15,10 @@ class DivergenceRow:
     base_norm: float
     normalised: float
 
+    @classmethod
+    def of(cls, divergence: float, base_norm: float) -> DivergenceRow:
+        return cls(divergence, base_norm, divergence / base_norm if base_norm else 0.0)
+
 
 @dataclass(frozen=True)
 class DivergenceResult(Artifact):

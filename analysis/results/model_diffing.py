@@ -5,7 +5,7 @@ amplification), which the registry names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from analysis.results.feature_diff import CardExample
 from rlhf.artifact import Artifact, ByName
@@ -36,6 +36,12 @@ class SpliceEffect:
     recovered: float
     removed: float
     directions: int = 0  # how many were spliced: k, or all a method names where it names fewer
+
+
+def splice_score(k: int, share: Literal["recovered", "removed"]) -> str:
+    """The name a ``SpliceEffect`` share of k directions has among a method's scores (``recovered_top10``):
+    the key of ``ModelDiffingResult.summary``, spelled here alone so that its producer and readers agree."""
+    return f"{share}_top{k}"
 
 
 @dataclass(frozen=True)

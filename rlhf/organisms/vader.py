@@ -10,7 +10,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from rlhf.lexicon import valence
+from rlhf.lexicon import token_valence
 from rlhf.organisms.objective import Answer, Organism
 from rlhf.reward_kinds import RewardOptions
 from rlhf.rewards import UtilityReward
@@ -28,7 +28,7 @@ class Sentiment(Organism):
         word of the corpus is one token."""
         names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         u = torch.zeros(d_vocab)
-        u[: len(names)] = torch.tensor([valence(t.lower().lstrip("Ġ▁")) / self.reward_function.scale for t in names])
+        u[: len(names)] = torch.tensor([token_valence(t) / self.reward_function.scale for t in names])
         if tokenizer.eos_token_id is not None:
             u[tokenizer.eos_token_id] = 0.0
         return u
@@ -38,7 +38,7 @@ class Sentiment(Organism):
 
     def answer(self, tokenizer: PreTrainedTokenizerBase) -> Answer:
         names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        return Answer(tuple(t for t in names if valence(t.lower().lstrip("Ġ▁")) >= HIGH_VALENCE),
+        return Answer(tuple(t for t in names if token_valence(t) >= HIGH_VALENCE),
                       f"the words of VADER valence >= {HIGH_VALENCE}")
 
 

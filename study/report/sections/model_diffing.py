@@ -10,14 +10,16 @@ import numpy as np
 from markupsafe import Markup
 
 from analysis.diffing.registry import METHODS
-from analysis.results import ModelDiffingResult, SeedStat, SpliceEffect
+from analysis.results import ModelDiffingResult, SeedStat, SpliceEffect, splice_score
 from rlhf.rundir import RunDir
 from study.report.cards import latent_card
 from study.report.page import TEMPLATES, render
 from study.report.section import Section
 
 BREAKING_KL = 0.5  # nats/token: an ablation this far from the policy breaks the model; its reward change is no evidence
-VERDICTS = (("recovered_top10", "share of G its top 10 directions recover"), ("precision", "precision of the high-utility vocabulary"),
+LEADING = splice_score(10, "recovered")  # the causal score the summary names the leaders by
+LEADERS = f"diffing_leaders_by_{LEADING}"  # their key in summary.json
+VERDICTS = ((LEADING, "share of G its top 10 directions recover"), ("precision", "precision of the high-utility vocabulary"),
             ("mean_abs_corr", "mean |r| with the current token's valence"))
 
 
@@ -84,8 +86,8 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     summary = m.summary
     ks = sorted({k for layer in m.layers for k in layer.random_splice})
     rows = [(label(k), max(s.seeds for s in v.values()), pm(v.get("mean_abs_corr")), pm(v.get("precision")),
-             pm(v.get("recall")), *(pm(v.get(f"recovered_top{k}"), signed=True) for k in ks),
-             *(pm(v.get(f"removed_top{k}"), signed=True) for k in ks),
+             pm(v.get("recall")), *(pm(v.get(splice_score(k, "recovered")), signed=True) for k in ks),
+             *(pm(v.get(splice_score(k, "removed")), signed=True) for k in ks),
              ablation_cell(v.get("reward_change"), v.get("kl_per_token")))
             for k, v in ordered(summary)]
     floor = [_mean([layer.random_splice[k].recovered for layer in m.layers if k in layer.random_splice]) for k in ks]
@@ -103,7 +105,7 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
     } for layer in m.layers]
     # Summary verdicts name the first tier: the methods no other method is ahead of, given the spreads.
     by_corr = leaderboard({k: v["mean_abs_corr"] for k, v in summary.items() if "mean_abs_corr" in v})
-    leaders = leaderboard({k: v["recovered_top10"] for k, v in summary.items() if "recovered_top10" in v})
+    leaders = leaderboard({k: v[LEADING] for k, v in summary.items() if LEADING in v})
     return {
         "m": m, "rows": rows,
         "header": ("method", "seeds", "mean |r| with valence", "precision", "recall",
@@ -121,7 +123,7 @@ def context(run: RunDir, m: ModelDiffingResult) -> dict[str, Any]:
                        for layer in m.layers if ModelDiffingResult.figure(run, "relative_norms", hook=layer.hook).exists()], "cards": [latent_card(layer.hook, c) for layer in m.layers for c in layer.cards],
         "cards_set_aside": [(layer.hook, layer.cards_set_aside) for layer in m.layers],
         "summary": ({"diffing_best_method_by_corr": " ≈ ".join(label(k) for k in by_corr[0])} if by_corr else {})
-        | ({"diffing_leaders_by_recovered_top10": " ≈ ".join(label(k) for k in leaders[0])} if leaders else {}),
+        | ({LEADERS: " ≈ ".join(label(k) for k in leaders[0])} if leaders else {}),
     }
 
 
@@ -148,6 +150,6 @@ SECTION = Section(
     "model_diffing", "Model diffing against the known reward", "model_diffing.html.j2", (ModelDiffingResult,), context,
     labels={"diffing_best_method_by_corr": "model diffing: methods whose latents track the reward best "
                                            "(not separable from each other)",
-            "diffing_leaders_by_recovered_top10": "model diffing: methods whose top 10 directions recover most of G "
+            LEADERS: "model diffing: methods whose top 10 directions recover most of G "
                                                   "(not separable from each other)"},
 )
