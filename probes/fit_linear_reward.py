@@ -49,10 +49,10 @@ def fit_linear_reward(run_dir: RunDir | str | Path, cfg: LinearRewardConfig | No
 # -- command line -------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m probes.fit_linear_reward") -> argparse.Namespace:
     defaults = LinearRewardConfig()
     p = ArgumentParser(
-        prog="python -m probes.fit_linear_reward", description=__doc__,
+        prog=prog, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", required=True, help="a study run directory with SAEs (runs/<study>)")
     p.add_argument("--model", default=defaults.model, help="whose activations and SAEs to read: policy (default) or base")
@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m probes.fit_linear_reward") -> int:
+    args = parse_args(argv, prog)
     try:
         run_dir = _checked(args)
         if args.target == "next_utility":

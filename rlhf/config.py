@@ -26,6 +26,19 @@ ReadAt = Literal["eos", "last_token"]
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
 
+# Where the trainers' curves may go besides the stage logs: the trainers' own ``report_to`` integrations.
+Tracker = Literal["tensorboard", "wandb"]
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """[logging]: training curves to TensorBoard (event files in runs/<study>/logs/tensorboard/<stage>/)
+    or Weights & Biases (project = the study's name, one run per stage) through every trainer's own
+    ``report_to``; off by default. Not part of any stage's fingerprint: switching it re-runs nothing."""
+
+    report_to: tuple[Tracker, ...] = ()
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """A real text dataset: a Hugging Face hub id (e.g. "stanfordnlp/imdb", needs the hub)

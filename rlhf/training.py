@@ -4,8 +4,12 @@ trainer's log."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +22,49 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from rlhf.rundir import atomic_dir
 from rlhf.tokenizer import save_tokenizer
 
+# The trackers the trainers of the running stage report to, and that stage's name: set by the
+# pipeline around each stage (``reporting``), so that no stage's config or fingerprint carries them.
+_REPORTING: contextvars.ContextVar[tuple[tuple[str, ...], str]] = contextvars.ContextVar("reporting", default=((), ""))
+
+
+@contextlib.contextmanager
+def reporting(report_to: tuple[str, ...], logs: Path, project: str, stage: str) -> Iterator[None]:
+    """The trainers built inside report their curves to ``report_to`` ("tensorboard": event files
+    in ``logs/tensorboard/<stage>``; "wandb": project ``project``, run ``stage``, files under ``logs``)."""
+    # transformers' TensorBoard callback takes its directory only from this variable (TrainingArguments
+    # has no logging_dir since transformers 5); W&B takes its project and directory from these.
+    env = {"TENSORBOARD_LOGGING_DIR": str(logs / "tensorboard" / stage), "WANDB_PROJECT": project,
+           "WANDB_DIR": str(logs)} if report_to else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    token = _REPORTING.set((tuple(report_to), stage))
+    try:
+        yield
+    finally:
+        _REPORTING.reset(token)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
 
 def trainer_arguments(output_dir: Path, *, seed: int, logging_steps: int, save_steps: int | None,
                       save_total_limit: int = 1, disable_tqdm: bool | None = None,
                       gradient_checkpointing: bool = False) -> dict[str, Any]:
     """The arguments every trainer of the suite (pretraining, the online policy, DPO, SFT, reward
-    models) passes to its ``TrainingArguments`` (or TRL config): no reporting, float32, the CPU when
-    there is no GPU, the stage's seed; checkpoints every ``save_steps`` (None: none).
+    models) passes to its ``TrainingArguments`` (or TRL config): reporting to the study's [logging]
+    trackers (none by default; see ``reporting``), float32, the CPU when there is no GPU, the stage's
+    seed; checkpoints every ``save_steps`` (None: none).
 
     Gradient checkpointing is off unless asked for: TRL's configs turn it on by default, which
     recomputes every forward pass in the backward (18% of a reward model's training time and
     7% of GRPO's on the demo, by py-spy) to save memory that only a large model on a small GPU needs."""
     saving = ({"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": save_total_limit}
               if save_steps else {"save_strategy": "no"})
-    return dict(output_dir=str(output_dir), report_to=[], bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed,
+    report_to, stage = _REPORTING.get()
+    named = {"run_name": stage} if stage else {}
+    return dict(output_dir=str(output_dir), report_to=list(report_to), **named, bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed,
                 logging_steps=logging_steps, disable_tqdm=disable_tqdm,
                 # transformers 5's name for it; TRL's configs still default the old one to True
                 activation_checkpointing=gradient_checkpointing,

@@ -5,6 +5,9 @@
     python -m study status --run-dir runs/sentiment          # which stages are finished
     python -m study convert --model runs/sentiment/models/base  # check a model converts to TransformerLens
     python -m study compare --base EleutherAI/pythia-70m --policy ./my-rlhf-run  # analyse a pair trained elsewhere
+
+Installed, the same commands are ``rlhf-interp run|compare|report|status|convert``, and
+``rlhf-interp probe`` is ``python -m probes.fit_linear_reward``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m study",
+        prog=prog,
         description="Run an RLHF interpretability study: build the model organism, train the models, "
         "analyse them, and write runs/<study>/report/index.html. Finished stages are skipped; an "
         "interrupted study resumes where it stopped.",
@@ -78,11 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--atol", type=_positive_float, default=1e-4,
                       help="largest allowed |logit difference|, a positive number (default 1e-4; float32 "
                            "conversions agree to about 1e-6)")
+    if prog == CONSOLE:
+        # Listed here for --help; console() hands its arguments to the probe's own parser.
+        sub.add_parser("probe", help="fit the implicit-reward probe on a finished study "
+                                     "(python -m probes.fit_linear_reward; `rlhf-interp probe --help` lists its options)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+CONSOLE = "rlhf-interp"
+
+
+def console(argv: list[str] | None = None) -> int:
+    """The ``rlhf-interp`` console script: the study's commands, and ``probe``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        from probes.fit_linear_reward import main as probe_main
+
+        return probe_main(argv[1:], prog=f"{CONSOLE} probe")
+    return main(argv, prog=CONSOLE)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m study") -> int:
+    args = _parser(prog).parse_args(argv)
     # Light imports only until the config is read and checked, so that a mistake is reported
     # at once; the pipeline (torch, transformers, ...) is imported after that.
     from rlhf.rundir import RunDir

@@ -32,6 +32,7 @@ from rlhf.config import (
     CorpusConfig,
     DigitsLoopConfig,
     HiddenContextConfig,
+    LoggingConfig,
     PretrainConfig,
     TokenizerConfig,
 )
@@ -71,6 +72,7 @@ class StudyConfig:
     hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     digits: DigitsLoopConfig = field(default_factory=DigitsLoopConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # not a stage: where training curves go
     # The sections of stages registered beyond the built-in ones (study.stages.register), by stage name.
     registered: dict[str, Any] = field(default_factory=dict)
 

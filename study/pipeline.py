@@ -95,7 +95,7 @@ def run_study(
         if missing:
             raise UserError(f"stages lists {stage.name!r} but not {missing[0]!r}, whose artifacts it reads")
     preflight(cfg, chosen)
-    from rlhf.training import process_state  # torch: not needed by status and the report
+    from rlhf.training import process_state, reporting  # torch: not needed by status and the report
 
     # Under ``accelerate launch`` every process runs this loop: distributed stages run in all of
     # them, the rest in the main process only, and only the main process writes manifests.
@@ -129,7 +129,9 @@ def run_study(
             started = time.time()
             section = cfg.section(stage.name)
             if stage.distributed or main:
-                with stage_output(run_dir.log(stage.name), verbose):
+                logs = run_dir.log(stage.name).parent
+                with stage_output(run_dir.log(stage.name), verbose), \
+                        reporting(cfg.logging.report_to, logs, cfg.name, stage.name):
                     stage.run(section, run_dir)
             state.wait_for_everyone()
             seconds = time.time() - started

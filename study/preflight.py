@@ -4,6 +4,7 @@ a run's config is written (a reward model moved), so they are checked only when 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from rlhf.config import LOCAL_FORMATS
@@ -30,6 +31,10 @@ def preflight(cfg: StudyConfig, chosen: set[str]) -> None:
         model_kind = target.removeprefix("reward_")
         if kind and kind.trains == "hidden_context" and model_kind not in cfg.hidden_context.kinds:
             raise UserError(f"{key} = {spec!r} needs {model_kind!r} in hidden_context.kinds")
+    for tracker in cfg.logging.report_to:  # the tracker's package is the trainers' optional dependency
+        if importlib.util.find_spec(tracker) is None:
+            raise UserError(f"logging.report_to lists {tracker!r}, but the {tracker} package is not installed: "
+                            f"pip install {tracker} (or pip install -e '.[logging]')")
     dataset = cfg.corpus.dataset
     if cfg.corpus.source == "dataset" and "corpus" in chosen:
         path = Path(dataset.path)

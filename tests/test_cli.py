@@ -36,6 +36,27 @@ def test_help_lists_every_command_and_option():
         assert option in out
 
 
+def console(*args: str) -> subprocess.CompletedProcess:
+    """The installed ``rlhf-interp`` console script (pyproject's [project.scripts])."""
+    script = os.path.join(os.path.dirname(sys.executable), "rlhf-interp")
+    assert os.path.exists(script), "rlhf-interp is not installed: run bash scripts/setup.sh (pip install -e .)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([script, *args], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+
+
+def test_console_script_runs_the_study_commands_and_the_probe(tmp_path):
+    out = console("--help").stdout
+    assert out.startswith("usage: rlhf-interp")
+    for word in ("run", "compare", "report", "status", "convert", "probe"):
+        assert word in out
+    probe = console("probe", "--help")
+    assert probe.returncode == 0 and probe.stdout.startswith("usage: rlhf-interp probe")
+    for option in ("--run-dir", "--model", "--features", "--target", "--alpha"):
+        assert option in probe.stdout
+    assert_user_error(console("status", "--run-dir", str(tmp_path / "absent")), "does not exist")
+    assert_user_error(console("probe", "--run-dir", str(tmp_path / "absent")), "absent")
+
+
 def test_unknown_config_key(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('name = "x"\n[pretrain]\nlayers = 3\n')

@@ -8,12 +8,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from analysis.results import DivergenceResult
 from rlhf.adopt import adopt
 from rlhf.errors import UserError
-from rlhf.hooked import load_hf
 from rlhf.policy import train_dpo
 from rlhf.policy.sft import sft_stage
 from rlhf.results import ConversionResult, DPOResult, PolicyResult
@@ -60,20 +59,28 @@ def _lm_steps(model: torch.nn.Module, tokenizer, texts: list[str], steps: int, s
         opt.zero_grad()
 
 
+def qwen3(vocab: int, hidden: int) -> Qwen3ForCausalLM:
+    return Qwen3ForCausalLM(Qwen3Config(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, head_dim=16, intermediate_size=2 * hidden,
+                                        max_position_embeddings=256))
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, local_hub):
-    """A base trained briefly on the corpus, and a fine-tune of it in which only layer 1's MLP moved
-    (trained on the positive half of the reviews). Returns (data file, base dir, fine-tune dir)."""
+    """A Qwen3 base (not the GPT-NeoX of the embedded study: the comparison reads any architecture the
+    bridge converts) trained briefly on the corpus, and a fine-tune of it in which only layer 1's MLP
+    moved (trained on the positive half of the reviews). Returns (data file, base dir, fine-tune dir)."""
     data, hub_model = local_hub
     root = tmp_path_factory.mktemp("pair")
     texts = [json.loads(line)["text"] for line in data.read_text().splitlines()]
     tokenizer = load_tokenizer(hub_model)
-    base = load_hf(hub_model)
+    torch.manual_seed(0)
+    base = qwen3(320, 64)  # the hub stand-in's vocabulary size
     _lm_steps(base, tokenizer, texts, steps=40, seed=0)
     base.save_pretrained(root / "base")
     save_tokenizer(tokenizer, root / "base")
     for name, param in base.named_parameters():
-        param.requires_grad = name.startswith("gpt_neox.layers.1.mlp.")
+        param.requires_grad = name.startswith("model.layers.1.mlp.")
     positive = [t for t in texts if any(w in t for w in ("great", "superb", "wonderful", "excellent", "loved"))]
     _lm_steps(base, tokenizer, positive or texts, steps=30, seed=1)
     base.save_pretrained(root / "tuned")
@@ -130,8 +137,7 @@ def test_adopting_a_model_that_is_no_fine_tune_of_the_base(tmp_path, pair):
     run = RunDir(tmp_path / "run")
     shutil.copytree(base, run.base)
     small = tmp_path / "small"
-    GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=320, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=64, max_position_embeddings=256)).save_pretrained(small)
+    qwen3(320, 32).save_pretrained(small)
     with pytest.raises(UserError, match="policy.from_model = .* is not a fine-tune of the base model .*hidden_size is 32"):
         adopt(str(small), run, "policy", "policy.from_model")
     with pytest.raises(UserError, match="dpo.from_model = .*is not a model directory"):

@@ -1,6 +1,7 @@
 """Conversion to TransformerBridge on tiny random models of the architectures the suite has met."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -67,6 +68,23 @@ def test_logits_match_hf(name, word_tokenizer, tmp_path):
                                                               "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"])
     written = cache["blocks.1.hook_attn_out"] + cache["blocks.1.hook_mlp_out"]
     assert torch.allclose(cache["blocks.1.hook_resid_post"] - cache["blocks.1.hook_resid_pre"], written, atol=1e-4)
+
+
+def test_conversion_and_what_reads_it_raise_no_deprecation_warning(word_tokenizer):
+    """HookedTransformer's constructor warned that it goes in TransformerLens 4; the bridge path
+    (conversion, caching, hooks, sampling with the cache) must say nothing of the kind."""
+    from analysis.interventions import sample_tokens
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = to_hooked(neox(True, 0.25, vocab=len(word_tokenizer)), tokenizer=word_tokenizer)
+        tokens = model.to_tokens("the plot was superb .")
+        model.run_with_cache(tokens, names_filter=["blocks.0.hook_mlp_out", "blocks.1.hook_resid_post"])
+        model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", lambda x, hook: 0 * x)])
+        sample_tokens([model], ["the plot", "the plot was"], max_new_tokens=3, seed=0)
+    deprecations = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught
+                    if issubclass(w.category, DeprecationWarning | FutureWarning)]
+    assert not deprecations, deprecations
 
 
 def test_tied_embeddings_are_two_tensors_in_the_converted_model(word_tokenizer):

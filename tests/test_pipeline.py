@@ -30,6 +30,23 @@ def test_every_stage_ran_and_wrote_its_artifacts(tiny_run):
     assert not list(run_dir.root.rglob(".*.partial")), "no partial directory is left behind"
 
 
+def test_training_curves_go_to_tensorboard_event_files(tiny_run):
+    """[logging] report_to = ["tensorboard"] (configs/tiny.toml): each trainer writes its curves through
+    its own report_to into logs/tensorboard/<stage>; read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, run_dir, _ = tiny_run
+    assert cfg.logging.report_to == ("tensorboard",)
+    for stage, tag in (("pretrain", "train/loss"), ("policy", "train/reward")):
+        events = EventAccumulator(str(run_dir.root / "logs" / "tensorboard" / stage)).Reload()
+        assert tag in events.Tags()["scalars"], events.Tags()["scalars"]
+        values = [e.value for e in events.Scalars(tag)]
+        assert len(values) >= 5
+        if stage == "pretrain":
+            assert values[-1] < values[0]  # the curve is the training's own: the loss falls
+    assert not (run_dir.root / "logs" / "tensorboard" / "divergence").exists()  # stages that train nothing write none
+
+
 def test_base_model_reaches_the_entropy_floor(tiny_run):
     _, run_dir, _ = tiny_run
     p = read_json(run_dir.training / "pretrain.json")
