@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.reward_gain import Completions, GainSplit, expected_reward, next_token_utility
-from rlhf.hooked import HookedModel
+from rlhf.hooked import HookedModel, final_norm_gain
 
 Codes = Callable[[Tensor, Tensor], Tensor]  # (x_base, x_policy) of shape (..., d) -> per-latent c of shape (..., m)
 
@@ -125,15 +125,13 @@ def direct_gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " 
     """The same gradient through the direct path only: residual -> final norm (scale frozen) -> unembedding."""
     out = []
     centre = model.cfg.normalization_type in ("LN", "LNPre")
+    gain = final_norm_gain(model)
     for tokens, scored in batch.groups:
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == "ln_final.hook_scale")
         probs = torch.softmax(logits.float(), -1)
         expected = probs @ u.to(probs.device)
         d_logits = probs * (u.to(probs.device) - expected[..., None]) * scored[..., None]
-        grad = d_logits @ model.W_U.T / cache["ln_final.hook_scale"]
-        weight = getattr(model.ln_final, "w", None)  # LayerNormPre has none
-        if weight is not None:
-            grad = grad * weight
+        grad = d_logits @ model.W_U.T / cache["ln_final.hook_scale"] * gain
         out.append(grad - grad.mean(-1, keepdim=True) if centre else grad)
     return out
 

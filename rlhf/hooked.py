@@ -168,6 +168,26 @@ def to_hooked(
     return hooked
 
 
+@torch.no_grad()
+def final_norm_gain(model: HookedModel) -> Float[Tensor, " d_model"]:
+    """The final norm's per-coordinate gain as the model applies it: ``w`` for LayerNorm and most
+    RMSNorms, ``1 + w`` for Gemma's, read off the module itself rather than a table of architectures."""
+    d = model.cfg.d_model
+    signs = torch.tensor([(-1.0) ** i for i in range(d)])
+    if d % 2:
+        signs[-1] = 0.0
+    # Two probes of mean zero (centring leaves them as they are) and rms one: the norm returns
+    # probe * gain (+ its bias, which the zero input gives alone); each coordinate is nonzero in one.
+    probes = torch.stack([signs, signs.roll(1)])
+    probes = probes / probes.pow(2).mean(-1, keepdim=True).sqrt()
+    device, dtype = model.W_U.device, model.W_U.dtype
+    zero = torch.zeros(1, d, device=device, dtype=dtype)
+    out = (model.ln_final(probes.to(device, dtype)) - model.ln_final(zero)).float().cpu()
+    first = probes[0] != 0
+    gain = torch.where(first, out[0], out[1]) / torch.where(first, probes[0], probes[1])
+    return gain.to(device)
+
+
 def causal_models(run_dir: RunDir) -> dict[str, Path]:
     """Every causal LM the study holds (base, policies, DPO, SFT, adopted ones), by name; reward
     models (sequence classifiers) and the tokenizer are not language models and are left out."""

@@ -70,6 +70,26 @@ def test_logits_match_hf(name, word_tokenizer, tmp_path):
     assert torch.allclose(cache["blocks.1.hook_resid_post"] - cache["blocks.1.hook_resid_pre"], written, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_final_norm_gain_is_the_one_the_model_applies(name, word_tokenizer):
+    """The logit lens and the direct-path gradients scale by the final norm's gain: ``w`` for most
+    norms, ``1 + w`` for Gemma's. With random norm weights, the norm of a centred direction of rms one
+    is that direction times the gain (plus the bias the zero input gives)."""
+    torch.manual_seed(2)
+    model = MODELS[name]().eval()
+    with torch.no_grad():
+        for param_name, p in model.named_parameters():
+            if "norm" in param_name or ".ln" in param_name:
+                p.add_(0.3 * torch.randn_like(p))
+    converted = to_hooked(model, tokenizer=word_tokenizer)
+    x = torch.randn(5, converted.cfg.d_model)
+    x = x - x.mean(-1, keepdim=True)
+    x = x / x.pow(2).mean(-1, keepdim=True).sqrt()
+    with torch.no_grad():
+        through = converted.ln_final(x) - converted.ln_final(torch.zeros_like(x[:1]))
+    assert torch.allclose(through, x * hooked.final_norm_gain(converted), atol=1e-4)
+
+
 def test_conversion_and_what_reads_it_raise_no_deprecation_warning(word_tokenizer):
     """HookedTransformer's constructor warned that it goes in TransformerLens 4; the bridge path
     (conversion, caching, hooks, sampling with the cache) must say nothing of the kind."""

@@ -25,7 +25,7 @@ from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
 from analysis.reward_gain import token_utility
 from rlhf.errors import UserError
-from rlhf.hooked import HookedModel
+from rlhf.hooked import HookedModel, final_norm_gain
 from rlhf.plots import plt, save_figure
 from rlhf.rewards import UtilityReward
 
@@ -73,8 +73,7 @@ def logit_lens(model: HookedModel, directions: Float[Tensor, "k d"]) -> Float[Te
     if model.cfg.normalization_type in ("LN", "LNPre"):
         x = x - x.mean(-1, keepdim=True)
     x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    w = getattr(model.ln_final, "w", None)
-    return (x * w if w is not None else x) @ model.W_U
+    return (x * final_norm_gain(model)) @ model.W_U
 
 
 def add_direction(hook: str, vector: Float[Tensor, " d"]) -> Hooks:
