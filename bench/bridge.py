@@ -9,7 +9,9 @@ model's directory, ``convert_neox_weights``): the class the suite used before, k
 baseline. It times, alternating, the median of the repeats:
 
 - forward: logits of a batch of held-out texts;
-- run_with_cache at the analysis hooks (the chosen layers' ``hook_mlp_out``, stopping after the last);
+- caching the analysis hooks (the chosen layers' ``hook_mlp_out``): the HookedTransformer's
+  ``run_with_cache(stop_at_layer=)`` as the suite called it, against the suite's ``cache_hooks`` on the bridge
+  (which stops once the last hook has fired; the bridge's own ``stop_at_layer`` would run the unembedding);
 - batched sampling: the suite's ``sample_tokens`` (one left-padded batch, HF's key-value cache through
   the bridge) against the same loop on the HookedTransformer with TransformerLens's key-value cache,
   which is how the suite sampled before.
@@ -38,7 +40,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.loading_from_pretrained import convert_hf_model_config
 from transformer_lens.pretrained.weight_conversions import convert_neox_weights
 
-from analysis.activations import hook_names
+from analysis.activations import cache_hooks, hook_names
 from analysis.interventions import sample_tokens
 from analysis.results import DivergenceResult
 from rlhf.hooked import load_hf, to_hooked
@@ -107,7 +109,7 @@ def measure(model_dir: Path, tokenizer_dir: Path, texts: list[str], prompts: lis
     timings = {
         "forward": timed({"hooked": lambda: old(tokens), "bridge": lambda: bridge(tokens)}, args.repeats),
         "run_with_cache": timed({"hooked": lambda: old.run_with_cache(tokens, names_filter=hooks, stop_at_layer=stop_at),
-                                 "bridge": lambda: bridge.run_with_cache(tokens, names_filter=hooks, stop_at_layer=stop_at)},
+                                 "bridge": lambda: cache_hooks(bridge, tokens, hooks)},
                                 args.repeats),
         "sampling": timed({"hooked": lambda: sample_tl_cache(old, prompts, args.max_new_tokens, seed=0),
                            "bridge": lambda: sample_tokens([bridge], prompts, max_new_tokens=args.max_new_tokens, seed=0)},

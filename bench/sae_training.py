@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from sae_lens.training.sae_trainer import SAETrainer
 
-from analysis.activations import cache_split, hook_names
+from analysis.activations import cache_hooks, cache_split, hook_names
 from analysis.dictionaries import DictionaryConfig, make_sae, train_sae, trainer_config
 from analysis.results import DivergenceResult
 from rlhf.hooked import to_hooked
@@ -36,13 +36,12 @@ from study.config import config_from_dict
 
 def lm_stream(model, texts: list[str], hook: str, batch_size: int, text_batch: int) -> Iterator[torch.Tensor]:  # noqa: ANN001
     """The paper's data path: endless batches of activations, each from a fresh LM pass."""
-    layer = int(hook.split(".")[1])
     buffer = torch.empty(0, model.cfg.d_model)
     for start in itertools.cycle(range(0, len(texts), text_batch)):
         enc = model.tokenizer(texts[start : start + text_batch], padding=True, return_tensors="pt")
         mask = enc["attention_mask"].bool() & (enc["input_ids"] != model.tokenizer.bos_token_id)
         with torch.no_grad():
-            _, cache = model.run_with_cache(enc["input_ids"], names_filter=[hook], stop_at_layer=layer + 1)
+            cache = cache_hooks(model, enc["input_ids"], [hook])
         buffer = torch.cat([buffer, cache[hook][mask].float()])
         while len(buffer) >= batch_size:
             yield buffer[:batch_size]

@@ -9,7 +9,6 @@ carries.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -19,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
-from analysis.activations import check_hook_names
+from analysis.activations import cache_hooks, check_hook_names
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
@@ -50,14 +49,11 @@ def mean_difference(base: HookedModel, policy: HookedModel, hook: str, texts: Se
     the mean ||base activation|| there, and the number of texts averaged over."""
     check_hook_names(base, [hook])
     rows, skip = _first_tokens(base, texts, n_positions)
-    layer = re.match(r"blocks\.(\d+)\.", hook)
-    stop_at = int(layer.group(1)) + 1 if layer else None  # nothing after the hook's block is needed
     diff = torch.zeros(n_positions, base.cfg.d_model)
     norm = torch.zeros(n_positions)
     for start in range(0, len(rows), batch_size):
         tokens = torch.tensor(rows[start : start + batch_size], device=base.cfg.device)
-        _, cache_b = base.run_with_cache(tokens, names_filter=[hook], stop_at_layer=stop_at)
-        _, cache_p = policy.run_with_cache(tokens, names_filter=[hook], stop_at_layer=stop_at)
+        cache_b, cache_p = cache_hooks(base, tokens, [hook]), cache_hooks(policy, tokens, [hook])
         acts_b, acts_p = cache_b[hook][:, skip:].float().cpu(), cache_p[hook][:, skip:].float().cpu()
         diff += (acts_p - acts_b).sum(0)
         norm += acts_b.norm(dim=-1).sum(0)
