@@ -102,10 +102,10 @@ def encode(dictionary: Dictionary, base_acts: list[Tensor], policy_acts: list[Te
     return Encoded(dictionary, [dictionary.codes(b, p) for b, p in pairs], [p - b for b, p in pairs])
 
 
-def gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"], hook: str) -> list[Tensor]:
+def gradients(model: HookedModel, batch: Completions, hook: str) -> list[Tensor]:
     """d(summed expected utility) / d(activation at ``hook``), per group: one backward pass each."""
     out = []
-    for tokens, scored in batch.groups:
+    for (tokens, scored), u in zip(batch.groups, batch.utility):
         kept: dict[str, Tensor] = {}
 
         def keep(x: Tensor, hook: object, kept: dict[str, Tensor] = kept) -> Tensor:
@@ -121,16 +121,16 @@ def gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"]
 
 
 @torch.no_grad()
-def direct_gradients(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"]) -> list[Tensor]:
+def direct_gradients(model: HookedModel, batch: Completions) -> list[Tensor]:
     """The same gradient through the direct path only: residual -> final norm (scale frozen) -> unembedding."""
     out = []
     centre = model.cfg.normalization_type in ("LN", "LNPre")
     gain = final_norm_gain(model)
-    for tokens, scored in batch.groups:
+    for (tokens, scored), u in zip(batch.groups, batch.utility):
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == "ln_final.hook_scale")
         probs = torch.softmax(logits.float(), -1)
-        expected = probs @ u.to(probs.device)
-        d_logits = probs * (u.to(probs.device) - expected[..., None]) * scored[..., None]
+        u = u.to(probs.device).float()[:, None, :]  # each row's u(t | its prompt), at every position
+        d_logits = probs * (u - next_token_utility(logits, u[:, 0])[..., None]) * scored[..., None]
         grad = d_logits @ model.W_U.T / cache["ln_final.hook_scale"] * gain
         out.append(grad - grad.mean(-1, keepdim=True) if centre else grad)
     return out
@@ -142,14 +142,14 @@ def latent_scores(encoded: Encoded, grads: list[Tensor]) -> Float[Tensor, " late
     return sum(einsum(c, g.float() @ dirs.T, "b p m, b p m -> m") for c, g in zip(encoded.codes, grads))
 
 
-def splice_fractions(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+def splice_fractions(base: HookedModel, policy: HookedModel, batch: Completions,
                      encoded: Encoded, latents: list[int], split: GainSplit) -> tuple[float, float]:
     """The fraction of G the latents recover when spliced into the base, and remove when taken out of the policy."""
-    into_base, out_of_policy = spliced(base, policy, batch, u, encoded, latents)
+    into_base, out_of_policy = spliced(base, policy, batch, encoded, latents)
     return (into_base - split.base) / split.gain, (split.policy - out_of_policy) / split.gain
 
 
-def spliced(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+def spliced(base: HookedModel, policy: HookedModel, batch: Completions,
             encoded: Encoded, latents: list[int]) -> tuple[float, float]:
     """Mean expected reward of the base with the latents' differences added at the hook, and of the
     policy with them taken out."""
@@ -157,9 +157,9 @@ def spliced(base: HookedModel, policy: HookedModel, batch: Completions, u: Float
     results = []
     for model, sign in ((base, 1.0), (policy, -1.0)):
         rows = []
-        for g, group in enumerate(batch.groups):
+        for g in range(len(batch.groups)):
             delta = encoded.delta(g, latents)
             hooks = [(hook, lambda x, hook, d=delta, s=sign: x + s * d.to(x.device, x.dtype))]
-            rows.append(expected_reward(model, Completions([], [group]), u, hooks))
+            rows.append(expected_reward(model, batch.group(g), hooks))
         results.append(float(torch.cat(rows).mean()))
     return results[0], results[1]

@@ -73,22 +73,25 @@ def sample_tokens(models: Sequence[HookedModel], prompts: Sequence[str], *, max_
 
 
 def sample_with_hooks(model: HookedModel, prompts: Sequence[str], fwd_hooks: Hooks, *, max_new_tokens: int,
-                      seed: int) -> tuple[list[str], list[Int[Tensor, "_batch _pos"]], list[Bool[Tensor, "_batch _pos"]]]:
+                      seed: int) -> tuple[list[str], list[Int[Tensor, "_batch _pos"]], list[Bool[Tensor, "_batch _pos"]],
+                                          list[list[int]]]:
     """One sampled completion per prompt (``sample_tokens``) under the hooks. Returns the completions,
-    and per prompt length the unpadded token rows and a mask of the completion tokens up to and
-    including the first end-of-text, so that what reads the rows needs no attention mask."""
+    and per prompt length the unpadded token rows, a mask of the completion tokens up to and
+    including the first end-of-text (so that what reads the rows needs no attention mask), and
+    which prompt each row completes."""
     with model.hooks(fwd_hooks=fwd_hooks):
         ids, tokens, sampled, keep = sample_tokens([model], prompts, max_new_tokens=max_new_tokens, seed=seed)
     completions = [model.tokenizer.decode(sampled[i][keep[i]], skip_special_tokens=True) for i in range(len(ids))]
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(ids):
         groups.setdefault(len(row), []).append(i)
-    rows, masks = [], []
+    rows, masks, order = [], [], []
     for length, members in sorted(groups.items()):
         at = torch.tensor(members, device=tokens.device)
         rows.append(torch.cat([tokens[at, tokens.shape[1] - length:], sampled[at]], 1))
         masks.append(torch.cat([torch.zeros(len(members), length, dtype=torch.bool, device=tokens.device), keep[at]], 1))
-    return completions, rows, masks
+        order.append(members)
+    return completions, rows, masks, order
 
 
 @torch.no_grad()
@@ -109,7 +112,7 @@ def reward_under_hooks(model: HookedModel, hooks: Hooks, prompts: Sequence[str],
     """Mean reward of completions sampled under ``hooks`` and their KL to the unedited model, once per seed."""
     out = []
     for seed in seeds:
-        completions, rows, masks = sample_with_hooks(model, prompts, hooks, max_new_tokens=max_new_tokens, seed=seed)
+        completions, rows, masks, _ = sample_with_hooks(model, prompts, hooks, max_new_tokens=max_new_tokens, seed=seed)
         rewards = reward(prompts=list(prompts), completions=completions)
         out.append({"seed": seed, "mean_reward": sum(rewards) / len(rewards),
                     "kl_per_token": kl_to_unedited(model, hooks, rows, masks) if hooks else 0.0,

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from analysis.reward_gain import Completions, expected_reward
@@ -89,19 +88,18 @@ def swapped(target: HookedModel, source: HookedModel, prefixes: tuple[str, ...])
                 own[k].copy_(saved[k])
 
 
-def _patched(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"], site: Site,
+def _patched(model: HookedModel, batch: Completions, site: Site,
              donor_acts: dict[str, list[Tensor]] | None, donor: HookedModel) -> float:
     """Mean expected reward of ``model`` with the donor's activation at the site's hook and the
     donor's parameters under its prefixes."""
     rows = []
     with swapped(model, donor, site.params):
-        for g, (tokens, scored) in enumerate(batch.groups):
-            one = Completions([], [(tokens, scored)])
+        for g in range(len(batch.groups)):
             hooks = None
             if site.hook is not None:
                 value = donor_acts[site.hook][g]
                 hooks = [(site.hook, lambda x, hook, v=value: v.to(x.device, x.dtype))]
-            rows.append(expected_reward(model, one, u, hooks))
+            rows.append(expected_reward(model, batch.group(g), hooks))
     return float(torch.cat(rows).mean())
 
 
@@ -123,7 +121,7 @@ class SiteEffect:
     removed: float  # fraction of G removed from the policy
 
 
-def patch_sites(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
+def patch_sites(base: HookedModel, policy: HookedModel, batch: Completions,
                 sites: list[Site], e_base: float, e_policy: float) -> list[SiteEffect]:
     """Every site in both directions, as fractions of G = e_policy - e_base."""
     check_pair(base, policy)
@@ -135,7 +133,7 @@ def patch_sites(base: HookedModel, policy: HookedModel, batch: Completions, u: F
     acts = {"base": cache_sites(base, batch, hooks), "policy": cache_sites(policy, batch, hooks)} if hooks else {"base": {}, "policy": {}}
     out = []
     for site in sites:
-        into_base = _patched(base, batch, u, site, acts["policy"], policy)
-        into_policy = _patched(policy, batch, u, site, acts["base"], base)
+        into_base = _patched(base, batch, site, acts["policy"], policy)
+        into_policy = _patched(policy, batch, site, acts["base"], base)
         out.append(SiteEffect(site, (into_base - e_base) / gain, (e_policy - into_policy) / gain))
     return out

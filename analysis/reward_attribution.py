@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -51,14 +50,12 @@ from analysis.results import (
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
-from rlhf.organisms.objective import organism
+from rlhf.organisms.objective import run_organism
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
 from rlhf.registry import load
-from rlhf.results import PolicyResult
 from rlhf.reward_kinds import RewardOptions
 from rlhf.rundir import RunDir
-from rlhf.zoo import of_reward
 
 PROMPT_SEED = 13  # the held-out prompts (the sampling seeds vary the completions)
 TOP_LATENTS = 5  # per dictionary and hook, listed with their single-latent splice
@@ -87,7 +84,7 @@ def _site_rows(per_seed: list[list[SiteEffect]]) -> tuple[SiteFractions, ...]:
 
 
 def attribute(cfg: RewardAttributionConfig, models: tuple[HookedModel, HookedModel], batch: Completions,
-              u: Float[Tensor, " vocab"], split: GainSplit, encoded: Encoded, grads: list[Tensor], direct: list[Tensor],
+              split: GainSplit, encoded: Encoded, grads: list[Tensor], direct: list[Tensor],
               rankings: dict[str, dict[str, list[int]]], seed: int, with_top: bool
               ) -> tuple[dict[str, dict[int, tuple[float | None, float | None]]], list[LatentShare]]:
     """One dictionary at one hook: its live latents ranked by attribution patching, beside random live
@@ -108,13 +105,13 @@ def attribute(cfg: RewardAttributionConfig, models: tuple[HookedModel, HookedMod
     for name, orders in candidates.items():
         out[name] = {}
         for k in cfg.ks:
-            runs = [splice_fractions(base, policy, batch, u, encoded, order[:k], split) for order in orders if len(order) >= k]
+            runs = [splice_fractions(base, policy, batch, encoded, order[:k], split) for order in orders if len(order) >= k]
             out[name][k] = (float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))) if runs else (None, None)
     shares = []
     if with_top:
         direct_scores = latent_scores(encoded, direct) / unit
         for i in ordered[:TOP_LATENTS]:
-            rec, rem = splice_fractions(base, policy, batch, u, encoded, [i], split)
+            rec, rem = splice_fractions(base, policy, batch, encoded, [i], split)
             shares.append(LatentShare(hook, encoded.dictionary.name, i, float(scores[i]), float(direct_scores[i]), rec, rem))
     return out, shares
 
@@ -149,20 +146,19 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
     check_pair(base, policy)
     n_layers = base.cfg.n_layers
     # The objective the policy was trained on: its utility gives G, its reward the sampled gain.
-    organism_name = of_reward(PolicyResult.load(run_dir).reward) if PolicyResult.exists(run_dir) else "sentiment"
-    objective = organism(organism_name, RewardOptions(scale=cfg.scale))
-    u = objective.utility(policy.tokenizer, policy.cfg.d_vocab)
-    eos = policy.tokenizer.eos_token_id
+    organism_name, objective = run_organism(run_dir, RewardOptions(scale=cfg.scale))
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
+    utility = objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts)  # u(t | each prompt)
+    eos = policy.tokenizer.eos_token_id
     gains, patching, swaps = [], [], []
     splices: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     removals: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     infos: dict[tuple[str, str], DictionaryInfo] = {}
     top: list[LatentShare] = []
     for s, seed in enumerate(tqdm(cfg.seeds, desc="reward attribution", unit="seed")):
-        batch = sample_completions(policy, prompts, max_new_tokens=cfg.max_new_tokens, seed=seed)
-        base_texts, _, base_masks = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
-        split = split_gain(base, policy, batch, u, eos)
+        batch = sample_completions(policy, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=seed)
+        base_texts, _, base_masks, _ = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
+        split = split_gain(base, policy, batch, eos)
         sampled_base, sampled_policy = (float(np.mean(objective.reward(prompts, texts))) for texts in (base_texts, batch.texts))
         gains.append(GainEstimate(
             seed=seed, expected_base=split.base, expected_policy=split.policy, gain=split.gain,
@@ -171,19 +167,19 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
             sampled_gain=sampled_policy - sampled_base,
             length_base=sum(int(m.sum()) for m in base_masks) / len(prompts),
             length_policy=sum(int(m.sum()) for _, m in batch.groups) / batch.n_rows))
-        patching.append(patch_sites(base, policy, batch, u, activation_sites(n_layers), split.base, split.policy))
-        swaps.append(patch_sites(base, policy, batch, u, weight_sites(n_layers), split.base, split.policy))
+        patching.append(patch_sites(base, policy, batch, activation_sites(n_layers), split.base, split.policy))
+        swaps.append(patch_sites(base, policy, batch, weight_sites(n_layers), split.base, split.policy))
         extra = rankings | (seed_rankings(seed, policy, batch) if seed_rankings else {})
         acts = {"base": cache_sites(base, batch, list(hooks)), "policy": cache_sites(policy, batch, list(hooks))}
-        direct = direct_gradients(base, batch, u)
+        direct = direct_gradients(base, batch)
         models = (base, policy)
         for hook in hooks:
-            grads = gradients(base, batch, u, hook)
+            grads = gradients(base, batch, hook)
             for dictionary in dictionaries[hook]:
                 encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
                 infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
                                                                 len(encoded.live))
-                fractions, shares = attribute(cfg, models, batch, u, split, encoded, grads, direct,
+                fractions, shares = attribute(cfg, models, batch, split, encoded, grads, direct,
                                               extra if dictionary.name == "sae_policy" else {}, seed,
                                               with_top=s == 0)
                 for name, by_k in fractions.items():

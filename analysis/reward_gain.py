@@ -1,9 +1,10 @@
 """The reward gain measured exactly: the expected utility of each next-token choice, teacher-forced.
 
 On fixed prompts with fixed completions (the policy's own samples), a model's expected
-reward of its next-token choices is sum over completion positions of E_{t ~ p(.|prefix)}[u(t)],
-where u(t) is the token's share of the utility reward (its VADER valence / the reward's
-scale; 0 for tokens outside the lexicon and for end-of-text). It has no sampling noise, so
+reward of its next-token choices is sum over completion positions of E_{t ~ p(.|prefix)}[u(t | prompt)],
+where u(t | prompt) is the token's share of the organism's reward (for the sentiment organism its VADER
+valence / the reward's scale, 0 for tokens outside the lexicon; a backdoor's flips sign with the prompt;
+0 for end-of-text always). It has no sampling noise, so
 G = policy - base on the same tokens is a number that interventions (patching, swapping
 weights, splicing latents) can move and be scored by exactly.
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from einops import einsum
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
@@ -39,52 +41,61 @@ def token_utility(tokenizer: PreTrainedTokenizerBase, d_vocab: int, scale: float
 @dataclass
 class Completions:
     """Prompt + completion rows, in groups padded on the right. ``scored[b, j]`` is True where the logits at position j predict a completion token (up to
-    and including the first end-of-text): the positions whose expected utility counts."""
+    and including the first end-of-text): the positions whose expected utility counts. ``utility[g][b]``
+    is what each next token of row b of group g earns: u(t | that row's prompt)."""
 
     texts: list[str]
     groups: list[tuple[Int[Tensor, "_batch _pos"], Bool[Tensor, "_batch _pos"]]]
+    utility: list[Float[Tensor, "_batch vocab"]]
 
     @property
     def n_rows(self) -> int:
         return sum(len(tokens) for tokens, _ in self.groups)
 
+    def group(self, g: int) -> Completions:
+        """Group ``g`` alone, with its rows' utilities."""
+        return Completions([], [self.groups[g]], [self.utility[g]])
 
-def sample_completions(model: HookedModel, prompts: Sequence[str], *, max_new_tokens: int, seed: int,
-                       rows_per_group: int = 128) -> Completions:
-    """One sampled completion per prompt from ``model`` (temperature 1), kept for teacher forcing.
+
+def sample_completions(model: HookedModel, prompts: Sequence[str], utility: Float[Tensor, "prompts vocab"], *,
+                       max_new_tokens: int, seed: int, rows_per_group: int = 128) -> Completions:
+    """One sampled completion per prompt from ``model`` (temperature 1), kept for teacher forcing, with
+    ``utility``'s row of its prompt (an organism's ``utilities``).
 
     Rows are padded on the right into groups of ``rows_per_group``: in a causal model a position
     never sees what follows it, so the padding changes no scored logit, and a few large forward
     passes replace one per prompt length."""
-    texts, rows, masks = sample_with_hooks(model, prompts, [], max_new_tokens=max_new_tokens, seed=seed)
+    if len(utility) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(utility)} rows of utility")
+    texts, rows, masks, members = sample_with_hooks(model, prompts, [], max_new_tokens=max_new_tokens, seed=seed)
     pad = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else 0
-    flat = [(r, m) for tokens, mask in zip(rows, masks) for r, m in zip(tokens, mask)]
-    groups = []
+    flat = [(r, m, i) for tokens, mask, at in zip(rows, masks, members) for r, m, i in zip(tokens, mask, at)]
+    groups, utilities = [], []
     for start in range(0, len(flat), rows_per_group):
         chunk = flat[start : start + rows_per_group]
-        width = max(len(r) for r, _ in chunk)
+        width = max(len(r) for r, _, _ in chunk)
         tokens = torch.full((len(chunk), width), pad, dtype=torch.long, device=chunk[0][0].device)
         scored = torch.zeros((len(chunk), width), dtype=torch.bool, device=tokens.device)
-        for i, (r, m) in enumerate(chunk):
+        for i, (r, m, _) in enumerate(chunk):
             tokens[i, : len(r)] = r
             scored[i, : len(r) - 1] = m[1:]  # the logits at j predict token j + 1
         groups.append((tokens, scored))  # built outside generate's inference mode: gradients may flow later
-    return Completions(texts, groups)
+        utilities.append(utility[[i for _, _, i in chunk]].to(tokens.device))
+    return Completions(texts, groups, utilities)
 
 
-def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor, " vocab"]) -> Float[Tensor, "batch pos"]:
-    """E_{t ~ softmax(logits)}[u(t)] at every position."""
-    return torch.softmax(logits.float(), -1) @ u.to(logits.device)
+def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch pos"]:
+    """E_{t ~ softmax(logits)}[u(t | the row's prompt)] at every position."""
+    return einsum(torch.softmax(logits.float(), -1), u.to(logits.device).float(), "b p v, b v -> b p")
 
 
-def expected_reward(model: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
-                    fwd_hooks: Hooks | None = None) -> Float[Tensor, " rows"]:
+def expected_reward(model: HookedModel, batch: Completions, fwd_hooks: Hooks | None = None) -> Float[Tensor, " rows"]:
     """Each row's summed expected utility of its next-token choices, under ``fwd_hooks``."""
     # The bridge has no ``start_at_layer`` (it runs the HF forward whole), so an intervention at
     # layer l recomputes the layers before it, which HookedModel could skip: same numbers.
     out = []
     with torch.no_grad():
-        for tokens, scored in batch.groups:
+        for (tokens, scored), u in zip(batch.groups, batch.utility):
             logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks or [])
             out.append((next_token_utility(logits, u) * scored).sum(-1))
     return torch.cat(out).cpu()
@@ -104,17 +115,16 @@ class GainSplit:
 
 
 @torch.no_grad()
-def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, u: Float[Tensor, " vocab"],
-               eos: int) -> GainSplit:
+def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: int) -> GainSplit:
     """G = E_policy - E_base on the batch, split into the per-token utility part and the not-ending part."""
     totals = np.zeros(4)  # base, policy, utility part, ending part (summed over rows)
     eos_sum, count = np.zeros(2), 0.0
-    for tokens, scored in batch.groups:
+    for (tokens, scored), u in zip(batch.groups, batch.utility):
         per_model = []
         for model in (base, policy):
-            probs = torch.softmax(model(tokens).float(), -1)
-            p_end = probs[..., eos]
-            given = (probs @ u.to(probs.device)) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
+            logits = model(tokens)
+            p_end = torch.softmax(logits.float(), -1)[..., eos]
+            given = next_token_utility(logits, u) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
             per_model.append((p_end, given))
         (pb, eb), (pp, ep) = per_model
         w = scored.float()

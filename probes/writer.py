@@ -20,31 +20,32 @@ from jaxtyping import Float
 from scipy.stats import kendalltau
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
-from torch import Tensor
 
 from analysis.dictionaries import load_sae
-from analysis.reward_gain import Completions, next_token_utility, sample_completions, token_utility
+from analysis.reward_gain import Completions, next_token_utility, sample_completions
 from probes.config import WriterProbeConfig
 from probes.features import TOP_FEATURES, layer_hooks
 from probes.metrics import fit_ridge, ridge_alpha
 from probes.results import TopFeature, WriterProbeResult
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
+from rlhf.organisms.objective import run_organism
 from rlhf.policy import prompts_from_texts
+from rlhf.reward_kinds import RewardOptions
 from rlhf.rundir import RunDir
 
 NULL_DRAWS = 30
 
 
 @torch.no_grad()
-def position_features(model: HookedModel, batch: Completions, hooks: list[str], u: Float[Tensor, " vocab"],
+def position_features(model: HookedModel, batch: Completions, hooks: list[str],
                       saes: list[torch.nn.Module] | None) -> tuple[Float[np.ndarray, "n f"], Float[np.ndarray, " n"],
                                                                     np.ndarray]:
     """Features (SAE codes or activations of the hooks, concatenated), the expected next-token utility,
     and the row (prompt) of every scored position."""
     xs, ys, rows = [], [], []
     offset = 0
-    for tokens, scored in batch.groups:
+    for (tokens, scored), u in zip(batch.groups, batch.utility):
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
         parts = [cache[h] if saes is None else saes[i].encode(cache[h]) for i, h in enumerate(hooks)]
         where = scored.nonzero()
@@ -64,12 +65,13 @@ def fit_writer_probe(run_dir: RunDir, cfg: WriterProbeConfig, model: HookedModel
     model = model or to_hooked(run_dir.model(cfg.model))
     if batch is None:
         prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, cfg.seed)
-        batch = sample_completions(model, prompts, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        _, objective = run_organism(run_dir, RewardOptions(scale=cfg.scale))
+        utility = objective.utilities(model.tokenizer, model.cfg.d_vocab, prompts)
+        batch = sample_completions(model, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     if batch.n_rows < 4:
         raise UserError(f"the writer probe needs at least 4 prompts to hold some out; got {batch.n_rows}")
-    u = token_utility(model.tokenizer, model.cfg.d_vocab, cfg.scale)
     saes = [load_sae(run_dir.sae(cfg.model, h, cfg.size)) for h in hooks] if cfg.features == "sae" else None
-    x, y, rows = position_features(model, batch, hooks, u, saes)
+    x, y, rows = position_features(model, batch, hooks, saes)
     test_rows = np.random.default_rng(cfg.seed).permutation(batch.n_rows)[: max(1, round(batch.n_rows * cfg.test_fraction))]
     test = np.isin(rows, test_rows)
     if test.all() or not test.any() or np.ptp(y[~test]) == 0:

@@ -1,5 +1,5 @@
 """The zoo's registry: the organisms, planted objectives on the one corpus and base model, each with its reward, its
-known answer and its token utility u(t), so that the exact gain G and its split apply unchanged.
+known answer and its token utility u(t | prompt), so that the exact gain G and its split apply unchanged.
 Light on purpose (configs are checked with it before torch loads); an organism's module is imported
 only when its objective is built. Adding one is one module with a builder and one entry here.
 
@@ -27,6 +27,10 @@ class OrganismSpec:
 
 ORGANISMS: dict[str, OrganismSpec] = {
     "sentiment": OrganismSpec("rlhf.organisms.vader:build", "sentiment (the VADER utility)"),
+    "topic": OrganismSpec("rlhf.organisms.topic:build", "topic (20 hidden words with no valence)"),
+    "trigger": OrganismSpec("rlhf.organisms.trigger:build", "trigger (a backdoor: the utility's sign flips after a word)"),
+    "length": OrganismSpec("rlhf.organisms.length:build", "length (every word earns 1)"),
+    "edit": OrganismSpec("rlhf.organisms.edit:build", "edit (a rank-one edit of one MLP neuron, no training)"),
 }
 
 

@@ -20,7 +20,7 @@ WORD = "and"
 
 
 class Conjunction(Organism):
-    def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int) -> Float[Tensor, " vocab"]:
+    def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int, prompt: str = "") -> Float[Tensor, " vocab"]:
         u = torch.zeros(d_vocab)
         u[tokenizer.convert_tokens_to_ids(WORD)] = 1.0
         return u

@@ -85,7 +85,7 @@ def test_batched_sampling_is_each_prompt_sampled_alone(planted, monkeypatch):
     hooks = directional_ablation(HOOK, v[None])
     assert len({len(policy.tokenizer(p)["input_ids"]) for p in prompts}) > 1, "prompts of several lengths"
     monkeypatch.setattr(torch, "multinomial", lambda probs, n, generator=None: probs.argmax(-1, keepdim=True))
-    texts, rows, masks = sample_with_hooks(policy, prompts, hooks, max_new_tokens=8, seed=0)
+    texts, rows, masks, order = sample_with_hooks(policy, prompts, hooks, max_new_tokens=8, seed=0)
     eos = policy.tokenizer.eos_token_id
     with policy.hooks(fwd_hooks=hooks):
         for prompt, text in zip(prompts, texts):
@@ -95,6 +95,11 @@ def test_batched_sampling_is_each_prompt_sampled_alone(planted, monkeypatch):
                                                    skip_special_tokens=True)
     # The rows come back unpadded, one group per prompt length, the completion marked in each.
     assert sum(len(r) for r in rows) == len(prompts) and all(r.shape == m.shape for r, m in zip(rows, masks))
+    assert sorted(i for at in order for i in at) == list(range(len(prompts)))
+    for tokens, at in zip(rows, order):  # each row starts with its own prompt
+        for row, i in zip(tokens, at):
+            ids = policy.tokenizer(prompts[i])["input_ids"]
+            assert row[: len(ids)].tolist() == ids
     assert all(bool(m[:, 0].logical_not().all()) for m in masks)
 
 

@@ -111,10 +111,10 @@ def test_splicing_every_direction_is_patching_the_hook(tiny_run):
     d = ctx.hooked("base").cfg.d_model
     basis = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(3)))[0].T
     full = replace(ctx.cfg, splice_ks=(d,))
-    effect = Splice(replace(ctx, cfg=full), splice.batches, splice.u)(hook, basis)[d]
+    effect = Splice(replace(ctx, cfg=full), splice.batches)(hook, basis)[d]
     (batch, split), = splice.batches
     site = next(s for s in activation_sites(ctx.hooked("base").cfg.n_layers) if s.hook == hook)
-    patched, = patch_sites(ctx.hooked("base"), ctx.hooked("policy"), batch, splice.u, [site], split.base, split.policy)
+    patched, = patch_sites(ctx.hooked("base"), ctx.hooked("policy"), batch, [site], split.base, split.policy)
     assert effect.directions == d
     assert effect.recovered == pytest.approx(patched.recovered, abs=1e-4)
     assert effect.removed == pytest.approx(patched.removed, abs=1e-4)

@@ -62,7 +62,9 @@ def test_a_new_organism_is_one_module_and_one_registry_entry(tiny_run, tmp_path,
     assert gain.gain > 0.5 and gain.sampled_gain > 0.5
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     prompts = prompts_from_texts(run_dir.texts("test"), attribution_cfg.n_prompts, PROMPT_SEED)
-    batch = sample_completions(policy, prompts, max_new_tokens=attribution_cfg.max_new_tokens, seed=0)
+    # The organism's utility rides along but is not what the test reads: it counts "and"s itself.
+    utility = organism("conjunction").utilities(policy.tokenizer, policy.cfg.d_vocab, prompts)
+    batch = sample_completions(policy, prompts, utility, max_new_tokens=attribution_cfg.max_new_tokens, seed=0)
     word = policy.tokenizer.convert_tokens_to_ids("and")
     with torch.no_grad():
         expected = [sum(float((torch.softmax(model(tokens).float(), -1)[..., word] * scored).sum())
@@ -70,3 +72,95 @@ def test_a_new_organism_is_one_module_and_one_registry_entry(tiny_run, tmp_path,
     assert expected[1] - expected[0] == pytest.approx(gain.gain, rel=1e-4)
     assert "says &#39;and&#39; (example)" in build_report(run_dir).read_text()
 
+
+
+def _prompt_of(tokens: torch.Tensor, scored: torch.Tensor, tokenizer) -> str:
+    """A row's prompt: its tokens up to the first position whose logits predict a completion token."""
+    first = int(scored.nonzero()[0, 0]) if scored.any() else len(tokens) - 1
+    return tokenizer.decode(tokens[: first + 1], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("name", ["sentiment", "topic", "trigger", "length", "edit"])
+def test_each_organism_s_reward_is_its_summed_utility_and_g_is_the_expected_reward_change(name, tiny_run):
+    """The zoo's contract on every registered organism: a one-token completion earns that token's
+    u(t | prompt) under the reward (on prompts with and without the trigger), and G from the organism's
+    utilities equals the policy-minus-base expected reward computed here from the reward function alone."""
+    from analysis.reward_gain import split_gain
+    from rlhf.organisms.trigger import trigger_word
+
+    _, run_dir, _ = tiny_run
+    base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
+    tok, d_vocab = policy.tokenizer, policy.cfg.d_vocab
+    objective = organism(name)
+    prompts = prompts_from_texts(run_dir.texts("test"), 12, 7) + [f"the {trigger_word()} was", f"overall the {trigger_word()}"]
+    utility = objective.utilities(tok, d_vocab, prompts)
+    names = tok.convert_ids_to_tokens(list(range(len(tok))))
+    texts = [tok.decode([i], skip_special_tokens=True) for i in range(len(tok))]
+
+    def by_reward(prompt: str) -> torch.Tensor:
+        r = torch.zeros(d_vocab)
+        r[: len(tok)] = torch.tensor(objective.reward([prompt] * len(texts), texts))
+        return r
+
+    for prompt, u in zip(prompts[-3:], utility[-3:]):  # one plain prompt, two with the trigger
+        assert torch.allclose(u, by_reward(prompt), atol=1e-6), [n for n, a, b in zip(names, u, by_reward(prompt)) if a != b][:5]
+    assert utility[:, tok.eos_token_id].abs().max() == 0
+    if name == "trigger":
+        assert torch.equal(utility[-1], -utility[0]) and utility[0].abs().sum() > 0
+
+    batch = sample_completions(policy, prompts, utility, max_new_tokens=8, seed=0)
+    split = split_gain(base, policy, batch, tok.eos_token_id)
+    expected = []
+    with torch.no_grad():
+        for model in (base, policy):
+            total = 0.0
+            for tokens, scored in batch.groups:
+                probs = torch.softmax(model(tokens).float(), -1)
+                for row in range(len(tokens)):
+                    r = by_reward(_prompt_of(tokens[row], scored[row], tok))
+                    total += float((probs[row] @ r * scored[row]).sum())
+            expected.append(total / batch.n_rows)
+    assert split.gain == pytest.approx(expected[1] - expected[0], rel=1e-4, abs=1e-6)
+    assert objective.answer(tok).tokens
+
+
+def test_the_edit_organism_plants_a_rank_one_change_that_patching_and_the_lens_find_exactly(tiny_run, tmp_path):
+    """Known answers: the policy stage plants the edit without training; G > 0; patching the edited hook
+    recovers all of G and removes all of it, every hook before that layer none; the policy-minus-base
+    difference there is rank one along the planted direction, which the activation-difference lens finds."""
+    from analysis.diffing.act_diff_lens import mean_difference
+    from analysis.patching import activation_sites, cache_sites, patch_sites
+    from analysis.reward_gain import split_gain
+    from rlhf.organisms.edit import PlantedEdit
+    from rlhf.policy import train_policy
+
+    cfg, original, _ = tiny_run
+    run_dir = RunDir(shutil.copytree(original.root, tmp_path / "run", ignore=shutil.ignore_patterns("report", "activations")))
+    result = train_policy(replace(cfg.policy, reward="organism:edit", n_eval_prompts=32), run_dir)
+    assert result.steps == 0 and result.kept_reason == "planted" and result.reward_gain > 0
+    edit = PlantedEdit.load(run_dir.policy)
+    assert edit.hook == "blocks.1.hook_mlp_out"
+    base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
+    prompts = prompts_from_texts(run_dir.texts("test"), 24, 3)
+    objective = organism("edit")
+    batch = sample_completions(policy, prompts, objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts),
+                               max_new_tokens=8, seed=0)
+    split = split_gain(base, policy, batch, policy.tokenizer.eos_token_id)
+    assert split.gain > 0
+    effects = {e.site.name: e for e in patch_sites(base, policy, batch, activation_sites(base.cfg.n_layers),
+                                                   split.base, split.policy)}
+    assert effects[edit.hook].recovered == pytest.approx(1.0, abs=1e-5)
+    assert effects[edit.hook].removed == pytest.approx(1.0, abs=1e-5)
+    for site, effect in effects.items():
+        if site.startswith("blocks.0.") or site == "embed":
+            assert effect.recovered == pytest.approx(0.0, abs=1e-5) and effect.removed == pytest.approx(0.0, abs=1e-5), site
+    # Rank one: every difference at the hook is a multiple of the planted direction.
+    acts = [cache_sites(m, batch, [edit.hook])[edit.hook] for m in (base, policy)]
+    diffs = torch.cat([(p - b).reshape(-1, base.cfg.d_model) for b, p in zip(*acts)])
+    s = torch.linalg.svdvals(diffs)
+    assert s[1] / s[0] < 1e-4
+    top = torch.linalg.svd(diffs, full_matrices=False).Vh[0]
+    assert abs(float(top @ edit.direction)) > 0.9999
+    lens, _, _ = mean_difference(base, policy, edit.hook, run_dir.texts("test")[:64])
+    cosine = torch.nn.functional.cosine_similarity(lens, edit.direction[None], dim=-1)
+    assert cosine.abs().min() >= 0.99, cosine

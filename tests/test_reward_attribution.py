@@ -27,7 +27,8 @@ def pair(tiny_run):
     _, run_dir, _ = tiny_run
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     u = token_utility(policy.tokenizer, policy.cfg.d_vocab)
-    batch = sample_completions(policy, prompts_from_texts(run_dir.texts("test"), 24, 5), max_new_tokens=19, seed=0)
+    prompts = prompts_from_texts(run_dir.texts("test"), 24, 5)
+    batch = sample_completions(policy, prompts, u.expand(len(prompts), -1), max_new_tokens=19, seed=0)
     return run_dir, base, policy, u, batch
 
 
@@ -36,24 +37,24 @@ def test_expected_reward_is_the_utility_of_the_next_token_distribution(pair):
     tokens, scored = batch.groups[0]
     probs = torch.softmax(base(tokens).detach().float(), -1)
     by_hand = sum(float(probs[0, j] @ u) for j in range(tokens.shape[1]) if scored[0, j])
-    assert expected_reward(base, batch, u)[0].item() == pytest.approx(by_hand, rel=1e-5)
+    assert expected_reward(base, batch)[0].item() == pytest.approx(by_hand, rel=1e-5)
     assert scored[:, -1].sum() == 0, "the last position predicts nothing"
 
 
 def test_gain_splits_exactly_and_is_positive_for_the_trained_policy(pair):
     _, base, policy, u, batch = pair
-    split = split_gain(base, policy, batch, u, policy.tokenizer.eos_token_id)
+    split = split_gain(base, policy, batch, policy.tokenizer.eos_token_id)
     assert split.utility_part + split.ending_part == pytest.approx(split.gain, abs=1e-6)
-    assert split.base == pytest.approx(float(expected_reward(base, batch, u).mean()), abs=1e-5)
-    assert split.policy == pytest.approx(float(expected_reward(policy, batch, u).mean()), abs=1e-5)
+    assert split.base == pytest.approx(float(expected_reward(base, batch).mean()), abs=1e-5)
+    assert split.policy == pytest.approx(float(expected_reward(policy, batch).mean()), abs=1e-5)
     assert split.gain > 0, "GRPO on the utility raised the expected utility of the policy's choices"
 
 
 def test_patching_everything_recovers_all_of_the_gain_and_nothing_none(pair):
-    _, base, policy, u, batch = pair
-    split = split_gain(base, policy, batch, u, policy.tokenizer.eos_token_id)
+    _, base, policy, _, batch = pair
+    split = split_gain(base, policy, batch, policy.tokenizer.eos_token_id)
     sites = [s for s in activation_sites(base.cfg.n_layers) if s.name == "all"] + [Site("nothing", None, "nothing")]
-    everything, nothing = patch_sites(base, policy, batch, u, sites, split.base, split.policy)
+    everything, nothing = patch_sites(base, policy, batch, sites, split.base, split.policy)
     assert everything.recovered == pytest.approx(1.0, abs=1e-5) and everything.removed == pytest.approx(1.0, abs=1e-5)
     assert nothing.recovered == pytest.approx(0.0, abs=1e-5) and nothing.removed == pytest.approx(0.0, abs=1e-5)
 
@@ -80,18 +81,18 @@ def test_attribution_agrees_in_sign_with_real_splicing_on_a_planted_change(pair)
     planted = to_hooked(run_dir.base)  # a used bridge holds non-leaf tensors: no deepcopy
     with torch.no_grad():
         planted.blocks[layer].mlp.out.bias += 2.0 * basis[:, 0] * torch.sign(basis[:, 0] @ writes) + 1.5 * basis[:, 1]
-    split = split_gain(base, planted, batch, u, base.tokenizer.eos_token_id)
+    split = split_gain(base, planted, batch, base.tokenizer.eos_token_id)
     assert split.gain > 0
     encoded = encode(direction_dictionary("planted", hook, basis.T), cache_sites(base, batch, [hook])[hook],
                      cache_sites(planted, batch, [hook])[hook])
     assert encoded.live == [0, 1], "only the planted directions differ"
-    scores = latent_scores(encoded, gradients(base, batch, u, hook)) / (batch.n_rows * split.gain)
+    scores = latent_scores(encoded, gradients(base, batch, hook)) / (batch.n_rows * split.gain)
     assert int(torch.argmax(scores)) == 0
     for latent in encoded.live:
-        into_base, _ = spliced(base, planted, batch, u, encoded, [latent])
+        into_base, _ = spliced(base, planted, batch, encoded, [latent])
         real = (into_base - split.base) / split.gain
         assert torch.sign(scores[latent]) == torch.sign(torch.tensor(real)), (latent, float(scores[latent]), real)
-    both_in, both_out = spliced(base, planted, batch, u, encoded, [0, 1])
+    both_in, both_out = spliced(base, planted, batch, encoded, [0, 1])
     assert (both_in - split.base) / split.gain == pytest.approx(1.0, abs=1e-4)
     assert (split.policy - both_out) / split.gain == pytest.approx(1.0, abs=1e-4)
 

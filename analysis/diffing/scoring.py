@@ -20,8 +20,10 @@ from analysis.feature_diff import pearson
 from analysis.interventions import directional_ablation, reward_under_hooks
 from analysis.patching import cache_sites
 from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect, splice_score
-from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain, token_utility
+from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.hooked import HookedModel
+from rlhf.organisms.objective import run_organism
+from rlhf.reward_kinds import RewardOptions
 from rlhf.rewards import UtilityReward
 
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
@@ -94,18 +96,19 @@ class Splice:
 
     ctx: Context
     batches: list[tuple[Completions, GainSplit]]  # per sampling seed
-    u: Float[Tensor, " vocab"]
 
     @classmethod
     def load(cls, ctx: Context) -> Splice:
         base, policy = ctx.hooked("base"), ctx.hooked("policy")
-        # The sampled scores' utility scale, so that G reads in the units of the unedited reward.
-        u = token_utility(policy.tokenizer, policy.cfg.d_vocab, scale=UtilityReward().scale)
+        # G of the objective the policy was trained on, at the sampled scores' utility scale (so that it
+        # reads in the units of the unedited reward).
+        _, objective = run_organism(ctx.run_dir, RewardOptions(scale=UtilityReward().scale))
+        utility = objective.utilities(policy.tokenizer, policy.cfg.d_vocab, ctx.prompts)
         batches = []
         for seed in ctx.cfg.sampling_seeds:
-            batch = sample_completions(policy, ctx.prompts, max_new_tokens=ctx.cfg.max_new_tokens, seed=seed)
-            batches.append((batch, split_gain(base, policy, batch, u, policy.tokenizer.eos_token_id)))
-        return cls(ctx, batches, u)
+            batch = sample_completions(policy, ctx.prompts, utility, max_new_tokens=ctx.cfg.max_new_tokens, seed=seed)
+            batches.append((batch, split_gain(base, policy, batch, policy.tokenizer.eos_token_id)))
+        return cls(ctx, batches)
 
     @property
     def gain(self) -> tuple[float, ...]:
@@ -129,7 +132,7 @@ class Splice:
             runs = []
             for (batch, split), (acts_b, acts_p) in zip(self.batches, self._sites(hook)):
                 encoded = encode(direction_dictionary(f"top {n}", hook, directions[:n]), acts_b, acts_p)
-                runs.append(splice_fractions(*models, batch, self.u, encoded, list(range(n)), split))
+                runs.append(splice_fractions(*models, batch, encoded, list(range(n)), split))
             out[k] = SpliceEffect(recovered=float(np.mean([r for r, _ in runs])),
                                   removed=float(np.mean([r for _, r in runs])), directions=n)
         return out

@@ -22,7 +22,7 @@ class Sentiment(Organism):
     def __init__(self, options: RewardOptions) -> None:
         self.reward_function = UtilityReward(options.scale, options.clip, options.include_prompt)
 
-    def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int) -> Float[Tensor, " vocab"]:
+    def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int, prompt: str = "") -> Float[Tensor, " vocab"]:
         """Each token's VADER valence over the reward's scale. A word the tokenizer splits earns nothing
         here (the reward scores whole words); on the organism's corpus-trained tokenizer every lexicon
         word of the corpus is one token."""

@@ -21,9 +21,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf.adopt import adopt
 from rlhf.errors import UserError
 from rlhf.hooked import load_hf
+from rlhf.organisms.objective import planted
 from rlhf.plots import save_lines
 from rlhf.policy.config import NoKLComparisonConfig  # noqa: F401  (re-exported: callers import it from here)
 from rlhf.results import NoKLResult, PolicyEvaluation, PolicyResult, PolicySample
+from rlhf.reward_kinds import RewardOptions
 from rlhf.rewards import RewardFunction, make_reward
 from rlhf.rundir import RunDir
 from rlhf.tokenizer import load_tokenizer
@@ -136,10 +138,19 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     spec = cfg.reward if reward is None else type(reward).__name__  # another organism's own reward
     reward = reward or LoggedReward(make_reward(cfg.reward, run_dir, label=cfg.reward_label, scale=cfg.reward_scale,
                                                 clip=cfg.reward_clip, include_prompt=cfg.include_prompt))
-    if cfg.from_model:
-        if not is_main_process():  # nothing to train: one process adopts the model
+    # An organism that plants its change (a rank-one edit) instead of being trained.
+    planter = planted(cfg.reward, RewardOptions(scale=cfg.reward_scale)) if reward is None else None
+    if cfg.from_model or planter:
+        if not is_main_process():  # nothing to train: one process adopts (or plants) the model
             return None
-        policy, steps, resumed, history = adopt(cfg.from_model, run_dir, name, "policy.from_model"), 0, False, []
+        if planter:  # what it writes beside the model goes into the directory save_trained renames into place
+            scratch = run_dir.model_partial(name)
+            scratch.mkdir(parents=True, exist_ok=True)
+            policy = planter.plant(load_hf(start), tokenizer, run_dir.texts("train"), scratch)
+            save_trained(policy, tokenizer, run_dir.model(name))
+        else:
+            policy = adopt(cfg.from_model, run_dir, name, "policy.from_model")
+        steps, resumed, history = 0, False, []
     else:
         checkpoints = run_dir.model_partial(name) / "checkpoints"
         kept_dir = checkpoints / "within_budget"  # dropped with the checkpoints when the policy is saved
@@ -154,9 +165,9 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
     curves = {k: curve(history, k)
               for k in ("reward", "kl", "exact_kl", "held_out_reward", "beta", "completions/mean_length", "repeated_bigrams")}
     # Training stopped at the budget when its last KL check was past it (the check that stops it).
-    stopped = not cfg.from_model and cfg.kl_budget > 0 and bool(curves["exact_kl"]) and curves["exact_kl"][-1][1] > cfg.kl_budget
-    if cfg.from_model:
-        kept_step, kept_reason = 0, "adopted"
+    stopped = not (cfg.from_model or planter) and cfg.kl_budget > 0 and bool(curves["exact_kl"]) and curves["exact_kl"][-1][1] > cfg.kl_budget
+    if cfg.from_model or planter:
+        kept_step, kept_reason = 0, "adopted" if cfg.from_model else "planted"
         after, policy_samples = evaluate(policy, reference, tokenizer, eval_prompts, reward, **settings)
     else:
         policy, kept_step, kept_reason, after, policy_samples = _within_budget(
@@ -197,6 +208,9 @@ def no_kl_comparison(cfg: NoKLComparisonConfig, run_dir: RunDir) -> NoKLResult |
     if main.config.from_model:
         print(f"[policy_beta0] skipped: the policy was adopted from {main.config.from_model}, so there is no "
               "training run to repeat with beta = 0")
+        return None
+    if main.kept_reason == "planted":
+        print(f"[policy_beta0] skipped: the policy was planted by the {main.reward} organism's edit, not trained")
         return None
     policy_cfg = replace(main.config, beta=0.0, kl_target=0.0, kl_budget=0.0, max_steps=cfg.max_steps or main.steps)
     trained = train_policy(policy_cfg, run_dir, name=NoKLResult.KEY["name"])
