@@ -135,11 +135,11 @@ def train_policy(cfg: PolicyConfig, run_dir: RunDir, name: str = "policy", *, re
         prompts = (prompts_from_texts(train_texts, cfg.n_prompts, cfg.seed),
                    prompts_from_texts(test_texts, cfg.n_eval_prompts, cfg.seed + 1))
     prompts, eval_prompts = prompts
+    # An organism that plants its change (a rank-one edit) instead of being trained.
+    planter = planted(cfg.reward, RewardOptions(scale=cfg.reward_scale)) if reward is None else None
     spec = cfg.reward if reward is None else type(reward).__name__  # another organism's own reward
     reward = reward or LoggedReward(make_reward(cfg.reward, run_dir, label=cfg.reward_label, scale=cfg.reward_scale,
                                                 clip=cfg.reward_clip, include_prompt=cfg.include_prompt))
-    # An organism that plants its change (a rank-one edit) instead of being trained.
-    planter = planted(cfg.reward, RewardOptions(scale=cfg.reward_scale)) if reward is None else None
     if cfg.from_model or planter:
         if not is_main_process():  # nothing to train: one process adopts (or plants) the model
             return None
