@@ -5,8 +5,9 @@
     python -m study status --run-dir runs/sentiment          # which stages are finished
     python -m study convert --model runs/sentiment/models/base  # check a model converts to TransformerLens
     python -m study compare --base EleutherAI/pythia-70m --policy ./my-rlhf-run  # analyse a pair trained elsewhere
+    python -m study zoo --organisms topic edit               # organisms with planted objectives on one base
 
-Installed, the same commands are ``rlhf-interp run|compare|report|status|convert``, and
+Installed, the same commands are ``rlhf-interp run|compare|report|status|convert|zoo``, and
 ``rlhf-interp probe`` is ``python -m probes.fit_linear_reward``.
 """
 
@@ -75,6 +76,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                           "--set activations.hook='blocks.{layer}.hook_resid_post'; repeatable")
     cmp.add_argument("--until", metavar="STAGE", help="stop after this stage")
     cmp.add_argument("--verbose", action="store_true", help="print the libraries' warnings and progress bars as they come")
+    zoo = sub.add_parser(
+        "zoo", help="train every organism's policy on one base and write runs/<zoo>/report/index.html",
+        description="The zoo of planted objectives (rlhf/zoo.py): the base is trained once in runs/<zoo>/base; each "
+        "organism is a run directory of its own, runs/<zoo>/<organism>, whose policy is trained on the organism's "
+        "reward (the edit organism is planted, not trained) and analysed by the study's stages. Resumes like a run.")
+    zoo.add_argument("--config", default="configs/zoo.toml", help="the zoo's study config (default configs/zoo.toml)")
+    zoo.add_argument("--organisms", nargs="+", default=[], metavar="NAME",
+                     help="organisms to run (default: every registered one: sentiment, topic, trigger, length, edit)")
+    zoo.add_argument("--runs-dir", help="parent of the zoo's directory (overrides the config's runs_dir)")
+    zoo.add_argument("--verbose", action="store_true", help="print the libraries' warnings and progress bars as they come")
     conv = sub.add_parser("convert", help="convert an HF causal LM to a TransformerLens TransformerBridge and check its logits")
     conv.add_argument("--model", required=True, help="local model directory or hub id")
     conv.add_argument("--tokenizer", help="tokenizer directory (default: the model's own directory)")
@@ -119,6 +130,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m study") -> int:
             from study.pipeline import run_study
 
             run_study(cfg, force=tuple(args.force), until=args.until, verbose=args.verbose)
+        elif args.command == "zoo":
+            from study.zoo import organism_config
+
+            cfg = load_config(args.config, {"runs_dir": args.runs_dir} if args.runs_dir else {})
+            for name in args.organisms:
+                organism_config(cfg, name)  # an unknown organism, named before anything runs
+            from study.zoo import run_zoo
+
+            run_zoo(cfg, tuple(args.organisms), verbose=args.verbose)
         elif args.command == "compare":
             from study.compare import compare_config
 
