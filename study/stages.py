@@ -104,8 +104,9 @@ STAGES: list[Stage] = [
           lambda r: (ValenceProbeResult.path(r),)),
     Stage("implicit_reward", ("dictionaries",), "probes.implicit_reward:implicit_reward_stage",
           reads=lambda cfg: ("dpo",) if _trains(cfg, "dpo") else ()),
-    Stage("reward_attribution", ("model_diffing", "implicit_reward"),
-          "study.reward_attribution:reward_attribution_stage"),
+    # It splices the implicit-reward probe's ranking beside the others where the study runs the probe.
+    Stage("reward_attribution", ("model_diffing",), "study.reward_attribution:reward_attribution_stage",
+          reads=lambda cfg: ("implicit_reward",) if not cfg.stages or "implicit_reward" in cfg.stages else ()),
     Stage("digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
           one_process=True),
 ]

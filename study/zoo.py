@@ -21,9 +21,8 @@ from rlhf.zoo import ORGANISMS
 from study.config import StudyConfig
 
 # What each organism's run does after the shared base: its policy, and the analyses whose answers the zoo scores.
-# The implicit-reward probe is there because reward attribution splices its ranking beside the others.
 ORGANISM_STAGES = ("corpus", "tokenizer", "pretrain", "conversion", "policy", "divergence", "activations",
-                   "dictionaries", "model_diffing", "implicit_reward", "reward_attribution")
+                   "dictionaries", "model_diffing", "reward_attribution")
 BASE_STAGES = ("corpus", "tokenizer", "pretrain")
 
 
