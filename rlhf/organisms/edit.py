@@ -28,7 +28,7 @@ from rlhf.rundir import atomic_write_json, read_json
 SEED = 1  # the draw of the word set (the topic organism draws with 0)
 N_WORDS = 10
 # The edit's size: at the neuron's mean activation it adds this multiple of the layer's mean MLP output norm.
-STRENGTH = 0.75  # at 2.0 the tiny study's edited policy was 2.6 nats/token from its base, past the KL bar
+STRENGTH = 0.6  # on the tiny study: KL to the base 0.67 nats/token (0.75: 1.6, past the bar; 0.5: no sampled gain)
 N_TEXTS = 64  # corpus texts that pick the neuron and measure the MLP output's size
 PLANTED_FILE = "planted_edit.json"  # beside the edited policy: the exact answer
 
