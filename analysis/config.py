@@ -40,7 +40,7 @@ class ActivationCacheConfig:
     train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
     held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics
     batch_size: PositiveInt = 128  # texts per forward pass
-    shard_texts: PositiveInt = 2_048  # texts per shard: memory is bounded by one shard
+    shard_texts: PositiveInt = 2_048  # texts per shard: memory is bounded by two (one computed, one being written)
     dtype: DType = "float32"  # how activations are stored: "bfloat16" or "float16" halve the disk
     model_dtype: DType = "float32"  # the models while caching: "bfloat16" / "float16" for large models on a GPU
 
