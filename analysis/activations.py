@@ -6,6 +6,8 @@ hooks are stored and no hook outlives the call.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,12 +50,14 @@ class _AllFired(Exception):
     """Raised by the last requested hook to fire: nothing after it is needed."""
 
 
-@torch.no_grad()
-def cache_hooks(model: HookedModel, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str]) -> dict[str, Tensor]:
-    """The activations at ``hooks`` on ``tokens``, the forward pass stopped as soon as every one has fired.
+@contextlib.contextmanager
+def hook_cache(model: HookedModel, hooks: Sequence[str]) -> Iterator[Callable[[Int[Tensor, "batch pos"]], dict[str, Tensor]]]:
+    """A function from tokens to the activations at ``hooks``, each forward pass stopped as soon as every one
+    has fired, the hooks added once for all its calls.
 
-    Written here because the bridge's ``stop_at_layer`` stops only before a block: with hooks in the last
-    block it runs the final norm and the unembedding too (about a fifth of the demo's forward pass)."""
+    Written here because the bridge's ``stop_at_layer`` stops only before a block (with hooks in the last block
+    it runs the final norm and the unembedding too, about a fifth of the demo's forward pass), and its
+    ``run_with_hooks`` resolves the hook names again on every call (about 7 ms a batch on the demo)."""
     cache: dict[str, Tensor] = {}
 
     def keep(x: Tensor, hook: object, name: str) -> None:
@@ -61,14 +65,26 @@ def cache_hooks(model: HookedModel, tokens: Int[Tensor, "batch pos"], hooks: Seq
         if len(cache) == len(hooks):
             raise _AllFired
 
-    try:
-        model.run_with_hooks(tokens, fwd_hooks=[(h, lambda x, hook, name=h: keep(x, hook, name)) for h in hooks])
-    except _AllFired:
-        pass
-    missing = [h for h in hooks if h not in cache]
-    if missing:
-        raise UserError(f"hook(s) {', '.join(missing)} never fired in {model.cfg.architecture}")
-    return cache
+    def run(tokens: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+        cache.clear()
+        try:
+            with torch.no_grad():
+                model(tokens)
+        except _AllFired:
+            pass
+        missing = [h for h in hooks if h not in cache]
+        if missing:
+            raise UserError(f"hook(s) {', '.join(missing)} never fired in {model.cfg.architecture}")
+        return dict(cache)
+
+    with model.hooks(fwd_hooks=[(h, functools.partial(keep, name=h)) for h in hooks]):
+        yield run
+
+
+def cache_hooks(model: HookedModel, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str]) -> dict[str, Tensor]:
+    """The activations at ``hooks`` on ``tokens``, the forward pass stopped once every one has fired (``hook_cache``)."""
+    with hook_cache(model, hooks) as run:
+        return run(tokens)
 
 
 @torch.no_grad()
@@ -155,32 +171,33 @@ def _computed_shards(model: HookedModel, texts: Sequence[str], hooks: Sequence[s
                      show: bool) -> Iterator[tuple[Path, dict[str, Tensor]]]:
     """Each of ``shards`` not already on disk: per hook, its file and its activations, tokens and positions."""
     dtype = getattr(torch, cfg.dtype)
-    for shard in tqdm(shards, desc=f"caching {where}", unit="shard", disable=not show):
-        if all(_shard_path(out(h), shard).exists() for h in hooks):
-            continue
-        rows = texts[shard * cfg.shard_texts : (shard + 1) * cfg.shard_texts]
-        parts: dict[str, list[Tensor]] = {h: [] for h in hooks}
-        tokens, positions = [], []
-        for start in range(0, len(rows), cfg.batch_size):
-            enc = model.tokenizer(list(rows[start : start + cfg.batch_size]), padding=True, return_tensors="pt")
-            ids, mask = enc["input_ids"].to(model.cfg.device), enc["attention_mask"].bool().to(model.cfg.device)
-            # BOS is an attention sink with outsized activations: not text, so not cached.
-            if model.tokenizer.bos_token_id is not None:
-                mask &= ids != model.tokenizer.bos_token_id
-            cache = cache_hooks(model, ids, hooks)
+    with hook_cache(model, hooks) as run:
+        for shard in tqdm(shards, desc=f"caching {where}", unit="shard", disable=not show):
+            if all(_shard_path(out(h), shard).exists() for h in hooks):
+                continue
+            rows = texts[shard * cfg.shard_texts : (shard + 1) * cfg.shard_texts]
+            parts: dict[str, list[Tensor]] = {h: [] for h in hooks}
+            tokens, positions = [], []
+            for start in range(0, len(rows), cfg.batch_size):
+                enc = model.tokenizer(list(rows[start : start + cfg.batch_size]), padding=True, return_tensors="pt")
+                ids, mask = enc["input_ids"].to(model.cfg.device), enc["attention_mask"].bool().to(model.cfg.device)
+                # BOS is an attention sink with outsized activations: not text, so not cached.
+                if model.tokenizer.bos_token_id is not None:
+                    mask &= ids != model.tokenizer.bos_token_id
+                cache = run(ids)
+                for h in hooks:
+                    act = cache[h][mask]  # (real tokens, d): padding positions never leave the batch
+                    if not torch.isfinite(act).all():
+                        seq, pos = (~torch.isfinite(cache[h]).all(-1) & mask).nonzero()[0].tolist()
+                        raise FloatingPointError(
+                            f"non-finite activation at {h}, {where}, text {shard * cfg.shard_texts + start + seq}, token {pos}")
+                    parts[h].append(act.to(dtype).cpu())
+                tokens.append(ids[mask].cpu())
+                positions.append(mask.nonzero()[:, 1].cpu())
+            token_ids, token_pos = torch.cat(tokens), torch.cat(positions)
             for h in hooks:
-                act = cache[h][mask]  # (real tokens, d): padding positions never leave the batch
-                if not torch.isfinite(act).all():
-                    seq, pos = (~torch.isfinite(cache[h]).all(-1) & mask).nonzero()[0].tolist()
-                    raise FloatingPointError(
-                        f"non-finite activation at {h}, {where}, text {shard * cfg.shard_texts + start + seq}, token {pos}")
-                parts[h].append(act.to(dtype).cpu())
-            tokens.append(ids[mask].cpu())
-            positions.append(mask.nonzero()[:, 1].cpu())
-        token_ids, token_pos = torch.cat(tokens), torch.cat(positions)
-        for h in hooks:
-            yield _shard_path(out(h), shard), {"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids,
-                                               "positions": token_pos}
+                yield _shard_path(out(h), shard), {"activations": torch.cat(parts[h]).contiguous(), "tokens": token_ids,
+                                                   "positions": token_pos}
 
 
 @torch.no_grad()

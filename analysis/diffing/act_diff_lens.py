@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
-from analysis.activations import cache_hooks, check_hook_names
+from analysis.activations import check_hook_names, hook_cache
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
@@ -51,12 +51,13 @@ def mean_difference(base: HookedModel, policy: HookedModel, hook: str, texts: Se
     rows, skip = _first_tokens(base, texts, n_positions)
     diff = torch.zeros(n_positions, base.cfg.d_model)
     norm = torch.zeros(n_positions)
-    for start in range(0, len(rows), batch_size):
-        tokens = torch.tensor(rows[start : start + batch_size], device=base.cfg.device)
-        cache_b, cache_p = cache_hooks(base, tokens, [hook]), cache_hooks(policy, tokens, [hook])
-        acts_b, acts_p = cache_b[hook][:, skip:].float().cpu(), cache_p[hook][:, skip:].float().cpu()
-        diff += (acts_p - acts_b).sum(0)
-        norm += acts_b.norm(dim=-1).sum(0)
+    with hook_cache(base, [hook]) as run_b, hook_cache(policy, [hook]) as run_p:
+        for start in range(0, len(rows), batch_size):
+            tokens = torch.tensor(rows[start : start + batch_size], device=base.cfg.device)
+            cache_b, cache_p = run_b(tokens), run_p(tokens)
+            acts_b, acts_p = cache_b[hook][:, skip:].float().cpu(), cache_p[hook][:, skip:].float().cpu()
+            diff += (acts_p - acts_b).sum(0)
+            norm += acts_b.norm(dim=-1).sum(0)
     return diff / len(rows), norm / len(rows), len(rows)
 
 
