@@ -144,11 +144,15 @@ def main() -> None:
                for name, model_dir in (("base", run_dir.base), ("policy", run_dir.policy))}
     if args.out:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        args.out.write_text(json.dumps({"date": date.today().isoformat(), "commit": commit, "run_dir": str(run_dir.root),
-                                        "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-                                        "models": results}, indent=2) + "\n")
+        rows = [{"model": name, "measurement": what, "hooked_transformer_s": r[what]["seconds"]["hooked"],
+                 "bridge_s": r[what]["seconds"]["bridge"], "bridge_over_hooked": r[what]["bridge_over_hooked_throughput"],
+                 "bridge_max_logit_diff": r["max_abs_logit_diff_to_hf"]["bridge"],
+                 "hooked_max_logit_diff": r["max_abs_logit_diff_to_hf"]["hooked"]}
+                for name, r in results.items() for what in ("forward", "run_with_cache", "sampling")]
+        note = (f"{date.today().isoformat()}, commit {commit}, {run_dir.root}, torch threads {torch.get_num_threads()}, "
+                f"median of {args.repeats}; target bridge / HookedTransformer >= 0.9.")
+        args.out.write_text(json.dumps({"note": note, "runs": rows}, indent=2) + "\n")
         print(f"written: {args.out}")
-
 
 if __name__ == "__main__":
     main()
