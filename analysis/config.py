@@ -120,7 +120,7 @@ class ModelDiffingConfig:
     relative_norm_threshold: ProbabilityFloat = 0.7  # crosscoder latents above it lean to the policy
     max_nu: NonNegativeFloat = 0.5  # latent scaling: a leaning latent whose ratios stay below this is policy-specific
     corr_threshold: ProbabilityFloat = 0.2  # |correlation with token valence| that counts as tracking the reward
-    high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary
+    high_utility: float = 2.0  # tokens with at least this VADER valence are the high-utility vocabulary (the sentiment organism; another organism is scored against its answer)
     logit_tokens: PositiveInt = 10  # top logit tokens per latent
     # Held-out prompts, completed under each ablation and steering edit, and by the policy for the
     # splice's G. One sampling seed: sampling is most of the stage's time, and the spreads that the

@@ -27,7 +27,10 @@ from analysis.crosscoder import BatchTopKCrosscoder, load_crosscoder, save_cross
 from analysis.feature_diff import policy_vocabulary
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
+from rlhf.organisms.objective import Organism, run_organism
 from rlhf.policy import prompts_from_texts
+from rlhf.reward_kinds import RewardOptions
+from rlhf.rewards import UtilityReward
 from rlhf.rundir import RunDir, hook_dirname
 
 T = TypeVar("T")
@@ -72,8 +75,9 @@ class Context:
     vocab: list[str]
     token_valence: Float[Tensor, " vocab"]
     unembed: Float[Tensor, "d vocab"]
-    high: set[int]  # the high-utility vocabulary
+    high: set[int]  # what a method naming tokens should name: the high-utility vocabulary, or the organism's answer
     prompts: list[str]  # held-out prompts: every sampled score completes these
+    objective: Organism  # the organism the policy was trained on: its reward scores sampled completions
     memo: dict = field(default_factory=dict)  # results shared across hooks (the per-token KL, hooked models)
 
     @property
@@ -88,11 +92,18 @@ class Context:
     @classmethod
     def load(cls, cfg: ModelDiffingConfig, run_dir: RunDir) -> Context:
         tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
-        high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
-        if not high:
-            raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
+        # The sampled scores' reward at its default scale: the units of the unedited reward.
+        name, objective = run_organism(run_dir, RewardOptions(scale=UtilityReward().scale))
+        if name == "sentiment":
+            high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
+            if not high:
+                raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
+        else:  # another organism's known answer (its words, without the tokenizer's space marker)
+            answer = {t.lstrip("Ġ▁") for t in objective.answer(tokenizer).tokens}
+            high = {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+                    if t.lstrip("Ġ▁") in answer}
         return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high,
-                   prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED))
+                   prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED), objective)
 
 
 def held_out(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:

@@ -22,9 +22,6 @@ from analysis.patching import cache_sites
 from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat, SpliceEffect, splice_score
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.hooked import HookedModel
-from rlhf.organisms.objective import run_organism
-from rlhf.reward_kinds import RewardOptions
-from rlhf.rewards import UtilityReward
 
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
 
@@ -65,7 +62,7 @@ class Ablation:
     def load(cls, ctx: Context) -> Ablation:
         cfg = ctx.cfg
         hooked = ctx.hooked("policy")
-        sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=UtilityReward())
+        sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=ctx.objective.reward)
         unedited = {r["seed"]: r["mean_reward"] for r in reward_under_hooks(hooked, [], ctx.prompts, **sampling)}
         return cls(hooked, ctx.prompts, sampling, unedited)
 
@@ -100,10 +97,8 @@ class Splice:
     @classmethod
     def load(cls, ctx: Context) -> Splice:
         base, policy = ctx.hooked("base"), ctx.hooked("policy")
-        # G of the objective the policy was trained on, at the sampled scores' utility scale (so that it
-        # reads in the units of the unedited reward).
-        _, objective = run_organism(ctx.run_dir, RewardOptions(scale=UtilityReward().scale))
-        utility = objective.utilities(policy.tokenizer, policy.cfg.d_vocab, ctx.prompts)
+        # G of the objective the policy was trained on, in the units of the sampled scores' reward.
+        utility = ctx.objective.utilities(policy.tokenizer, policy.cfg.d_vocab, ctx.prompts)
         batches = []
         for seed in ctx.cfg.sampling_seeds:
             batch = sample_completions(policy, ctx.prompts, utility, max_new_tokens=ctx.cfg.max_new_tokens, seed=seed)
