@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
-from analysis.results import RewardAttributionResult
+from analysis.results import ModelDiffingResult, RewardAttributionResult, SeedStat, splice_score
 from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir, atomic_write_text
 from rlhf.zoo import ORGANISMS
 from study.report.build import page
 from study.report.checks import Check, policy_checks
 from study.report.page import render
+from study.report.sections.model_diffing import label, leaderboard, pm
+
+# The scores the zoo ranks methods by: the causal share of G (both ways) and the precision of named tokens.
+RANKED = ((splice_score(10, "recovered"), "share of G its top 10 directions recover"),
+          (splice_score(10, "removed"), "share of G taking its top 10 directions out removes"),
+          ("precision", "precision of the tokens it names against the answer"),
+          ("planted_cosine", "largest |cosine| of its top directions with the planted edit"))
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class OrganismRow:
     gain: Spread | None  # the exact G over the sampling seeds
     best_site: tuple[str, Spread, Spread] | None  # activation patching: site, recovered, removed
     best_splices: tuple[Splice, ...]  # per k: the dictionary and ranking whose top k carry most of G both ways
+    diffing: dict[str, dict[str, SeedStat]]  # model diffing's summary: method -> score -> mean and spread over seeds
     report: str  # the organism's own report, relative to the zoo's page
 
     @property
@@ -82,13 +90,42 @@ def organism_row(root: Path, name: str) -> OrganismRow:
         answer=answer.description if answer else "", answer_tokens=answer.tokens[:30] if answer else (),
         checks=tuple(policy_checks(policy)) if policy else (), raised=policy.reward_gain > 0 if policy else None,
         gain=Spread.of([g.gain for g in attribution.gain]) if attribution else None,
-        best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html")
+        best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html",
+        diffing=ModelDiffingResult.load(run).summary if ModelDiffingResult.exists(run) else {})
+
+
+@dataclass(frozen=True)
+class Board:
+    """One score's cross-organism leaderboard: per method, per organism its mean ± spread and its tier
+    (1 = best; methods whose intervals overlap share a tier), and on how many organisms it is in the top tier."""
+
+    score: str
+    description: str
+    organisms: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...], int], ...]  # method label, cells per organism, organisms it leads
+
+
+def board(rows: Sequence[OrganismRow], score: str, description: str) -> Board:
+    tiers = {r.name: leaderboard({m: s[score] for m, s in r.diffing.items() if score in s}) for r in rows}
+    methods = sorted({m for r in rows for m, s in r.diffing.items() if score in s})
+    out = []
+    for method in methods:
+        cells, leads = [], 0
+        for r in rows:
+            tier = next((i + 1 for i, t in enumerate(tiers[r.name]) if method in t), None)
+            stat = r.diffing.get(method, {}).get(score)
+            cells.append(f"{pm(stat)} (tier {tier})" if stat and tier else "-")
+            leads += tier == 1
+        out.append((label(method), tuple(cells), leads))
+    out.sort(key=lambda row: -row[2])
+    return Board(score, description, tuple(r.name for r in rows), tuple(out))
 
 
 def build_zoo_report(root: Path, organisms: Sequence[str]) -> Path:
     """Write ``<root>/report/index.html`` from whatever the organisms' runs hold."""
     rows = [organism_row(Path(root), name) for name in organisms]
-    body = Markup(render("zoo.html.j2", rows=rows))
+    boards = [board(rows, score, text) for score, text in RANKED]
+    body = Markup(render("zoo.html.j2", rows=rows, boards=[b for b in boards if b.rows]))
     out = Path(root) / "report" / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page("The zoo: planted objectives", body))

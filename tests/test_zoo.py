@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from analysis.results import RewardAttributionResult
+from analysis.results import ModelDiffingResult, RewardAttributionResult
 from rlhf.organisms.edit import PlantedEdit
 from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir
@@ -27,11 +27,16 @@ def test_the_zoo_runs_an_organism_on_the_shared_base_and_writes_its_page(tiny_ru
     assert PlantedEdit.load(run.policy).hook.startswith("blocks.")
     attribution = RewardAttributionResult.load(run)
     assert attribution.organism == "edit" and all(g.gain > 0 for g in attribution.gain)
-    edited = next(s for s in attribution.patching if s.site == PlantedEdit.load(run.policy).hook)
+    edit = PlantedEdit.load(run.policy)
+    edited = next(s for s in attribution.patching if s.site == edit.hook)
     assert all(r == pytest.approx(1.0, abs=1e-5) for r in edited.recovered)
+    # Known answer through model diffing: the lens's direction at the edited hook is the planted one.
+    lens = ModelDiffingResult.load(run).summary["activation_difference_lens"]["planted_cosine"]
+    assert lens.mean >= 0.99, lens
     text = page.read_text()
     assert page == tmp_path / "zoo" / "report" / "index.html"
     assert "rank-one edit" in text and "../edit/report/index.html" in text and "Flagged" not in text
+    assert "Leaderboard: share of G its top 10 directions recover" in text and "(tier 1)" in text
     assert (run.report / "index.html").exists()
 
 
@@ -40,3 +45,24 @@ def test_an_unknown_organism_is_one_line_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown organism 'nope'; registered: sentiment, topic, trigger, length, edit" in err
     assert not (tmp_path / "zoo").exists()
+
+
+def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_winner():
+    """Known answer on made-up scores: A leads the first organism and trails the second, B the reverse; C
+    overlaps A on the first, so they share its top tier. Each of A and B leads one organism of two."""
+    from analysis.results import SeedStat
+    from study.zoo_report import OrganismRow, board
+
+    def row(name: str, scores: dict[str, tuple[float, float]]) -> OrganismRow:
+        return OrganismRow(name=name, label=name, answer="", answer_tokens=(), checks=(), raised=True, gain=None,
+                           best_site=None, best_splices=(), report="",
+                           diffing={m: {"recovered_top10": SeedStat(mean, std, 3)} for m, (mean, std) in scores.items()})
+
+    rows = [row("one", {"a": (0.8, 0.05), "b": (0.2, 0.05), "c": (0.7, 0.06)}),
+            row("two", {"a": (0.1, 0.02), "b": (0.6, 0.02), "c": (0.3, 0.02)})]
+    b = board(rows, "recovered_top10", "share")
+    leads = {method: n for method, _, n in b.rows}
+    cells = {method: c for method, c, _ in b.rows}
+    assert leads == {"a": 1, "b": 1, "c": 1}
+    assert cells["a"] == ("0.800 ± 0.050 (tier 1)", "0.100 ± 0.020 (tier 3)")
+    assert cells["c"][0].endswith("(tier 1)") and cells["c"][1].endswith("(tier 2)")

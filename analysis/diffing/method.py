@@ -27,6 +27,7 @@ from analysis.crosscoder import BatchTopKCrosscoder, load_crosscoder, save_cross
 from analysis.feature_diff import policy_vocabulary
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
+from rlhf.organisms.edit import PLANTED_FILE, PlantedEdit
 from rlhf.organisms.objective import Organism, run_organism
 from rlhf.policy import prompts_from_texts
 from rlhf.reward_kinds import RewardOptions
@@ -78,6 +79,7 @@ class Context:
     high: set[int]  # what a method naming tokens should name: the high-utility vocabulary, or the organism's answer
     prompts: list[str]  # held-out prompts: every sampled score completes these
     objective: Organism  # the organism the policy was trained on: its reward scores sampled completions
+    planted: PlantedEdit | None  # the edit organism's change, where the policy was planted, not trained
     memo: dict = field(default_factory=dict)  # results shared across hooks (the per-token KL, hooked models)
 
     @property
@@ -103,7 +105,8 @@ class Context:
             high = {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
                     if t.lstrip("Ġ▁") in answer}
         return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high,
-                   prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED), objective)
+                   prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED), objective,
+                   PlantedEdit.load(run_dir.policy) if (run_dir.policy / PLANTED_FILE).exists() else None)
 
 
 def held_out(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:

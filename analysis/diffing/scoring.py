@@ -23,7 +23,8 @@ from analysis.results import AblationEffect, LayerDiffing, MethodScore, SeedStat
 from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
 from rlhf.hooked import HookedModel
 
-SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token")
+SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token",
+          "planted_cosine")
 
 
 def _precision_recall(tokens: set[int], high: set[int]) -> tuple[float, float]:
@@ -47,6 +48,15 @@ def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, se
         seed=seed, latents=tuple(found.latents), n=len(found.latents),
         share_tracking_reward=float((corr.abs() > ctx.cfg.corr_threshold).float().mean()),
         mean_abs_corr=float(corr.abs().mean()), precision=precision, recall=recall, set_aside=found.set_aside)
+
+
+def planted_cosine(found: Found, hook: str, ctx: Context) -> float | None:
+    """The largest |cosine| between the method's top directions and a planted edit's direction, at the
+    edited hook; None elsewhere, without a planted edit, or for a method naming tokens."""
+    if ctx.planted is None or hook != ctx.planted.hook or not found.latents:
+        return None
+    directions = torch.nn.functional.normalize(found.directions.float(), dim=-1)
+    return float((directions @ ctx.planted.direction.float()).abs().max())
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -17,7 +17,7 @@ from analysis.diffing.crosscoder import crosscoded
 from analysis.diffing.difference_dictionary import trained as difference_dictionary
 from analysis.diffing.method import Context, Find, HookData, held_out
 from analysis.diffing.registry import METHODS
-from analysis.diffing.scoring import Ablation, Splice, score, summary
+from analysis.diffing.scoring import Ablation, Splice, planted_cosine, score, summary
 from analysis.results import ActivationIndex, CrosscoderMetrics, LayerDiffing, MethodScore, ModelDiffingResult
 from rlhf.errors import UserError
 from rlhf.registry import load
@@ -54,7 +54,7 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
                 raise TypeError(f"diffing method {name!r} is registered as naming {spec.names} but returned "
                                 f"{len(found.latents)} latents and {len(found.tokens)} tokens")
             head = found.top(cfg.top_k)
-            row = score(head, held_valence, ctx, seed)
+            row = replace(score(head, held_valence, ctx, seed), planted_cosine=planted_cosine(head, hook, ctx))
             # The sampled ablation, the weakest score, for the first dictionary seed only: the splice
             # scores every seed's directions causally, without sampling.
             row = ablation.scored(row, hook, head) if i == 0 else row

@@ -26,6 +26,8 @@ class MethodScore:
     kl_per_token: float | None = None
     set_aside: int = 0  # latents of its dictionary that never fire on held-out text: never ranked
     splice: dict[int, SpliceEffect] = field(default_factory=dict)  # k -> its top k directions' share of G
+    # At a planted edit's hook (the edit organism): the largest |cosine| of its top directions with the edit's.
+    planted_cosine: float | None = None
 
 
 @dataclass(frozen=True)
