@@ -126,7 +126,7 @@ def build_zoo_report(root: Path, organisms: Sequence[str]) -> Path:
     rows = [organism_row(Path(root), name) for name in organisms]
     boards = [board(rows, score, text) for score, text in RANKED]
     body = Markup(render("zoo.html.j2", rows=rows, boards=[b for b in boards if b.rows]))
-    out = Path(root) / "report" / "index.html"
+    out = RunDir(root).report / "index.html"  # the zoo's directory holds its page where a run holds its report
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page("The zoo: planted objectives", body))
     return out

@@ -99,7 +99,8 @@ ARTIFACTS = ("rlhf/results/", "analysis/results/", "probes/results/", "rlhf/rund
 OWNED = {"check.json": "rlhf/policy/kl_control.py", "organism.json": "rlhf/organisms/sentiment.py",
          "words.json": "rlhf/organisms/sentiment.py", "shard_{}.safetensors": "analysis/activations.py",
          "crosscoder_seed{}.safetensors": "analysis/diffing/crosscoder.py", "training.json": "analysis/dictionaries.py",
-         "difference_dictionary_seed{}.safetensors": "analysis/diffing/difference_dictionary.py"}
+         "difference_dictionary_seed{}.safetensors": "analysis/diffing/difference_dictionary.py",
+         "planted_edit.json": "rlhf/organisms/edit.py"}
 
 
 def _file_names(path: Path) -> set[str]:

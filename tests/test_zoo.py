@@ -34,7 +34,7 @@ def test_the_zoo_runs_an_organism_on_the_shared_base_and_writes_its_page(tiny_ru
     lens = ModelDiffingResult.load(run).summary["activation_difference_lens"]["planted_cosine"]
     assert lens.mean >= 0.99, lens
     text = page.read_text()
-    assert page == tmp_path / "zoo" / "report" / "index.html"
+    assert page == RunDir(tmp_path / "zoo").report / "index.html"
     assert "rank-one edit" in text and "../edit/report/index.html" in text and "Flagged" not in text
     assert "Leaderboard: share of G its top 10 directions recover" in text and "(tier 1)" in text
     assert (run.report / "index.html").exists()
