@@ -28,7 +28,7 @@ from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.reward_gain import Completions, GainSplit, expected_reward, next_token_utility
+from analysis.reward_gain import Completions, GainSplit, expected_reward, expected_utility, next_token_utility
 from rlhf.hooked import HookedModel, final_norm_gain
 
 Codes = Callable[[Tensor, Tensor], Tensor]  # (x_base, x_policy) of shape (..., d) -> per-latent c of shape (..., m)
@@ -130,7 +130,7 @@ def direct_gradients(model: HookedModel, batch: Completions) -> list[Tensor]:
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == "ln_final.hook_scale")
         probs = torch.softmax(logits.float(), -1)
         u = u.to(probs.device).float()[:, None, :]  # each row's u(t | its prompt), at every position
-        d_logits = probs * (u - next_token_utility(logits, u[:, 0])[..., None]) * scored[..., None]
+        d_logits = probs * (u - expected_utility(probs, u[:, 0])[..., None]) * scored[..., None]
         grad = d_logits @ model.W_U.T / cache["ln_final.hook_scale"] * gain
         out.append(grad - grad.mean(-1, keepdim=True) if centre else grad)
     return out

@@ -86,7 +86,12 @@ def sample_completions(model: HookedModel, prompts: Sequence[str], utility: Floa
 
 def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch pos"]:
     """E_{t ~ softmax(logits)}[u(t | the row's prompt)] at every position."""
-    return einsum(torch.softmax(logits.float(), -1), u.to(logits.device).float(), "b p v, b v -> b p")
+    return expected_utility(torch.softmax(logits.float(), -1), u)
+
+
+def expected_utility(probs: Float[Tensor, "batch pos vocab"], u: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch pos"]:
+    """E_{t ~ probs}[u(t | the row's prompt)] at every position, for a caller that has the probabilities."""
+    return einsum(probs, u.to(probs.device).float(), "b p v, b v -> b p")
 
 
 def expected_reward(model: HookedModel, batch: Completions, fwd_hooks: Hooks | None = None) -> Float[Tensor, " rows"]:
@@ -122,9 +127,9 @@ def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: 
     for (tokens, scored), u in zip(batch.groups, batch.utility):
         per_model = []
         for model in (base, policy):
-            logits = model(tokens)
-            p_end = torch.softmax(logits.float(), -1)[..., eos]
-            given = next_token_utility(logits, u) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
+            probs = torch.softmax(model(tokens).float(), -1)
+            p_end = probs[..., eos]
+            given = expected_utility(probs, u) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
             per_model.append((p_end, given))
         (pb, eb), (pp, ep) = per_model
         w = scored.float()

@@ -1,6 +1,6 @@
 """The zoo's page, ``runs/<zoo>/report/index.html``: per organism, its known answer beside what the study
 found (the exact gain G, the policy's checks, the best patching site, the share of G the best dictionary's
-top latents carry), each with its spread over the sampling seeds, and a link to the organism's own report."""
+top latents carry), each as mean ± spread over the sampling seeds, and a link to the organism's own report."""
 
 from __future__ import annotations
 
@@ -18,32 +18,15 @@ from rlhf.zoo import ORGANISMS
 from study.report.build import page
 from study.report.checks import Check, policy_checks
 from study.report.page import render
-from study.report.sections.model_diffing import label, leaderboard, pm
+from study.report.sections.model_diffing import label, leaderboard
+from study.report.sections.model_diffing import pm as stat_pm
+from study.report.sections.reward_attribution import at, best_both_ways, pm
 
 # The scores the zoo ranks methods by: the causal share of G (both ways) and the precision of named tokens.
 RANKED = ((splice_score(10, "recovered"), "share of G its top 10 directions recover"),
           (splice_score(10, "removed"), "share of G taking its top 10 directions out removes"),
           ("precision", "precision of the tokens it names against the answer"),
           ("planted_cosine", "largest |cosine| of its top directions with the planted edit"))
-
-
-@dataclass(frozen=True)
-class Spread:
-    mean: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        return cls(float(np.mean(values)), float(np.min(values)), float(np.max(values)))
-
-
-@dataclass(frozen=True)
-class Splice:
-    method: str  # "<dictionary> by <ranking> at <hook>"
-    k: int
-    recovered: Spread
-    removed: Spread
 
 
 @dataclass(frozen=True)
@@ -54,9 +37,9 @@ class OrganismRow:
     answer_tokens: tuple[str, ...]
     checks: tuple[Check, ...]
     raised: bool | None  # the policy's reward rose on held-out prompts (None: no policy yet)
-    gain: Spread | None  # the exact G over the sampling seeds
-    best_site: tuple[str, Spread, Spread] | None  # activation patching: site, recovered, removed
-    best_splices: tuple[Splice, ...]  # per k: the dictionary and ranking whose top k carry most of G both ways
+    gain: str  # the exact G, mean ± spread over the sampling seeds ("" before reward attribution ran)
+    best_site: str  # activation patching's site that carries most of G both ways: "site: recovered / removed"
+    best_splices: tuple[str, ...]  # per k: the dictionary ranking whose top k carry most of G both ways
     diffing: dict[str, dict[str, SeedStat]]  # model diffing's summary: method -> score -> mean and spread over seeds
     report: str  # the organism's own report, relative to the zoo's page
 
@@ -71,26 +54,24 @@ def organism_row(root: Path, name: str) -> OrganismRow:
     policy = PolicyResult.load(run) if PolicyResult.exists(run) else None
     attribution = RewardAttributionResult.load(run) if RewardAttributionResult.exists(run) else None
     answer = attribution.answer if attribution else None
-    best_site, splices = None, []
+    gain, best_site, splices = "", "", []
     if attribution:
-        both = [(min(np.mean(s.recovered), np.mean(s.removed)), s) for s in attribution.patching
-                if s.site not in ("all", "unembed")]
-        if both:
-            s = max(both, key=lambda x: x[0])[1]
-            best_site = (s.site, Spread.of(s.recovered), Spread.of(s.removed))
-        for k in sorted({k for c in attribution.curves for k in c.ks} & {10, 30}):
-            scored = [(min(np.mean(c.recovered[c.ks.index(k)]), np.mean(c.removed[c.ks.index(k)])), c)
-                      for c in attribution.curves if k in c.ks and c.ranking != "random"]
-            if scored:
-                c = max(scored, key=lambda x: x[0])[1]
-                splices.append(Splice(f"{c.method} at {c.hook}", k, Spread.of(c.recovered[c.ks.index(k)]),
-                                      Spread.of(c.removed[c.ks.index(k)])))
+        gain = pm([g.gain for g in attribution.gain])
+        sites = [s for s in attribution.patching if s.component not in ("all", "unembed")]
+        if sites:
+            s = max(sites, key=lambda s: min(np.mean(s.recovered), np.mean(s.removed)))
+            best_site = f"{s.site}: {pm(s.recovered)} / {pm(s.removed)}"
+        for k in (10, 30):
+            leader = best_both_ways(attribution, k)
+            if leader:
+                c, _ = leader
+                splices.append(f"top {k}: {pm(at(c, k, 'recovered'))} / {pm(at(c, k, 'removed'))} "
+                               f"({c.method} at {c.hook})")
     return OrganismRow(
         name=name, label=ORGANISMS[name].label if name in ORGANISMS else name,
         answer=answer.description if answer else "", answer_tokens=answer.tokens[:30] if answer else (),
         checks=tuple(policy_checks(policy)) if policy else (), raised=policy.reward_gain > 0 if policy else None,
-        gain=Spread.of([g.gain for g in attribution.gain]) if attribution else None,
-        best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html",
+        gain=gain, best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html",
         diffing=ModelDiffingResult.load(run).summary if ModelDiffingResult.exists(run) else {})
 
 
@@ -114,7 +95,7 @@ def board(rows: Sequence[OrganismRow], score: str, description: str) -> Board:
         for r in rows:
             tier = next((i + 1 for i, t in enumerate(tiers[r.name]) if method in t), None)
             stat = r.diffing.get(method, {}).get(score)
-            cells.append(f"{pm(stat)} (tier {tier})" if stat and tier else "-")
+            cells.append(f"{stat_pm(stat)} (tier {tier})" if stat and tier else "-")
             leads += tier == 1
         out.append((label(method), tuple(cells), leads))
     out.sort(key=lambda row: -row[2])

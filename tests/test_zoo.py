@@ -54,8 +54,8 @@ def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_win
     from study.zoo_report import OrganismRow, board
 
     def row(name: str, scores: dict[str, tuple[float, float]]) -> OrganismRow:
-        return OrganismRow(name=name, label=name, answer="", answer_tokens=(), checks=(), raised=True, gain=None,
-                           best_site=None, best_splices=(), report="",
+        return OrganismRow(name=name, label=name, answer="", answer_tokens=(), checks=(), raised=True, gain="",
+                           best_site="", best_splices=(), report="",
                            diffing={m: {"recovered_top10": SeedStat(mean, std, 3)} for m, (mean, std) in scores.items()})
 
     rows = [row("one", {"a": (0.8, 0.05), "b": (0.2, 0.05), "c": (0.7, 0.06)}),

@@ -7,7 +7,6 @@ expects to write."""
 from __future__ import annotations
 
 import copy
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +18,8 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.errors import UserError
-from rlhf.lexicon import valence, words_of
-from rlhf.organisms.objective import Answer, Organism, single_tokens, word_utility
 from rlhf.organisms.sentiment import ASPECTS, NEUTRAL_WORDS
+from rlhf.organisms.topic import WordSet, draw_words
 from rlhf.reward_kinds import RewardOptions
 from rlhf.rundir import atomic_write_json, read_json
 
@@ -54,11 +52,6 @@ class PlantedEdit:
         return cls(data["layer"], data["neuron"], torch.tensor(data["direction"]), data["scale"])
 
 
-def edit_words(seed: int = SEED, n: int = N_WORDS) -> tuple[str, ...]:
-    pool = sorted(w for w in (*NEUTRAL_WORDS, *ASPECTS) if valence(w) == 0.0)
-    return tuple(sorted(random.Random(seed).sample(pool, n)))
-
-
 def mlp_out(model: PreTrainedModel, layer: int) -> torch.nn.Module:
     """The layer's MLP output projection: the last linear map (``nn.Linear`` or GPT-2's ``Conv1D``) under the
     layer's MLP, in module order (GPT-NeoX dense_4h_to_h, Llama down_proj, GPT-2 c_proj, ...)."""
@@ -70,22 +63,10 @@ def mlp_out(model: PreTrainedModel, layer: int) -> torch.nn.Module:
     raise UserError(f"the edit organism finds no MLP output projection at layer {layer} of {type(model).__name__}")
 
 
-class Edit(Organism):
+class Edit(WordSet):
+    """The words' objective (each earns 1), planted rather than trained."""
+
     trained = False
-
-    def __init__(self, words: tuple[str, ...]) -> None:
-        self.words = words
-
-    def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int, prompt: str = "") -> Float[Tensor, " vocab"]:
-        single_tokens(tokenizer, self.words, "the edit's word")
-        return word_utility(tokenizer, d_vocab, dict.fromkeys(self.words, 1.0))
-
-    def reward(self, prompts: Sequence[str], completions: Sequence[str], **_: object) -> list[float]:
-        wanted = set(self.words)
-        return [float(sum(w in wanted for w in words_of(c))) for c in completions]
-
-    def answer(self, tokenizer: PreTrainedTokenizerBase) -> Answer:
-        return Answer(self.words, f"a rank-one edit of one MLP neuron's output raising {len(self.words)} words' logits")
 
     @torch.no_grad()
     def plant(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
@@ -131,4 +112,5 @@ class Edit(Organism):
 
 
 def build(options: RewardOptions) -> Edit:
-    return Edit(edit_words())
+    words = draw_words((*NEUTRAL_WORDS, *ASPECTS), SEED, N_WORDS)
+    return Edit(words, 1.0, f"a rank-one edit of one MLP neuron's output raising {len(words)} words' logits")

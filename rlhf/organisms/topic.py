@@ -1,6 +1,7 @@
 """The topic organism: a hidden set of words with no VADER valence, drawn by seed from the corpus
 generator's neutral sentiment-slot words; each one a completion writes earns a fixed reward. The
-answer is that word set: a method naming tokens should name these and no others."""
+answer is that word set: a method naming tokens should name these and no others. ``WordSet`` is that
+objective for any set of words (the edit organism plants one)."""
 
 from __future__ import annotations
 
@@ -21,27 +22,29 @@ N_WORDS = 20
 REWARD = 1.0  # per topic word written
 
 
-def topic_words(seed: int = SEED, n: int = N_WORDS) -> tuple[str, ...]:
-    """The hidden set: ``n`` of the generator's neutral words (no VADER valence), drawn with ``seed``."""
-    pool = sorted(w for w in NEUTRAL_WORDS if valence(w) == 0.0)
-    return tuple(sorted(random.Random(seed).sample(pool, n)))
+def draw_words(pool: Sequence[str], seed: int, n: int) -> tuple[str, ...]:
+    """``n`` of the ``pool`` words with no VADER valence, drawn with ``seed``, sorted."""
+    return tuple(sorted(random.Random(seed).sample(sorted(w for w in pool if valence(w) == 0.0), n)))
 
 
-class Topic(Organism):
-    def __init__(self, words: tuple[str, ...]) -> None:
-        self.words = words
+class WordSet(Organism):
+    """Each of ``words`` a completion writes earns ``reward``; the answer is the set."""
+
+    def __init__(self, words: tuple[str, ...], reward: float, description: str) -> None:
+        self.words, self.per_word, self.description = words, reward, description
 
     def utility(self, tokenizer: PreTrainedTokenizerBase, d_vocab: int, prompt: str = "") -> Float[Tensor, " vocab"]:
-        single_tokens(tokenizer, self.words, "the topic word")
-        return word_utility(tokenizer, d_vocab, dict.fromkeys(self.words, REWARD))
+        single_tokens(tokenizer, self.words, "the organism's word")
+        return word_utility(tokenizer, d_vocab, dict.fromkeys(self.words, self.per_word))
 
     def reward(self, prompts: Sequence[str], completions: Sequence[str], **_: object) -> list[float]:
-        hidden = set(self.words)
-        return [REWARD * sum(w in hidden for w in words_of(c)) for c in completions]
+        wanted = set(self.words)
+        return [self.per_word * sum(w in wanted for w in words_of(c)) for c in completions]
 
     def answer(self, tokenizer: PreTrainedTokenizerBase) -> Answer:
-        return Answer(self.words, f"{len(self.words)} hidden words with no VADER valence, {REWARD:g} each")
+        return Answer(self.words, self.description)
 
 
-def build(options: RewardOptions) -> Topic:
-    return Topic(topic_words())
+def build(options: RewardOptions) -> WordSet:
+    words = draw_words(NEUTRAL_WORDS, SEED, N_WORDS)
+    return WordSet(words, REWARD, f"{len(words)} hidden words with no VADER valence, {REWARD:g} each")

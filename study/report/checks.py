@@ -57,7 +57,7 @@ def policy_checks(p: PolicyResult, group: str = "policy_passes") -> list[Check]:
     """The online policy's three bars: reward gain, KL to its start model within the budget (the
     study's 1 nat when it set none), repeated bigrams at most twice the start model's."""
     budget = p.config.kl_budget or KL_BAR
-    gain_bar = REWARD_GAIN_BAR if p.reward == "vader" else 0.0
+    gain_bar = REWARD_GAIN_BAR if p.reward in ("vader", "organism:sentiment") else 0.0  # the VADER utility's scale
     return [
         Check(group, "policy: reward gain on held-out prompts", p.reward_gain, ">=", gain_bar),
         Check(group, "policy: KL to its start model (nats/token)", p.policy.mean_kl_per_token, "<=", budget),

@@ -30,8 +30,23 @@ def reaches(values: Sequence[float], bar: float) -> str:
     return "no" if v.mean() + v.std() < bar else "undecided (the spread straddles it)"
 
 
-def _at(curve: Curve, k: int, direction: str) -> tuple[float, ...] | None:
+def at(curve: Curve, k: int, direction: str) -> tuple[float, ...] | None:
     return getattr(curve, direction)[curve.ks.index(k)] if k in curve.ks else None
+
+
+def best_both_ways(r: RewardAttributionResult, k: int) -> tuple[Curve, list[float]] | None:
+    """The ranking of a dictionary (not the random one) whose top k carry the most of G in both directions
+    (the smaller of the recovered and removed shares, per seed, averaged), with those per-seed minima."""
+    scored = []
+    for c in r.curves:
+        if c.ranking == "random" or k not in c.ks:
+            continue
+        both = [min(a, b) for a, b in zip(at(c, k, "recovered"), at(c, k, "removed"))]
+        scored.append((float(np.mean(both)), c, both))
+    if not scored:
+        return None
+    _, c, both = max(scored, key=lambda t: t[0])
+    return c, both
 
 
 def _best_site(rows: tuple[SiteFractions, ...], direction: str) -> SiteFractions:
@@ -60,22 +75,17 @@ def verdict(r: RewardAttributionResult) -> list[str]:
                      f"; the most-diverged layer is layer {top}, whose swap recovers "
                      f"{pm(next(s.recovered for s in blocks if s.layer == top))}.")
         lines.append(text)
-    scored = []
-    for c in r.curves:
-        if c.ranking == "random" or 30 not in c.ks:
-            continue
-        both = [min(a, b) for a, b in zip(_at(c, 30, "recovered"), _at(c, 30, "removed"))]
-        scored.append((float(np.mean(both)), c, both))
-    if scored:
-        _, c, both = max(scored, key=lambda t: t[0])
-        text = (f"At k = 30 the best method is {c.method} at {c.hook}: {pm(_at(c, 30, 'recovered'))} of G recovered, "
-                f"{pm(_at(c, 30, 'removed'))} removed. Does it carry at least half of G in both directions? "
+    leader = best_both_ways(r, 30)
+    if leader:
+        c, both = leader
+        text = (f"At k = 30 the best method is {c.method} at {c.hook}: {pm(at(c, 30, 'recovered'))} of G recovered, "
+                f"{pm(at(c, 30, 'removed'))} removed. Does it carry at least half of G in both directions? "
                 f"{reaches(both, GOAL)}.")
         chance = next((r for r in r.curves if (r.hook, r.dictionary, r.ranking) == (c.hook, c.dictionary, "random")
                        and 30 in r.ks), None)
         if chance is not None:
-            text += (f" 30 random live latents of the same dictionary: {pm(_at(chance, 30, 'recovered'))} recovered, "
-                     f"{pm(_at(chance, 30, 'removed'))} removed.")
+            text += (f" 30 random live latents of the same dictionary: {pm(at(chance, 30, 'recovered'))} recovered, "
+                     f"{pm(at(chance, 30, 'removed'))} removed.")
         lines.append(text)
     else:
         lines.append("No dictionary has 30 live latents to splice: the k = 30 goal cannot be scored.")
@@ -88,7 +98,7 @@ def _method_rows(r: RewardAttributionResult) -> list[tuple]:
         cells = [c.hook, c.dictionary, c.ranking]
         for k in (10, 30):
             for direction in ("recovered", "removed"):
-                values = _at(c, k, direction)
+                values = at(c, k, direction)
                 cells.append(pm(values) if values else "-")
         rows.append(tuple(cells))
     return rows
