@@ -38,6 +38,11 @@ def token_utility(tokenizer: PreTrainedTokenizerBase, d_vocab: int, scale: float
     return Sentiment(RewardOptions(scale=scale)).utility(tokenizer, d_vocab)
 
 
+def high_utility_tokens(tokenizer: PreTrainedTokenizerBase, d_vocab: int, high_utility: float) -> set[int]:
+    """The sentiment organism's high-utility vocabulary: the tokens of VADER valence >= ``high_utility``."""
+    return set((token_utility(tokenizer, d_vocab, scale=1.0) >= high_utility).nonzero()[:, 0].tolist())
+
+
 @dataclass
 class Completions:
     """Prompt + completion rows, in groups padded on the right. ``scored[b, j]`` is True where the logits at position j predict a completion token (up to

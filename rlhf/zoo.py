@@ -17,6 +17,7 @@ class Answer:
 
     tokens: tuple[str, ...]  # the tokens it rewards (or punishes): what a method naming tokens should name
     description: str  # one line for the report
+    key: tuple[str, ...] = ()  # of those, the ones a method must name to have found it (the trigger word)
 
 
 @dataclass(frozen=True)

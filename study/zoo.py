@@ -5,7 +5,8 @@
 The base is trained once, in ``runs/<zoo>/base`` (corpus, tokenizer, pretraining); each organism is a run
 directory of its own, ``runs/<zoo>/<organism>``, whose pretraining stage adopts that base
 (``pretrain.from_model``) and whose policy is trained on ``organism:<name>`` (or, for an organism that is not
-trained, planted) before the analysis stages run on it. Each run resumes like any study. The zoo's page,
+trained, planted) before the analysis stages run on it; an organism whose policy did not raise its reward is
+not analysed (there is no gain to locate) and is flagged on the page. Each run resumes like any study. The zoo's page,
 ``runs/<zoo>/report/index.html``, shows each organism's answer, gain, policy checks and where the gain lives.
 """
 
@@ -48,6 +49,7 @@ def organism_config(cfg: StudyConfig, organism: str) -> StudyConfig:
 def run_zoo(cfg: StudyConfig, organisms: Sequence[str] = (), *, log: Callable[[str], None] = print,
             verbose: bool = False) -> Path:
     """Train the base once, run every organism (default: all registered), then write the zoo's page."""
+    from rlhf.results import PolicyResult
     from study.pipeline import run_study
     from study.zoo_report import build_zoo_report
 
@@ -57,6 +59,14 @@ def run_zoo(cfg: StudyConfig, organisms: Sequence[str] = (), *, log: Callable[[s
     run_study(base_config(cfg), log=log, verbose=verbose)
     for organism_cfg in configs:
         log(f"[zoo] organism {organism_cfg.name}")
+        trained = ORGANISM_STAGES[: ORGANISM_STAGES.index("policy") + 1]
+        run_study(replace(organism_cfg, stages=trained), log=log, verbose=verbose)
+        policy = PolicyResult.load(RunDir(zoo_root(cfg) / organism_cfg.name))
+        if policy.reward_gain <= 0:
+            # Nothing was learned, so there is no gain to locate: its analyses would divide by a G of zero.
+            log(f"[zoo] organism {organism_cfg.name}: its policy did not raise its reward (held-out gain "
+                f"{policy.reward_gain:+.3f}); not analysed, flagged on the zoo's page")
+            continue
         run_study(organism_cfg, log=log, verbose=verbose)
     page = build_zoo_report(zoo_root(cfg), chosen)
     log(f"[zoo] report: {page}")

@@ -1,6 +1,7 @@
 """The zoo's page, ``runs/<zoo>/report/index.html``: per organism, its known answer beside what the study
-found (the exact gain G, the policy's checks, the best patching site, the share of G the best dictionary's
-top latents carry), each as mean ± spread over the sampling seeds, and a link to the organism's own report."""
+found (the exact gain G, the policy's checks, the best patching site and its heat map, the share of G the best
+dictionary's top latents carry), each as mean ± spread over the sampling seeds, a link to the organism's own
+report, and the cross-organism leaderboards of the diffing methods, each scored at its best hook."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
+from analysis.diffing.scoring import at_best_hook
 from analysis.results import ModelDiffingResult, RewardAttributionResult, SeedStat, splice_score
 from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir, atomic_write_text
 from rlhf.zoo import ORGANISMS
 from study.report.build import page
 from study.report.checks import Check, policy_checks
-from study.report.page import render
+from study.report.page import img, render
 from study.report.sections.model_diffing import label, leaderboard
 from study.report.sections.model_diffing import pm as stat_pm
 from study.report.sections.reward_attribution import at, best_both_ways, pm
@@ -26,7 +28,8 @@ from study.report.sections.reward_attribution import at, best_both_ways, pm
 RANKED = ((splice_score(10, "recovered"), "share of G its top 10 directions recover"),
           (splice_score(10, "removed"), "share of G taking its top 10 directions out removes"),
           ("precision", "precision of the tokens it names against the answer"),
-          ("planted_cosine", "largest |cosine| of its top directions with the planted edit"))
+          ("planted_cosine", "largest |cosine| of its top directions with the planted edit"),
+          ("key_hit", "share of the answer's key tokens (the trigger word) among the tokens it names"))
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class OrganismRow:
     gain: str  # the exact G, mean ± spread over the sampling seeds ("" before reward attribution ran)
     best_site: str  # activation patching's site that carries most of G both ways: "site: recovered / removed"
     best_splices: tuple[str, ...]  # per k: the dictionary ranking whose top k carry most of G both ways
-    diffing: dict[str, dict[str, SeedStat]]  # model diffing's summary: method -> score -> mean and spread over seeds
+    diffing: dict[str, dict[str, SeedStat]]  # method -> score at its best hook -> mean and spread over dictionary seeds
+    hooks: dict[str, str]  # method -> that hook
+    patching: Markup  # reward attribution's patching heat map, inlined ("" before it ran)
     report: str  # the organism's own report, relative to the zoo's page
 
     @property
@@ -67,12 +72,17 @@ def organism_row(root: Path, name: str) -> OrganismRow:
                 c, _ = leader
                 splices.append(f"top {k}: {pm(at(c, k, 'recovered'))} / {pm(at(c, k, 'removed'))} "
                                f"({c.method} at {c.hook})")
+    best = {}
+    if ModelDiffingResult.exists(run):
+        diffing = ModelDiffingResult.load(run)
+        best = at_best_hook(list(diffing.layers), list(diffing.summary))
     return OrganismRow(
         name=name, label=ORGANISMS[name].label if name in ORGANISMS else name,
         answer=answer.description if answer else "", answer_tokens=answer.tokens[:30] if answer else (),
         checks=tuple(policy_checks(policy)) if policy else (), raised=policy.reward_gain > 0 if policy else None,
         gain=gain, best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html",
-        diffing=ModelDiffingResult.load(run).summary if ModelDiffingResult.exists(run) else {})
+        diffing={m: stats for m, (_, stats) in best.items()}, hooks={m: hook for m, (hook, _) in best.items()},
+        patching=img(RewardAttributionResult.figure(run, "patching"), f"{name}: activation patching"))
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ def board(rows: Sequence[OrganismRow], score: str, description: str) -> Board:
         for r in rows:
             tier = next((i + 1 for i, t in enumerate(tiers[r.name]) if method in t), None)
             stat = r.diffing.get(method, {}).get(score)
-            cells.append(f"{stat_pm(stat)} (tier {tier})" if stat and tier else "-")
+            cells.append(f"{stat_pm(stat)} at {r.hooks[method]} (tier {tier})" if stat and tier else "-")
             leads += tier == 1
         out.append((label(method), tuple(cells), leads))
     out.sort(key=lambda row: -row[2])

@@ -8,7 +8,7 @@ import torch
 import transformers as hf
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedModel
 
-from analysis.activations import check_hook_names
+from analysis.activations import cache_hooks, check_hook_names, module_cache
 from rlhf import hooked
 from rlhf.errors import UserError
 from rlhf.hooked import ConversionMismatch, max_logit_difference, to_hooked
@@ -167,3 +167,33 @@ def test_corrupt_checkpoint_is_a_user_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"garbage": True}))
     with pytest.raises(UserError):
         to_hooked(tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_caching_through_the_plain_view_reads_what_the_bridge_hooks_read(name, word_tokenizer):
+    """The activations stage reads hooks that are an HF module's output through PyTorch hooks on the plain HF
+    model (sharing the bridge's weights); every other hook, and a bridge with a hook attached, through the
+    bridge. Either way the activations are the bridge's own."""
+    torch.manual_seed(3)
+    converted = to_hooked(MODELS[name]().eval(), tokenizer=word_tokenizer)
+    plain = hooked.plain_view(converted)
+    assert plain is not None
+    weight = converted.blocks[1].mlp.original_component
+    assert any(p.data_ptr() == q.data_ptr() for p in plain.parameters() for q in weight.parameters())  # shared, not copied
+    tokens = torch.randint(0, VOCAB, (3, 20))
+    with torch.no_grad():
+        assert float((plain(input_ids=tokens).logits - converted(tokens)).abs().max()) < 1e-4
+    outputs = ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
+    assert all(hooked.module_of_hook(converted, h) for h in outputs)
+    assert hooked.module_of_hook(converted, "blocks.1.hook_resid_pre") is None
+    for hooks in (outputs, [*outputs, "blocks.1.hook_resid_pre"]):
+        expected = cache_hooks(converted, tokens, hooks)
+        with module_cache(converted, hooks) as run:
+            got = run(tokens)
+        for h in hooks:
+            assert torch.allclose(got[h], expected[h], atol=1e-5), (h, float((got[h] - expected[h]).abs().max()))
+    # Through the bridge where a hook is attached: what it does to the activations counts.
+    with converted.hooks(fwd_hooks=[("blocks.0.hook_mlp_out", lambda x, hook: 2 * x)]):
+        doubled = cache_hooks(converted, tokens, outputs[:1])["blocks.0.hook_mlp_out"]
+        with module_cache(converted, outputs[:1]) as run:
+            assert torch.equal(run(tokens)["blocks.0.hook_mlp_out"], doubled)

@@ -164,3 +164,37 @@ def test_the_edit_organism_plants_a_rank_one_change_that_patching_and_the_lens_f
     lens, _, _ = mean_difference(base, policy, edit.hook, run_dir.texts("test")[:64])
     cosine = torch.nn.functional.cosine_similarity(lens, edit.direction[None], dim=-1)
     assert cosine.abs().min() >= 0.99, cosine
+
+
+def test_a_trigger_word_the_tokenizer_splits_is_a_one_line_error(tiny_run):
+    from rlhf.organisms.trigger import Trigger
+    from rlhf.reward_kinds import RewardOptions
+    from rlhf.tokenizer import load_tokenizer
+
+    _, run, _ = tiny_run
+    tokenizer = load_tokenizer(run.tokenizer)
+    for word, reads in (("zqxjv", "the unknown token"), ("the plot", "2 tokens")):
+        with pytest.raises(UserError, match=rf"^the trigger word '{word}' is {reads}.* one token per word") as err:
+            Trigger(RewardOptions(), word).utility(tokenizer, len(tokenizer), f"the plot was {word}")
+        assert "\n" not in str(err.value)
+
+
+def test_the_trigger_is_the_key_of_its_answer_and_key_hit_scores_whether_a_method_names_it(tiny_run):
+    """Known answer on a stub context: a method naming the trigger's token hits the key, one naming only
+    the answer's other tokens misses it, and without a key there is nothing to hit."""
+    from analysis.config import ModelDiffingConfig
+    from analysis.diffing.method import Context, Found
+    from analysis.diffing.scoring import score
+    from rlhf.tokenizer import load_tokenizer
+
+    _, run, _ = tiny_run
+    tokenizer, trigger = load_tokenizer(run.tokenizer), organism("trigger")
+    answer = trigger.answer(tokenizer)
+    assert answer.key == answer.tokens[:1] and len(answer.tokens) > 1
+    ctx = Context(cfg=ModelDiffingConfig(), run_dir=run, tokenizer=tokenizer, vocab=[], token_valence=torch.zeros(6),
+                  unembed=torch.zeros(4, 6), high={1, 2, 3}, key={2}, prompts=[], objective=trigger, planted=None)
+    named = {tokens: score(Found.of_tokens(list(tokens)), torch.zeros(0), ctx, seed=0) for tokens in ((2, 5), (1, 3))}
+    assert named[(2, 5)].key_hit == 1.0 and named[(2, 5)].precision == 0.5
+    assert named[(1, 3)].key_hit == 0.0 and named[(1, 3)].precision == 1.0
+    ctx.key = set()
+    assert score(Found.of_tokens([2]), torch.zeros(0), ctx, seed=0).key_hit is None

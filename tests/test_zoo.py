@@ -5,11 +5,14 @@ import shutil
 from dataclasses import replace
 
 import pytest
+import torch
 
 from analysis.results import ModelDiffingResult, RewardAttributionResult
 from rlhf.organisms.edit import PlantedEdit
+from rlhf.organisms.objective import Organism
 from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir
+from rlhf.zoo import ORGANISMS, Answer, OrganismSpec
 from study.__main__ import main
 from study.zoo import run_zoo
 
@@ -31,13 +34,51 @@ def test_the_zoo_runs_an_organism_on_the_shared_base_and_writes_its_page(tiny_ru
     edited = next(s for s in attribution.patching if s.site == edit.hook)
     assert all(r == pytest.approx(1.0, abs=1e-5) for r in edited.recovered)
     # Known answer through model diffing: the lens's direction at the edited hook is the planted one.
-    lens = ModelDiffingResult.load(run).summary["activation_difference_lens"]["planted_cosine"]
+    diffing = ModelDiffingResult.load(run)
+    lens = diffing.summary["activation_difference_lens"]["planted_cosine"]
     assert lens.mean >= 0.99, lens
+    # Amplification names tokens against the organism's answer, as every method does, not the sentiment's vocabulary.
+    (amplified, *_) = diffing.per_run["logit_amplification"].runs
+    assert amplified.high_utility_vocabulary == diffing.high_utility_vocabulary
     text = page.read_text()
     assert page == RunDir(tmp_path / "zoo").report / "index.html"
     assert "rank-one edit" in text and "../edit/report/index.html" in text and "Flagged" not in text
     assert "Leaderboard: share of G its top 10 directions recover" in text and "(tier 1)" in text
     assert (run.report / "index.html").exists()
+
+
+class Unrewarded(Organism):
+    """Nothing a completion says earns anything: a reward no policy can raise."""
+
+    def utility(self, tokenizer, d_vocab: int, prompt: str = "") -> torch.Tensor:
+        return torch.zeros(d_vocab)
+
+    def reward(self, prompts, completions, **_: object) -> list[float]:
+        return [0.0] * len(completions)
+
+    def answer(self, tokenizer) -> Answer:
+        return Answer((), "nothing")
+
+
+def unrewarded(options: object) -> Unrewarded:
+    return Unrewarded()
+
+
+def test_an_organism_whose_reward_the_base_cannot_raise_is_said_so_after_training_and_flagged(tiny_run, tmp_path,
+                                                                                              monkeypatch):
+    cfg, tiny, _ = tiny_run
+    monkeypatch.setitem(ORGANISMS, "unrewarded", OrganismSpec("tests.test_zoo:unrewarded", "earns nothing"))
+    zoo = replace(cfg, name="zoo", runs_dir=str(tmp_path), policy=replace(cfg.policy, max_steps=4))
+    shutil.copytree(tiny.root, tmp_path / "zoo" / "base", ignore=shutil.ignore_patterns("activations", "saes", "report"))
+    lines: list[str] = []
+    page = run_zoo(zoo, ("unrewarded",), log=lines.append)
+    run = RunDir(tmp_path / "zoo" / "unrewarded")
+    assert PolicyResult.load(run).reward_gain <= 0
+    said = [line for line in lines if "did not raise its reward" in line]
+    assert len(said) == 1 and said[0].startswith("[zoo] organism unrewarded:"), lines
+    assert not RewardAttributionResult.exists(run) and not ModelDiffingResult.exists(run)
+    text = page.read_text()
+    assert "Flagged: unrewarded" in text and "its reward did not rise" in text
 
 
 def test_an_unknown_organism_is_one_line_before_anything_runs(tmp_path, capsys):
@@ -50,13 +91,16 @@ def test_an_unknown_organism_is_one_line_before_anything_runs(tmp_path, capsys):
 def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_winner():
     """Known answer on made-up scores: A leads the first organism and trails the second, B the reverse; C
     overlaps A on the first, so they share its top tier. Each of A and B leads one organism of two."""
+    from markupsafe import Markup
+
     from analysis.results import SeedStat
     from study.zoo_report import OrganismRow, board
 
     def row(name: str, scores: dict[str, tuple[float, float]]) -> OrganismRow:
         return OrganismRow(name=name, label=name, answer="", answer_tokens=(), checks=(), raised=True, gain="",
-                           best_site="", best_splices=(), report="",
-                           diffing={m: {"recovered_top10": SeedStat(mean, std, 3)} for m, (mean, std) in scores.items()})
+                           best_site="", best_splices=(), report="", patching=Markup(""),
+                           diffing={m: {"recovered_top10": SeedStat(mean, std, 3)} for m, (mean, std) in scores.items()},
+                           hooks={m: "blocks.1.hook_mlp_out" for m in scores})
 
     rows = [row("one", {"a": (0.8, 0.05), "b": (0.2, 0.05), "c": (0.7, 0.06)}),
             row("two", {"a": (0.1, 0.02), "b": (0.6, 0.02), "c": (0.3, 0.02)})]
@@ -64,5 +108,5 @@ def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_win
     leads = {method: n for method, _, n in b.rows}
     cells = {method: c for method, c, _ in b.rows}
     assert leads == {"a": 1, "b": 1, "c": 1}
-    assert cells["a"] == ("0.800 ± 0.050 (tier 1)", "0.100 ± 0.020 (tier 3)")
+    assert cells["a"] == ("0.800 ± 0.050 at blocks.1.hook_mlp_out (tier 1)", "0.100 ± 0.020 at blocks.1.hook_mlp_out (tier 3)")
     assert cells["c"][0].endswith("(tier 1)") and cells["c"][1].endswith("(tier 2)")

@@ -9,7 +9,7 @@ carries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -22,11 +22,11 @@ from analysis.activations import check_hook_names, hook_cache
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import Hooks, reward_under_hooks
 from analysis.results import ActivationDifferenceLens, LensPosition, ModelDiffingResult, SteeringPoint
-from analysis.reward_gain import token_utility
+from analysis.reward_gain import high_utility_tokens
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, final_norm_gain
 from rlhf.plots import plt, save_figure
-from rlhf.rewards import UtilityReward
+from rlhf.rewards import RewardFunction, UtilityReward
 
 
 def _first_tokens(model: HookedModel, texts: Sequence[str], n_positions: int) -> tuple[list[list[int]], int]:
@@ -84,11 +84,12 @@ def add_direction(hook: str, vector: Float[Tensor, " d"]) -> Hooks:
 
 def steering_curve(base: HookedModel, hook: str, direction: Float[Tensor, " d"], scale: float,
                    prompts: Sequence[str], *, alphas: Sequence[float], seeds: Sequence[int], max_new_tokens: int,
-                   gain: float | None = None) -> tuple[SteeringPoint, ...]:
-    """The base's mean utility with alpha * ``scale`` * (unit ``direction``) added at ``hook``, per alpha,
-    against the unsteered base on the same prompts and seeds (alpha = 0), and as a share of ``gain``."""
+                   gain: float | None = None, reward: RewardFunction | None = None) -> tuple[SteeringPoint, ...]:
+    """The base's mean ``reward`` (default: the sentiment utility) with alpha * ``scale`` * (unit ``direction``)
+    added at ``hook``, per alpha, against the unsteered base on the same prompts and seeds (alpha = 0), and as
+    a share of ``gain``."""
     unit = direction.float() / direction.norm().clamp(min=1e-12)
-    sampling = dict(seeds=seeds, max_new_tokens=max_new_tokens, reward=UtilityReward())
+    sampling = dict(seeds=seeds, max_new_tokens=max_new_tokens, reward=reward or UtilityReward())
     unsteered = reward_under_hooks(base, [], prompts, **sampling)
     points = []
     for alpha in alphas:
@@ -103,9 +104,10 @@ def steering_curve(base: HookedModel, hook: str, direction: Float[Tensor, " d"],
 
 
 def sampled_gain(base: HookedModel, policy: HookedModel, prompts: Sequence[str], *, seeds: Sequence[int],
-                 max_new_tokens: int) -> float:
-    """Policy minus base mean utility of sampled completions, on the same prompts and seeds."""
-    sampling = dict(seeds=seeds, max_new_tokens=max_new_tokens, reward=UtilityReward())
+                 max_new_tokens: int, reward: RewardFunction | None = None) -> float:
+    """Policy minus base mean ``reward`` (default: the sentiment utility) of sampled completions, on the same
+    prompts and seeds."""
+    sampling = dict(seeds=seeds, max_new_tokens=max_new_tokens, reward=reward or UtilityReward())
     means = [np.mean([r["mean_reward"] for r in reward_under_hooks(m, [], prompts, **sampling)]) for m in (policy, base)]
     return float(means[0] - means[1])
 
@@ -114,25 +116,28 @@ def activation_difference_lens(base: HookedModel, policy: HookedModel, hook: str
                                prompts: Sequence[str], *, n_positions: int = 5, top_n: int = 10,
                                alphas: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0), seeds: Sequence[int] = (0, 1),
                                max_new_tokens: int = 19, gain: float | None = None, high_utility: float = 2.0,
-                               held_out: Float[Tensor, "tokens d"] | None = None
+                               held_out: Float[Tensor, "tokens d"] | None = None, reward: RewardFunction | None = None,
+                               high: Collection[int] | None = None
                                ) -> tuple[ActivationDifferenceLens, Found | None]:
     """The lens at ``hook``: per position, the mean difference on ``texts`` (unrelated text: held-out
     corpus texts, say) and the ``top_n`` tokens it promotes; then the base steered along the difference
     averaged over positions, scaled to the typical activation norm, while it completes ``prompts``.
     ``gain`` is G (e.g. the exact gain of ``analysis.reward_gain.split_gain``); without it, G is the
-    policy's sampled reward minus the base's on the same prompts and seeds.
+    policy's sampled reward minus the base's on the same prompts and seeds. ``reward`` scores samples and
+    ``high`` is what the promoted tokens are scored against: by default the sentiment utility and the
+    tokens of valence >= ``high_utility``; an organism passes its own reward and answer tokens.
 
     With ``held_out`` (policy activations at ``hook``, tokens x d) also the per-position directions
     as a diffing method's latents: their projections there and the directions themselves."""
     diffs, norms, n_texts = mean_difference(base, policy, hook, texts, n_positions)
     mean = diffs.mean(0)
-    valence = token_utility(policy.tokenizer, policy.cfg.d_vocab, scale=1.0)
-    high = valence >= high_utility
+    answer = torch.zeros(policy.cfg.d_vocab, dtype=torch.bool)
+    answer[list(high_utility_tokens(policy.tokenizer, policy.cfg.d_vocab, high_utility) if high is None else high)] = True
     names = policy.tokenizer.convert_ids_to_tokens(list(range(len(policy.tokenizer))))
 
     def promoted(direction: Float[Tensor, "k d"]) -> list[tuple[tuple[str, ...], float]]:
         top = torch.topk(logit_lens(policy, direction)[:, : len(names)], top_n, dim=-1).indices.cpu()
-        return [(tuple(names[t] for t in row), float(high[row].float().mean())) for row in top.tolist()]
+        return [(tuple(names[t] for t in row), float(answer[row].float().mean())) for row in top.tolist()]
 
     cosines = torch.nn.functional.cosine_similarity(diffs, mean[None], dim=-1)
     positions = tuple(LensPosition(position=i, norm=float(diffs[i].norm()), relative_norm=float(diffs[i].norm() / norms[i]),
@@ -141,9 +146,9 @@ def activation_difference_lens(base: HookedModel, policy: HookedModel, hook: str
     (mean_tokens, mean_share), = promoted(mean[None])
     source = "given" if gain is not None else "sampled"
     if gain is None:
-        gain = sampled_gain(base, policy, prompts, seeds=seeds, max_new_tokens=max_new_tokens)
+        gain = sampled_gain(base, policy, prompts, seeds=seeds, max_new_tokens=max_new_tokens, reward=reward)
     steering = steering_curve(base, hook, mean, float(norms.mean()), prompts, alphas=alphas, seeds=seeds,
-                              max_new_tokens=max_new_tokens, gain=gain)
+                              max_new_tokens=max_new_tokens, gain=gain, reward=reward)
     result = ActivationDifferenceLens(hook=hook, texts=n_texts, activation_norm=float(norms.mean()), positions=positions,
                                       promoted=mean_tokens, high_utility_share=mean_share, steering=steering, gain=gain,
                                       gain_source=source)
@@ -164,12 +169,12 @@ def find(ctx: Context, at: HookData, seed: int) -> Found:
     stage's prompts and sampling seeds, measured once for every hook."""
     cfg, lens = ctx.cfg, ctx.cfg.method("activation_difference_lens")
     base, policy = ctx.hooked("base"), ctx.hooked("policy")
-    sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens)
+    sampling = dict(seeds=cfg.sampling_seeds, max_new_tokens=cfg.max_new_tokens, reward=ctx.objective.reward)
     gain = memo(ctx.memo, "sampled_gain", lambda: sampled_gain(base, policy, ctx.prompts, **sampling))
     record, found = activation_difference_lens(
         base, policy, at.hook, ctx.run_dir.texts("val")[: lens.texts], ctx.prompts, n_positions=lens.positions,
         top_n=cfg.logit_tokens, alphas=(0.0, *lens.steering_alphas), gain=gain, high_utility=cfg.high_utility,
-        held_out=at.policy, **sampling)
+        held_out=at.policy, high=ctx.high, **sampling)
     return replace(found, record=replace(record, gain_source="sampled"))
 
 

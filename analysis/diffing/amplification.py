@@ -10,7 +10,7 @@ high-utility vocabulary.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,12 @@ from torch import Tensor
 from analysis.diffing.method import Context, Found, HookData, memo
 from analysis.interventions import sample_tokens
 from analysis.results import AmplificationRuns, AmplifiedSamples, LogitAmplification, ModelDiffingResult
-from analysis.reward_gain import token_utility
+from analysis.reward_gain import high_utility_tokens
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel
 from rlhf.plots import plt, save_figure
 from rlhf.policy.sampling import repeated_bigram_share
-from rlhf.rewards import UtilityReward
+from rlhf.rewards import RewardFunction, UtilityReward
 
 
 @torch.no_grad()
@@ -58,14 +58,15 @@ def _frequencies(rows: list[list[int]], d_vocab: int) -> Float[Tensor, " vocab"]
 
 def logit_amplification(base: HookedModel, policy: HookedModel, prompts: Sequence[str], *,
                         alphas: Sequence[float] = (1.0, 2.0, 4.0), seeds: Sequence[int] = (0, 1),
-                        max_new_tokens: int = 19, top_n: int = 20, high_utility: float = 2.0) -> LogitAmplification:
-    """Per a (a = 1 always included: the policy, the reference): the samples' mean utility per seed,
-    their length and repetition, and the ``top_n`` tokens whose frequency rises most over the policy's
-    own samples, scored against the high-utility vocabulary (VADER valence >= ``high_utility``)."""
-    valence = token_utility(policy.tokenizer, policy.cfg.d_vocab, scale=1.0)
-    high = set((valence >= high_utility).nonzero()[:, 0].tolist())
+                        max_new_tokens: int = 19, top_n: int = 20, high_utility: float = 2.0,
+                        reward: RewardFunction | None = None, high: Collection[int] | None = None) -> LogitAmplification:
+    """Per a (a = 1 always included: the policy, the reference): the samples' mean ``reward`` per seed
+    (default: the sentiment utility), their length and repetition, and the ``top_n`` tokens whose frequency
+    rises most over the policy's own samples, scored against ``high`` (default: the high-utility vocabulary,
+    VADER valence >= ``high_utility``; an organism passes its answer's tokens)."""
+    high = set(high_utility_tokens(policy.tokenizer, policy.cfg.d_vocab, high_utility) if high is None else high)
     names = policy.tokenizer.convert_ids_to_tokens(list(range(len(policy.tokenizer))))
-    reward = UtilityReward()
+    reward = reward or UtilityReward()
     sampled: dict[float, tuple[list[list[str]], list[list[int]]]] = {}
     for a in sorted({1.0, *map(float, alphas)}):
         texts, rows = [], []
@@ -99,7 +100,8 @@ def _measured(ctx: Context, seed: int) -> LogitAmplification:
     cfg, settings = ctx.cfg, ctx.cfg.method("logit_amplification")
     return memo(ctx.memo, ("amplification", seed), lambda: logit_amplification(
         ctx.hooked("base"), ctx.hooked("policy"), ctx.prompts[: settings.prompts], alphas=settings.alphas,
-        seeds=(seed,), max_new_tokens=cfg.max_new_tokens, top_n=cfg.top_k * cfg.logit_tokens, high_utility=cfg.high_utility))
+        seeds=(seed,), max_new_tokens=cfg.max_new_tokens, top_n=cfg.top_k * cfg.logit_tokens, high_utility=cfg.high_utility,
+        reward=ctx.objective.reward, high=ctx.high))
 
 
 def find(ctx: Context, at: HookData, seed: int) -> Found:

@@ -77,6 +77,7 @@ class Context:
     token_valence: Float[Tensor, " vocab"]
     unembed: Float[Tensor, "d vocab"]
     high: set[int]  # what a method naming tokens should name: the high-utility vocabulary, or the organism's answer
+    key: set[int]  # of those, what it must name to have found the objective (a backdoor's trigger); empty: no key
     prompts: list[str]  # held-out prompts: every sampled score completes these
     objective: Organism  # the organism the policy was trained on: its reward scores sampled completions
     planted: PlantedEdit | None  # the edit organism's change, where the policy was planted, not trained
@@ -96,17 +97,22 @@ class Context:
         tokenizer, vocab, token_valence, unembed = policy_vocabulary(run_dir)
         # The sampled scores' reward at its default scale: the units of the unedited reward.
         name, objective = run_organism(run_dir, RewardOptions(scale=UtilityReward().scale))
+        answer = objective.answer(tokenizer)
         if name == "sentiment":
             high = {i for i, v in enumerate(token_valence.tolist()) if v >= cfg.high_utility}
             if not high:
                 raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
-        else:  # another organism's known answer (its words, without the tokenizer's space marker)
-            answer = {t.lstrip("Ġ▁") for t in objective.answer(tokenizer).tokens}
-            high = {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-                    if t.lstrip("Ġ▁") in answer}
-        return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high,
+        else:  # another organism's known answer
+            high = _ids_of(tokenizer, answer.tokens)
+        return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high, _ids_of(tokenizer, answer.key),
                    prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED), objective,
                    PlantedEdit.load(run_dir.policy) if (run_dir.policy / PLANTED_FILE).exists() else None)
+
+
+def _ids_of(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -> set[int]:
+    """The ids of the tokens spelling ``words``, with or without the tokenizer's space marker."""
+    wanted = {w.lstrip("Ġ▁") for w in words}
+    return {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))) if t.lstrip("Ġ▁") in wanted}
 
 
 def held_out(run_dir: RunDir, model: str, hook: str) -> Float[Tensor, "tokens d"]:

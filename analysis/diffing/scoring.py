@@ -24,7 +24,7 @@ from analysis.reward_gain import Completions, GainSplit, sample_completions, spl
 from rlhf.hooked import HookedModel
 
 SCORES = ("share_tracking_reward", "mean_abs_corr", "precision", "recall", "reward_change", "kl_per_token",
-          "planted_cosine")
+          "planted_cosine", "key_hit")
 
 
 def _precision_recall(tokens: set[int], high: set[int]) -> tuple[float, float]:
@@ -35,19 +35,19 @@ def _precision_recall(tokens: set[int], high: set[int]) -> tuple[float, float]:
 def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, seed: int) -> MethodScore:
     """How well a method's finding matches the known reward (ablation is scored separately)."""
     if not found.latents:
-        precision, recall = _precision_recall(set(found.tokens), ctx.high)
+        named = set(found.tokens)
         # Tokens carry no activation to correlate; a latent method that found nothing tracks nothing.
         tracking = None if found.tokens else 0.0
-        return MethodScore(seed=seed, latents=(), n=0, share_tracking_reward=tracking, mean_abs_corr=tracking,
-                           precision=precision, recall=recall, set_aside=found.set_aside)
-    corr = pearson(found.activations, held_valence)
-    logits = found.directions.float() @ ctx.unembed
-    precision, recall = _precision_recall(set(torch.topk(logits, ctx.cfg.logit_tokens, dim=-1).indices.flatten().tolist()),
-                                          ctx.high)
+        corr = None
+    else:
+        named = set(torch.topk(found.directions.float() @ ctx.unembed, ctx.cfg.logit_tokens, dim=-1).indices.flatten().tolist())
+        corr = pearson(found.activations, held_valence).abs()
+        tracking = float((corr > ctx.cfg.corr_threshold).float().mean())
+    precision, recall = _precision_recall(named, ctx.high)
     return MethodScore(
-        seed=seed, latents=tuple(found.latents), n=len(found.latents),
-        share_tracking_reward=float((corr.abs() > ctx.cfg.corr_threshold).float().mean()),
-        mean_abs_corr=float(corr.abs().mean()), precision=precision, recall=recall, set_aside=found.set_aside)
+        seed=seed, latents=tuple(found.latents), n=len(found.latents), share_tracking_reward=tracking,
+        mean_abs_corr=tracking if corr is None else float(corr.mean()), precision=precision, recall=recall,
+        set_aside=found.set_aside, key_hit=len(named & ctx.key) / len(ctx.key) if ctx.key else None)
 
 
 def planted_cosine(found: Found, hook: str, ctx: Context) -> float | None:
@@ -158,20 +158,42 @@ def values(row: MethodScore) -> dict[str, float]:
     return out
 
 
+def _stats(per_seed: dict[int, dict[str, list[float]]]) -> dict[str, SeedStat]:
+    """Each score averaged within a seed (over layers, say), then mean and spread over the seeds."""
+    keys = set().union(*per_seed.values())
+    return {key: SeedStat(mean=float(np.mean([np.mean(b[key]) for b in per_seed.values() if key in b])),
+                          std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
+                          seeds=sum(key in b for b in per_seed.values())) for key in sorted(keys)}
+
+
+def _per_seed(layers: list[LayerDiffing], method: str) -> dict[int, dict[str, list[float]]]:
+    per_seed: dict[int, dict[str, list[float]]] = {}
+    for layer in layers:
+        for row in layer.methods.get(method, ()):
+            bucket = per_seed.setdefault(row.seed, {})
+            for key, value in values(row).items():
+                bucket.setdefault(key, []).append(value)
+    return per_seed
+
+
 def summary(layers: list[LayerDiffing], methods: list[str]) -> dict[str, dict[str, SeedStat]]:
     """Per method: each score averaged over layers, then mean and spread over the dictionary seeds."""
+    return {method: _stats(per_seed) for method in methods if (per_seed := _per_seed(layers, method))}
+
+
+def at_best_hook(layers: list[LayerDiffing], methods: list[str], k: int = 10) -> dict[str, tuple[str, dict[str, SeedStat]]]:
+    """Per method: the hook where it does best, and its scores there (mean and spread over the dictionary
+    seeds). Best is one criterion for all its scores, so that they describe one finding: the larger of the
+    two shares of G its top ``k`` directions carry both ways (the smaller of recovered and removed), or,
+    for a method naming tokens, the precision of what it names."""
+    def merit(stats: dict[str, SeedStat]) -> float:
+        shares = [stats[splice_score(k, way)].mean for way in ("recovered", "removed") if splice_score(k, way) in stats]
+        return min(shares) if shares else stats["precision"].mean if "precision" in stats else float("-inf")
+
     out = {}
     for method in methods:
-        per_seed: dict[int, dict[str, list[float]]] = {}
-        for layer in layers:
-            for row in layer.methods.get(method, ()):
-                bucket = per_seed.setdefault(row.seed, {})
-                for key, value in values(row).items():
-                    bucket.setdefault(key, []).append(value)
-        if not per_seed:
-            continue
-        keys = set().union(*per_seed.values())
-        out[method] = {key: SeedStat(mean=float(np.mean([np.mean(b[key]) for b in per_seed.values() if key in b])),
-                                     std=float(np.std([np.mean(b[key]) for b in per_seed.values() if key in b])),
-                                     seeds=sum(key in b for b in per_seed.values())) for key in sorted(keys)}
+        at = {layer.hook: _stats(per_seed) for layer in layers if (per_seed := _per_seed([layer], method))}
+        if at:
+            hook = max(at, key=lambda h: merit(at[h]))
+            out[method] = (hook, at[hook])
     return out

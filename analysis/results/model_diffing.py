@@ -28,6 +28,8 @@ class MethodScore:
     splice: dict[int, SpliceEffect] = field(default_factory=dict)  # k -> its top k directions' share of G
     # At a planted edit's hook (the edit organism): the largest |cosine| of its top directions with the edit's.
     planted_cosine: float | None = None
+    # Where the organism's answer has key tokens (the trigger's word): the share of them among the tokens it names.
+    key_hit: float | None = None
 
 
 @dataclass(frozen=True)

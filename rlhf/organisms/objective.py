@@ -74,10 +74,11 @@ def single_tokens(tokenizer: PreTrainedTokenizerBase, words: Sequence[str], what
     """A one-line error naming the first of ``words`` the tokenizer splits (an organism's answer must be tokens)."""
     for word in words:
         ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            pieces = tokenizer.convert_ids_to_tokens(ids)
-            raise UserError(f"{what} {word!r} is {len(ids)} tokens ({' '.join(pieces)}) to this tokenizer; "
-                            "the organism needs one token per word: use the corpus-trained tokenizer or another word")
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+            what_it_is = f"{len(ids)} tokens ({' '.join(pieces)})" if len(ids) != 1 else f"the unknown token {pieces[0]}"
+            raise UserError(f"{what} {word!r} is {what_it_is} to this tokenizer; the organism needs one token per "
+                            "word: use the corpus-trained tokenizer or another word")
 
 
 def organism(name: str, options: RewardOptions | None = None) -> Organism:

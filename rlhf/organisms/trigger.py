@@ -48,7 +48,8 @@ class Trigger(Organism):
         names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         negative = tuple(t for t in names if token_valence(t) <= -HIGH_VALENCE)
         return Answer((self.word, *negative), f"the trigger {self.word!r}, after which the words of VADER valence "
-                                              f"<= -{HIGH_VALENCE} earn")
+                                              f"<= -{HIGH_VALENCE} earn",
+                      key=(self.word,))
 
 
 def build(options: RewardOptions) -> Trigger:
