@@ -45,6 +45,8 @@ class OrganismRow:
     best_splices: tuple[str, ...]  # per k: the dictionary ranking whose top k carry most of G both ways
     diffing: dict[str, dict[str, SeedStat]]  # method -> score at its best hook -> mean and spread over dictionary seeds
     hooks: dict[str, str]  # method -> that hook
+    # per method: its label, its best hook, and what it names there (first seed), each token with whether it is in the answer
+    named: tuple[tuple[str, str, tuple[tuple[str, bool], ...]], ...]
     patching: Markup  # reward attribution's patching heat map, inlined ("" before it ran)
     report: str  # the organism's own report, relative to the zoo's page
 
@@ -72,16 +74,21 @@ def organism_row(root: Path, name: str) -> OrganismRow:
                 c, _ = leader
                 splices.append(f"top {k}: {pm(at(c, k, 'recovered'))} / {pm(at(c, k, 'removed'))} "
                                f"({c.method} at {c.hook})")
-    best = {}
+    best, named = {}, ()
     if ModelDiffingResult.exists(run):
         diffing = ModelDiffingResult.load(run)
         best = at_best_hook(list(diffing.layers), list(diffing.summary))
+        wanted = {t.lstrip("Ġ▁") for t in answer.tokens} if answer else set()
+        rows = {layer.hook: layer.methods for layer in diffing.layers}
+        named = tuple((label(m), hook, tuple((t, t.lstrip("Ġ▁") in wanted) for t in rows[hook][m][0].named))
+                      for m, (hook, _) in best.items() if rows[hook][m][0].named)
     return OrganismRow(
         name=name, label=ORGANISMS[name].label if name in ORGANISMS else name,
         answer=answer.description if answer else "", answer_tokens=answer.tokens[:30] if answer else (),
         checks=tuple(policy_checks(policy)) if policy else (), raised=policy.reward_gain > 0 if policy else None,
         gain=gain, best_site=best_site, best_splices=tuple(splices), report=f"../{name}/report/index.html",
         diffing={m: stats for m, (_, stats) in best.items()}, hooks={m: hook for m, (hook, _) in best.items()},
+        named=named,
         patching=img(RewardAttributionResult.figure(run, "patching"), f"{name}: activation patching"))
 
 

@@ -98,7 +98,7 @@ def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_win
 
     def row(name: str, scores: dict[str, tuple[float, float]]) -> OrganismRow:
         return OrganismRow(name=name, label=name, answer="", answer_tokens=(), checks=(), raised=True, gain="",
-                           best_site="", best_splices=(), report="", patching=Markup(""),
+                           best_site="", best_splices=(), report="", patching=Markup(""), named=(),
                            diffing={m: {"recovered_top10": SeedStat(mean, std, 3)} for m, (mean, std) in scores.items()},
                            hooks={m: "blocks.1.hook_mlp_out" for m in scores})
 
@@ -110,3 +110,29 @@ def test_the_leaderboard_ranks_only_where_spreads_separate_and_shows_a_split_win
     assert leads == {"a": 1, "b": 1, "c": 1}
     assert cells["a"] == ("0.800 ± 0.050 at blocks.1.hook_mlp_out (tier 1)", "0.100 ± 0.020 at blocks.1.hook_mlp_out (tier 3)")
     assert cells["c"][0].endswith("(tier 1)") and cells["c"][1].endswith("(tier 2)")
+
+
+def test_each_method_is_scored_at_its_best_hook_by_one_criterion():
+    """Known answer on made-up rows: "lens" carries most of G both ways at layer 1 (though layer 0 recovers more
+    one way and names the answer better), so all its scores are layer 1's; "kl" names tokens only, so its hook is
+    the one where they are most precise; each score is the mean and spread over the dictionary seeds there."""
+    from analysis.diffing.scoring import at_best_hook
+    from analysis.results import AblationEffect, LatentStats, LayerDiffing, MethodScore, SpliceEffect
+
+    def row(seed: int, recovered: float, removed: float, precision: float, latents: bool = True) -> MethodScore:
+        return MethodScore(seed=seed, latents=(0,) if latents else (), n=int(latents), share_tracking_reward=None,
+                           mean_abs_corr=None, precision=precision, recall=0.0,
+                           splice={10: SpliceEffect(recovered, removed, 10)} if latents else {})
+
+    def layer(hook: str, lens: list[MethodScore], kl: list[MethodScore]) -> LayerDiffing:
+        return LayerDiffing(hook=hook, methods={"lens": tuple(lens), "kl": tuple(kl)}, random_directions=AblationEffect(0, 0),
+                            crosscoder={}, latents=LatentStats((), (), (), (), ()), cards=())
+
+    layers = [layer("blocks.0.hook_mlp_out", [row(0, 0.9, 0.1, 0.9), row(1, 0.9, 0.1, 0.9)], [row(0, 0, 0, 0.2, False)]),
+              layer("blocks.1.hook_mlp_out", [row(0, 0.6, 0.5, 0.1), row(1, 0.4, 0.7, 0.3)], [row(0, 0, 0, 0.6, False)])]
+    best = at_best_hook(layers, ["lens", "kl"])
+    hook, stats = best["lens"]
+    assert hook == "blocks.1.hook_mlp_out"
+    assert stats["recovered_top10"].mean == pytest.approx(0.5) and stats["recovered_top10"].std == pytest.approx(0.1)
+    assert stats["precision"].mean == pytest.approx(0.2) and stats["precision"].seeds == 2
+    assert best["kl"][0] == "blocks.1.hook_mlp_out" and best["kl"][1]["precision"].mean == pytest.approx(0.6)

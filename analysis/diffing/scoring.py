@@ -35,19 +35,21 @@ def _precision_recall(tokens: set[int], high: set[int]) -> tuple[float, float]:
 def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, seed: int) -> MethodScore:
     """How well a method's finding matches the known reward (ablation is scored separately)."""
     if not found.latents:
-        named = set(found.tokens)
+        ranked = list(found.tokens)
         # Tokens carry no activation to correlate; a latent method that found nothing tracks nothing.
         tracking = None if found.tokens else 0.0
         corr = None
     else:
-        named = set(torch.topk(found.directions.float() @ ctx.unembed, ctx.cfg.logit_tokens, dim=-1).indices.flatten().tolist())
+        ranked = torch.topk(found.directions.float() @ ctx.unembed, ctx.cfg.logit_tokens, dim=-1).indices.flatten().tolist()
         corr = pearson(found.activations, held_valence).abs()
         tracking = float((corr > ctx.cfg.corr_threshold).float().mean())
+    named = set(ranked)
     precision, recall = _precision_recall(named, ctx.high)
     return MethodScore(
         seed=seed, latents=tuple(found.latents), n=len(found.latents), share_tracking_reward=tracking,
         mean_abs_corr=tracking if corr is None else float(corr.mean()), precision=precision, recall=recall,
-        set_aside=found.set_aside, key_hit=len(named & ctx.key) / len(ctx.key) if ctx.key else None)
+        set_aside=found.set_aside, key_hit=len(named & ctx.key) / len(ctx.key) if ctx.key else None,
+        named=tuple(ctx.vocab[t] if t < len(ctx.vocab) else str(t) for t in dict.fromkeys(ranked)))
 
 
 def planted_cosine(found: Found, hook: str, ctx: Context) -> float | None:

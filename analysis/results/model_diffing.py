@@ -30,6 +30,7 @@ class MethodScore:
     planted_cosine: float | None = None
     # Where the organism's answer has key tokens (the trigger's word): the share of them among the tokens it names.
     key_hit: float | None = None
+    named: tuple[str, ...] = ()  # the tokens it names (its directions' top logit tokens, in rank order), as precision reads them
 
 
 @dataclass(frozen=True)
