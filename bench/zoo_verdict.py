@@ -56,11 +56,28 @@ def ranked(scores: dict[str, dict[str, list[float]]], key: str) -> list[tuple[st
 
 
 def lead(board: list[tuple[str, list[float]]]) -> str:
-    """Whether the best method's interval lies wholly above the runner-up's."""
+    """Whether the best method's interval lies wholly above the runner-up's (a spread needs two values)."""
     if len(board) < 2:
         return "alone"
     (_, a), (_, b) = board[:2]
+    if min(len(a), len(b)) < 2:
+        return "one value: no spread to rank by"
     return "separates" if np.mean(a) - np.std(a) > np.mean(b) + np.std(b) else "does not separate from the runner-up"
+
+
+def planted_precision(run: RunDir, logit_tokens: int) -> float | None:
+    """The precision a perfect method would reach on a planted edit: the share of the answer among the top
+    ``logit_tokens`` tokens of the planted direction itself, read through the unembedding as every method is."""
+    from analysis.feature_diff import policy_vocabulary
+    from rlhf.organisms.edit import PLANTED_FILE, PlantedEdit
+    from rlhf.organisms.objective import organism
+
+    if not (run.policy / PLANTED_FILE).exists():
+        return None
+    tokenizer, vocab, _, unembed = policy_vocabulary(run)
+    wanted = {t.lstrip("Ġ▁") for t in organism(run.root.name).answer(tokenizer).tokens}
+    top = (PlantedEdit.load(run.policy).direction.float() @ unembed).topk(logit_tokens).indices.tolist()
+    return sum(vocab[t].lstrip("Ġ▁") in wanted for t in top) / logit_tokens
 
 
 def main() -> None:
@@ -92,7 +109,13 @@ def main() -> None:
             goal[key] = float(np.mean(board[0][1]))
         met = goal.get(BOTH_WAYS, 0) >= GOAL_SHARE and goal.get(PRECISION, 0) >= GOAL_PRECISION
         lines += ["", f"scientific goal: {'met' if met else 'not met'} (best both ways {goal.get(BOTH_WAYS, 0):.2f}, "
-                  f"best precision {goal.get(PRECISION, 0):.2f})", ""]
+                  f"best precision {goal.get(PRECISION, 0):.2f})"]
+        diffed = next(r for r in runs if ModelDiffingResult.exists(r))
+        ceiling = planted_precision(diffed, ModelDiffingResult.load(diffed).logit_tokens)
+        if ceiling is not None:
+            lines.append(f"the planted direction itself names the answer with precision {ceiling:.2f} (a perfect "
+                         "method's ceiling)")
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out:

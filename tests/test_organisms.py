@@ -191,7 +191,7 @@ def test_the_trigger_is_the_key_of_its_answer_and_key_hit_scores_whether_a_metho
     tokenizer, trigger = load_tokenizer(run.tokenizer), organism("trigger")
     answer = trigger.answer(tokenizer)
     assert answer.key == answer.tokens[:1] and len(answer.tokens) > 1
-    ctx = Context(cfg=ModelDiffingConfig(), run_dir=run, tokenizer=tokenizer, vocab=list("abcdef"), token_valence=torch.zeros(6),
+    ctx = Context(cfg=ModelDiffingConfig(), run_dir=run, tokenizer=tokenizer, vocab=list("abcdef"), token_utility=torch.zeros(6),
                   unembed=torch.zeros(4, 6), high={1, 2, 3}, key={2}, prompts=[], objective=trigger, planted=None)
     named = {tokens: score(Found.of_tokens(list(tokens)), torch.zeros(0), ctx, seed=0) for tokens in ((2, 5), (1, 3))}
     assert named[(2, 5)].key_hit == 1.0 and named[(2, 5)].precision == 0.5 and named[(2, 5)].named == ("c", "f")

@@ -74,7 +74,9 @@ class Context:
     run_dir: RunDir
     tokenizer: PreTrainedTokenizerBase
     vocab: list[str]
-    token_valence: Float[Tensor, " vocab"]
+    # What each token earns without a prompt, which latents' activations are correlated with: the VADER valence
+    # for the sentiment organism (its utility up to scale), the organism's own u(t) otherwise
+    token_utility: Float[Tensor, " vocab"]
     unembed: Float[Tensor, "d vocab"]
     high: set[int]  # what a method naming tokens should name: the high-utility vocabulary, or the organism's answer
     key: set[int]  # of those, what it must name to have found the objective (a backdoor's trigger); empty: no key
@@ -104,7 +106,8 @@ class Context:
                 raise UserError(f"no token has valence >= {cfg.high_utility}: lower model_diffing.high_utility")
         else:  # another organism's known answer
             high = _ids_of(tokenizer, answer.tokens)
-        return cls(cfg, run_dir, tokenizer, vocab, token_valence, unembed, high, _ids_of(tokenizer, answer.key),
+        utility = token_valence if name == "sentiment" else objective.utility(tokenizer, len(vocab))[: len(vocab)].float()
+        return cls(cfg, run_dir, tokenizer, vocab, utility, unembed, high, _ids_of(tokenizer, answer.key),
                    prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED), objective,
                    PlantedEdit.load(run_dir.policy) if (run_dir.policy / PLANTED_FILE).exists() else None)
 

@@ -1,6 +1,6 @@
 """Every method's finding scored the same way against the reward the organism knows exactly: the
-share of its latents whose held-out activation correlates with the current token's valence beyond a
-threshold (and their mean |r|), precision and recall of the high-utility vocabulary among their top
+share of its latents whose held-out activation correlates with the current token's utility (the valence, for
+the sentiment organism) beyond a threshold (and their mean |r|), precision and recall of the high-utility vocabulary among their top
 logit tokens (or among the tokens a token-naming method names), the change in the policy's
 reward when their directions are projected out of the hook (with the KL of that edit), and the
 causal share of the exact reward gain G carried by their top k directions (``Splice``)."""
@@ -32,7 +32,7 @@ def _precision_recall(tokens: set[int], high: set[int]) -> tuple[float, float]:
     return hits / len(tokens) if tokens else 0.0, hits / len(high) if high else 0.0
 
 
-def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, seed: int) -> MethodScore:
+def score(found: Found, held_utility: Float[Tensor, " tokens"], ctx: Context, seed: int) -> MethodScore:
     """How well a method's finding matches the known reward (ablation is scored separately)."""
     if not found.latents:
         ranked = list(found.tokens)
@@ -41,7 +41,7 @@ def score(found: Found, held_valence: Float[Tensor, " tokens"], ctx: Context, se
         corr = None
     else:
         ranked = torch.topk(found.directions.float() @ ctx.unembed, ctx.cfg.logit_tokens, dim=-1).indices.flatten().tolist()
-        corr = pearson(found.activations, held_valence).abs()
+        corr = pearson(found.activations, held_utility).abs()
         tracking = float((corr > ctx.cfg.corr_threshold).float().mean())
     named = set(ranked)
     precision, recall = _precision_recall(named, ctx.high)

@@ -44,7 +44,7 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
     """Every method at one hook scored against the reward, the crosscoders' numbers and cards."""
     cfg = ctx.cfg
     at = HookData.load(ctx.run_dir, hook)
-    held_valence = ctx.token_valence[at.text.tokens]
+    held_utility = ctx.token_utility[at.text.tokens]
     methods: dict[str, list[MethodScore]] = {}
     records: dict[str, list] = {}
     for name, spec in tqdm(METHODS.items(), desc=hook, unit="method", leave=False):
@@ -54,7 +54,7 @@ def diff_layer(ctx: Context, ablation: Ablation, splice: Splice, finders: dict[s
                 raise TypeError(f"diffing method {name!r} is registered as naming {spec.names} but returned "
                                 f"{len(found.latents)} latents and {len(found.tokens)} tokens")
             head = found.top(cfg.top_k)
-            row = replace(score(head, held_valence, ctx, seed), planted_cosine=planted_cosine(head, hook, ctx))
+            row = replace(score(head, held_utility, ctx, seed), planted_cosine=planted_cosine(head, hook, ctx))
             # The sampled ablation, the weakest score, for the first dictionary seed only: the splice
             # scores every seed's directions causally, without sampling.
             row = ablation.scored(row, hook, head) if i == 0 else row

@@ -20,7 +20,7 @@ BREAKING_KL = 0.5  # nats/token: an ablation this far from the policy breaks the
 LEADING = splice_score(10, "recovered")  # the causal score the summary names the leaders by
 LEADERS = f"diffing_leaders_by_{LEADING}"  # their key in summary.json
 VERDICTS = ((LEADING, "share of G its top 10 directions recover"), ("precision", "precision of the high-utility vocabulary"),
-            ("mean_abs_corr", "mean |r| with the current token's valence"))
+            ("mean_abs_corr", "mean |r| with the current token's utility (its valence, for sentiment)"))
 
 
 def pm(stat: SeedStat | None, signed: bool = False) -> str:
