@@ -22,8 +22,9 @@ from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir
 from rlhf.zoo import ORGANISMS
 from study.report.sections.model_diffing import label
+from study.zoo_report import GOAL_PRECISION, GOAL_SHARE
 
-BOTH_WAYS, PRECISION, GOAL_SHARE, GOAL_PRECISION = "both ways (top 10)", "precision", 0.5, 0.8
+BOTH_WAYS, PRECISION = "both ways (top 10)", "precision"
 
 
 def pooled(zoos: list[Path], organism: str) -> dict[str, dict[str, list[float]]]:
@@ -99,8 +100,8 @@ def main() -> None:
         scores = pooled(args.zoo, organism)
         lines += ["| score | best method | runner-up | lead |", "|---|---|---|---|"]
         goal = {}
-        for key in (BOTH_WAYS, splice_score(10, "recovered"), splice_score(10, "removed"), PRECISION, "planted_cosine",
-                    "key_hit"):
+        for key in (BOTH_WAYS, splice_score(10, "recovered"), splice_score(10, "removed"), splice_score(30, "recovered"),
+                    splice_score(30, "removed"), PRECISION, "planted_cosine", "key_hit"):
             board = ranked(scores, key)
             if not board:
                 continue

@@ -27,9 +27,33 @@ from study.report.sections.reward_attribution import at, best_both_ways, pm
 # The scores the zoo ranks methods by: the causal share of G (both ways) and the precision of named tokens.
 RANKED = ((splice_score(10, "recovered"), "share of G its top 10 directions recover"),
           (splice_score(10, "removed"), "share of G taking its top 10 directions out removes"),
+          (splice_score(30, "recovered"), "share of G its top 30 directions recover"),
+          (splice_score(30, "removed"), "share of G taking its top 30 directions out removes"),
           ("precision", "precision of the tokens it names against the answer"),
           ("planted_cosine", "largest |cosine| of its top directions with the planted edit"),
           ("key_hit", "share of the answer's key tokens (the trigger word) among the tokens it names"))
+
+
+# The issue's scientific goal: the best method's top 10 directions carry this share of G both ways, and the
+# tokens it names hit the answer with this precision.
+GOAL_SHARE, GOAL_PRECISION = 0.5, 0.8
+
+
+def both_ways(stats: dict[str, SeedStat], k: int = 10) -> float | None:
+    """The smaller of the mean shares of G a method's top k directions recover and remove."""
+    ways = [stats[splice_score(k, w)].mean for w in ("recovered", "removed") if splice_score(k, w) in stats]
+    return min(ways) if len(ways) == 2 else None
+
+
+def goal_verdict(diffing: dict[str, dict[str, SeedStat]]) -> str:
+    """Whether the scientific goal is met, from the methods' scores at their best hooks, with the best of each."""
+    shares = [v for stats in diffing.values() if (v := both_ways(stats)) is not None]
+    precisions = [stats["precision"].mean for stats in diffing.values() if "precision" in stats]
+    if not shares or not precisions:
+        return ""
+    met = max(shares) >= GOAL_SHARE and max(precisions) >= GOAL_PRECISION
+    return (f"{'met' if met else 'not met'}: best top 10 both ways {max(shares):.2f} (goal {GOAL_SHARE}), "
+            f"best precision {max(precisions):.2f} (goal {GOAL_PRECISION})")
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,11 @@ class OrganismRow:
     named: tuple[tuple[str, str, tuple[tuple[str, bool], ...]], ...]
     patching: Markup  # reward attribution's patching heat map, inlined ("" before it ran)
     report: str  # the organism's own report, relative to the zoo's page
+
+    @property
+    def verdict(self) -> str:
+        """The scientific goal, met or not, computed from the methods' scores at their best hooks."""
+        return goal_verdict(self.diffing)
 
     @property
     def flagged(self) -> bool:

@@ -44,6 +44,7 @@ def test_the_zoo_runs_an_organism_on_the_shared_base_and_writes_its_page(tiny_ru
     assert page == RunDir(tmp_path / "zoo").report / "index.html"
     assert "rank-one edit" in text and "../edit/report/index.html" in text and "Flagged" not in text
     assert "Leaderboard: share of G its top 10 directions recover" in text and "(tier 1)" in text
+    assert "best top 10 both ways" in text and "Leaderboard: share of G its top 30 directions recover" in text
     assert (run.report / "index.html").exists()
 
 
@@ -136,3 +137,18 @@ def test_each_method_is_scored_at_its_best_hook_by_one_criterion():
     assert stats["recovered_top10"].mean == pytest.approx(0.5) and stats["recovered_top10"].std == pytest.approx(0.1)
     assert stats["precision"].mean == pytest.approx(0.2) and stats["precision"].seeds == 2
     assert best["kl"][0] == "blocks.1.hook_mlp_out" and best["kl"][1]["precision"].mean == pytest.approx(0.6)
+
+
+def test_the_goal_s_verdict_is_computed_from_the_best_scores():
+    """Known answers: the goal needs one method carrying half of G both ways and one naming the answer at 0.8."""
+    from analysis.results import SeedStat
+    from study.zoo_report import goal_verdict
+
+    def stats(recovered: float, removed: float, precision: float) -> dict[str, SeedStat]:
+        return {"recovered_top10": SeedStat(recovered, 0.0, 3), "removed_top10": SeedStat(removed, 0.0, 3),
+                "precision": SeedStat(precision, 0.0, 3)}
+
+    assert goal_verdict({"a": stats(0.9, 0.6, 0.1), "b": stats(0.1, 0.1, 0.85)}).startswith(
+        "met: best top 10 both ways 0.60 (goal 0.5), best precision 0.85 (goal 0.8)")
+    assert goal_verdict({"a": stats(0.9, 0.4, 0.9)}).startswith("not met: best top 10 both ways 0.40")
+    assert goal_verdict({}) == ""
