@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from analysis.config import ActivationCacheConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.results import ActivationIndex, CachedHook, DivergenceResult
 from rlhf.errors import UserError
-from rlhf.hooked import HookedModel, module_of_hook, plain_view, to_hooked
+from rlhf.hooked import HookedModel, module_of_hook, plain_view, probe_tokens, to_hooked
 from rlhf.rundir import RunDir, atomic_write
 from rlhf.training import process_state
 
@@ -117,7 +117,7 @@ def module_cache(model: HookedModel, hooks: Sequence[str]) -> Iterator[Callable[
 
         handles = [plain.get_submodule(m).register_forward_hook(functools.partial(keep, name=h)) for h, m in modules.items()]
         try:
-            probe = torch.randint(0, model.cfg.d_vocab, (2, 16), generator=torch.Generator().manual_seed(0)).to(model.cfg.device)
+            probe = probe_tokens(model.cfg.d_vocab, 0).to(model.cfg.device)
             expected, got = cache_hooks(model, probe, hooks), run(probe)
             tol = 1e-4 if next(plain.parameters()).dtype == torch.float32 else 1e-2
             agree = all(h in got and got[h].shape == expected[h].shape

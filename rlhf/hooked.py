@@ -117,7 +117,8 @@ def _bridge(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str
     return model.eval()
 
 
-def _probe(vocab: int, seed: int) -> Int[Tensor, "2 16"]:
+def probe_tokens(vocab: int, seed: int) -> Int[Tensor, "2 16"]:
+    """Random tokens on which two readings of a model are compared (conversion, caching)."""
     return torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(seed))
 
 
@@ -131,7 +132,7 @@ def _logits(model: PreTrainedModel | HookedModel, tokens: Int[Tensor, "batch pos
 
 def max_logit_difference(hf: PreTrainedModel, hooked: HookedModel, seed: int = 0) -> float:
     """Largest |logit difference| between the two models on a random probe batch."""
-    tokens = _probe(hooked.cfg.d_vocab, seed)
+    tokens = probe_tokens(hooked.cfg.d_vocab, seed)
     return float((_logits(hf, tokens) - _logits(hooked, tokens)).abs().max())
 
 
@@ -156,7 +157,7 @@ def to_hooked(
     _check(hf, tokenizer)
     hf = copy.deepcopy(hf) if hf is model_or_path else hf
     hf.set_attn_implementation("eager")
-    tokens = _probe(hf.get_input_embeddings().weight.shape[0], 0)
+    tokens = probe_tokens(hf.get_input_embeddings().weight.shape[0], 0)
     expected = _logits(hf, tokens)  # before the bridge rewires the modules
     hooked = _bridge(hf, tokenizer, device)
     diff = float((expected - _logits(hooked, tokens)).abs().max())
