@@ -301,7 +301,12 @@ def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> ActivationIndex:
     """Stage: cache the chosen layers' hook activations for every model, on the same token
     stream (train and held-out splits)."""
     layers = DivergenceResult.load(run_dir).chosen_layers
-    hooks = hook_names(cfg.hook, layers)
+    main = hook_names(cfg.hook, layers)
+    extra = [h for layer in layers for kind in cfg.extra_hooks for h in hook_names(kind, [layer])]
+    if duplicated := sorted({h for h in main + extra if (main + extra).count(h) > 1}):
+        raise UserError(f"activations.extra_hooks repeats a cached hook ({', '.join(duplicated)}): "
+                        "list each kind once, and not activations.hook again")
+    hooks = main + extra
     splits = {"train": cfg.train_texts, "val": cfg.held_out_texts}
     models: dict[str, dict[str, dict[str, int]]] = {}
     texts_cached: dict[str, int] = {}
@@ -318,7 +323,7 @@ def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> ActivationIndex:
             index = cache_split(model, texts, hooks, lambda h, s=split, m=name: run_dir.activations(m, h, s), cfg,
                                 where=f"{name}/{split}")
             models[name][split] = {h: v.n_tokens for h, v in index.items()}
-    result = ActivationIndex(hooks=tuple(hooks), layers=tuple(layers), models=models, dtype=cfg.dtype, d_model=d_model,
+    result = ActivationIndex(hooks=tuple(main), extra_hooks=tuple(extra), layers=tuple(layers), models=models, dtype=cfg.dtype, d_model=d_model,
                              texts=texts_cached)
     if process_state().is_main_process:
         result.save(run_dir)

@@ -36,6 +36,11 @@ class DivergenceConfig:
 @dataclass(frozen=True)
 class ActivationCacheConfig:
     hook: HookName = "blocks.{layer}.hook_mlp_out"  # any TransformerLens hook; {layer} = each chosen layer
+    # More hook kinds cached at the same layers in the same forward passes, each with its own dictionaries
+    # (e.g. "blocks.{layer}.hook_resid_post", where the demo's reward gain lives). Reward attribution, model
+    # diffing, MMCS, the SAE quality bars and circuits read every kind; feature diffs, autointerp and the
+    # probes read ``hook``.
+    extra_hooks: tuple[HookName, ...] = ()
     models: tuple[str, ...] = ("base", "policy")
     train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
     held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics

@@ -95,7 +95,7 @@ def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> SAEIndex:
     """Stage: every (model, hook, width) SAE; one finished SAE directory is never retrained,
     so a killed stage resumes with the next one."""
     index = ActivationIndex.load(run_dir)
-    jobs = [(m, h, w) for m in index.model_names for h in index.hooks for w in cfg.widths]
+    jobs = [(m, h, w) for m in index.model_names for h in index.all_hooks for w in cfg.widths]
     trained = []
     for model, hook, width in tqdm(jobs, desc="dictionaries", unit="sae"):
         out = run_dir.sae(model, hook, size_name(width))

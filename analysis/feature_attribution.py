@@ -27,6 +27,7 @@ import torch
 from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
+from transformer_lens.hook_points import HookPoint
 
 from analysis.reward_gain import Completions, GainSplit, expected_reward, expected_utility, next_token_utility
 from rlhf.hooked import HookedModel, final_norm_gain
@@ -104,19 +105,35 @@ def encode(dictionary: Dictionary, base_acts: list[Tensor], policy_acts: list[Te
 
 def gradients(model: HookedModel, batch: Completions, hook: str) -> list[Tensor]:
     """d(summed expected utility) / d(activation at ``hook``), per group: one backward pass each."""
-    out = []
-    for (tokens, scored), u in zip(batch.groups, batch.utility):
-        kept: dict[str, Tensor] = {}
+    return site_gradients(model, batch, [hook])[hook]
 
-        def keep(x: Tensor, hook: object, kept: dict[str, Tensor] = kept) -> Tensor:
-            kept["x"] = x.detach().requires_grad_(True)
-            return kept["x"]
+
+def site_gradients(model: HookedModel, batch: Completions, hooks: list[str],
+                   values: dict[str, list[Tensor]] | None = None) -> dict[str, list[Tensor]]:
+    """d(summed expected utility) / d(activation at each hook), total (through every later hook), per group,
+    all from one backward pass per group; ``hooks`` in the order the forward pass reaches them. ``values``
+    replaces a hook's activation (group by group) first: the gradient is then taken at that value, as
+    integrated gradients needs."""
+    out: dict[str, list[Tensor]] = {h: [] for h in hooks}
+    for g, ((tokens, scored), u) in enumerate(zip(batch.groups, batch.utility)):
+        # A zero added at each hook is a leaf whose gradient is the activation's total one; the activation
+        # itself stays in the graph, so a later hook's gradient flows back through it.
+        zeros = {h: None for h in hooks}
+
+        def shift(x: Tensor, hook: HookPoint, g: int = g, zeros: dict = zeros) -> Tensor:
+            if values is not None and hook.name in values:
+                x = values[hook.name][g].to(x.device, x.dtype)
+            elif hook.name == hooks[0]:
+                x = x.detach()  # nothing before the first hook needs a graph
+            zeros[hook.name] = torch.zeros_like(x, requires_grad=True)
+            return x + zeros[hook.name]
 
         with torch.enable_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(hook, keep)])
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(h, shift) for h in hooks])
             total = (next_token_utility(logits, u) * scored).sum()
-            (grad,) = torch.autograd.grad(total, kept["x"])
-        out.append(grad.detach())
+            grads = torch.autograd.grad(total, [zeros[h] for h in hooks])
+        for h, grad in zip(hooks, grads):
+            out[h].append(grad.detach())
     return out
 
 

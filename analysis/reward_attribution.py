@@ -131,7 +131,7 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         raise UserError("reward_attribution.seeds is empty: give at least one sampling seed")
     if not (run_dir.policy / "config.json").exists():
         raise UserError(f"reward_attribution needs a policy, and {run_dir.policy} holds none: run the policy stage first")
-    hooks = ActivationIndex.load(run_dir).hooks_at(cfg.layers)
+    hooks = ActivationIndex.load(run_dir).hooks_at(cfg.layers, every_kind=True)
     diffing = ModelDiffingResult.load_if_exists(run_dir)
     dictionary_seed = diffing.seeds[0] if diffing is not None else 0
     # Where the activations did not change, model diffing trained nothing: only the SAE pair is read there.

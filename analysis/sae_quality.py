@@ -114,7 +114,7 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
 
 def _plot(rows: list[SAEMetrics], run_dir: RunDir) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
-    labels = [f"{r.model[0]}:{r.hook.split('.')[1]}:{r.size}" for r in rows]
+    labels = [f"{r.model[0]}:{r.hook.removeprefix('blocks.')}:{r.size}" for r in rows]
     for ax, key, title in zip(axes, ("explained_variance", "lm_loss_recovered", "l0"),
                               ("explained variance", "LM loss recovered", "L0 (active features)")):
         ax.bar(range(len(rows)), [getattr(r, key) for r in rows], color=["#1f77b4" if r.model == "base" else "#ff7f0e" for r in rows])

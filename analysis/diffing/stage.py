@@ -95,8 +95,9 @@ def model_diffing_stage(cfg: ModelDiffingConfig, run_dir: RunDir) -> ModelDiffin
         raise UserError(f"model_diffing.layers {missing} are not cached; cached layers: {sorted(index.by_layer)}")
     # Where the fine-tune left the activations as they were (layers before the first changed weight),
     # every difference is zero: there is nothing to diff, and a dictionary of zeros cannot be trained.
-    unchanged = [h for h in index.hooks_at(cfg.layers) if _unchanged(run_dir, h)]
-    hooks = [h for h in index.hooks_at(cfg.layers) if h not in unchanged]
+    cached = index.hooks_at(cfg.layers, every_kind=True)
+    unchanged = [h for h in cached if _unchanged(run_dir, h)]
+    hooks = [h for h in cached if h not in unchanged]
     if not hooks:
         raise UserError(f"the policy's cached activations equal the base's at every hook ({', '.join(unchanged)}): "
                         "the fine-tune changed nothing up to these layers; cache later ones (divergence.layers)")

@@ -45,12 +45,15 @@ class CachedHook:
 class ActivationIndex(Artifact):
     """``activations/index.json``: which hooks of which models are cached, and how many tokens."""
 
-    hooks: tuple[str, ...]  # one per chosen layer, in the order of ``layers``
+    hooks: tuple[str, ...]  # one per chosen layer, in the order of ``layers``: the kind every analysis reads
     layers: tuple[int, ...]
     models: dict[str, dict[str, dict[str, int]]]  # model -> split ("train", "val") -> hook -> cached tokens
     dtype: str = "float32"  # storage dtype of the shards
     d_model: int = 0  # width of the cached activations
     texts: dict[str, int] = field(default_factory=dict)  # split -> texts cached
+    # The other hook kinds cached at the same layers (activations.extra_hooks), layer by layer in the order of
+    # ``layers``: they have their own dictionaries, which reward attribution, model diffing and circuits read.
+    extra_hooks: tuple[str, ...] = ()
 
     @classmethod
     def path(cls, run: RunDir) -> Path:
@@ -65,16 +68,30 @@ class ActivationIndex(Artifact):
         """Layer -> its cached hook."""
         return dict(zip(self.layers, self.hooks, strict=True))
 
-    def hooks_at(self, layers: tuple[int, ...] | list[int] | None) -> tuple[str, ...]:
-        """The cached hooks of ``layers`` (all when None or empty); a layer not cached is a UserError."""
-        if not layers:
-            return self.hooks
-        missing = [layer for layer in layers if layer not in self.by_layer]
-        if missing:
-            from rlhf.errors import UserError
+    @property
+    def all_hooks(self) -> tuple[str, ...]:
+        """Every cached hook, of every kind."""
+        return self.hooks + self.extra_hooks
 
-            raise UserError(f"layer(s) {missing} are not cached; cached layers: {sorted(self.by_layer)}")
-        return tuple(self.by_layer[layer] for layer in layers)
+    def layer_of(self, hook: str) -> int:
+        """The layer at which ``hook`` was cached."""
+        if hook in self.hooks:
+            return self.layers[self.hooks.index(hook)]
+        return self.layers[self.extra_hooks.index(hook) * len(self.layers) // len(self.extra_hooks)]
+
+    def hooks_at(self, layers: tuple[int, ...] | list[int] | None, every_kind: bool = False) -> tuple[str, ...]:
+        """The cached hooks of ``layers`` (all when None or empty), of the main kind or with ``every_kind`` of
+        all kinds (layer by layer); a layer not cached is a UserError."""
+        if layers:
+            missing = [layer for layer in layers if layer not in self.by_layer]
+            if missing:
+                from rlhf.errors import UserError
+
+                raise UserError(f"layer(s) {missing} are not cached; cached layers: {sorted(self.by_layer)}")
+        wanted = set(layers) if layers else set(self.layers)
+        hooks = self.all_hooks if every_kind else self.hooks
+        return tuple(sorted((h for h in hooks if self.layer_of(h) in wanted),
+                            key=lambda h: (self.layers.index(self.layer_of(h)), hooks.index(h))))
 
     def tokens(self, model: str, split: str, hook: str | None = None) -> int:
         """Cached tokens of ``model``'s ``split`` at ``hook`` (the first hook by default; every hook

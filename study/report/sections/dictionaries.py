@@ -16,7 +16,7 @@ def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None, ind
     cached = None
     if cache is not None:
         first = cache.model_names[0]
-        cached = {"hooks": ", ".join(cache.hooks), "models": ", ".join(cache.model_names),
+        cached = {"hooks": ", ".join(cache.all_hooks), "models": ", ".join(cache.model_names),
                   "train": cache.tokens(first, "train"), "val": cache.tokens(first, "val")}
     rows = [(r.model, r.hook, r.size, r.d_sae, r.explained_variance, r.mse, r.l0, r.dead_fraction, r.lm_loss_recovered,
              r.splice_cost, verdict(r.passes)) for r in q.saes]
