@@ -183,3 +183,24 @@ class RewardAttributionConfig:
     random_sets: PositiveInt = 1
     writer_features: Literal["sae", "activations"] = "sae"  # what the writer probe reads
     scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale
+
+
+@dataclass(frozen=True)
+class CircuitsConfig:
+    enabled: bool = True
+    # Whose dictionaries at every layer's blocks.{layer}.hook_resid_post are the nodes: cache that kind
+    # (activations.hook or activations.extra_hooks) at every layer.
+    dictionary: Literal["sae_policy", "sae_base"] = "sae_policy"
+    size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
+    # Training seeds of the dictionaries: the dictionaries stage's own seed reads its SAEs, any other is trained
+    # here with the settings it recorded. Every figure's spread is over these.
+    dictionary_seeds: Annotated[tuple[NonNegativeInt, ...], NonEmpty()] = (0, 1, 2)
+    budgets: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (10, 30, 100, 300)  # nodes in a circuit
+    n_prompts: PositiveInt = 64  # held-out prompts; the policy's completions of them are teacher-forced
+    max_new_tokens: PositiveInt = 19
+    sampling_seed: NonNegativeInt = 0
+    ig_steps: PositiveInt = 8  # integrated gradients: interpolation points per site
+    checked_nodes: PositiveInt = 10  # top nodes of each estimate whose estimate is checked by real patching
+    graph_budget: PositiveInt = 30  # the circuit drawn in the report, with its edges
+    top_tokens: PositiveInt = 3  # tokens shown beside each drawn node
+    scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale

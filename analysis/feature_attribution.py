@@ -20,6 +20,7 @@ SAE-Lens nor TransformerLens scores dictionary latents against a custom expected
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,18 +119,19 @@ def site_gradients(model: HookedModel, batch: Completions, hooks: list[str],
     for g, ((tokens, scored), u) in enumerate(zip(batch.groups, batch.utility)):
         # A zero added at each hook is a leaf whose gradient is the activation's total one; the activation
         # itself stays in the graph, so a later hook's gradient flows back through it.
-        zeros = {h: None for h in hooks}
+        zeros: dict[str, Tensor] = {}
 
-        def shift(x: Tensor, hook: HookPoint, g: int = g, zeros: dict = zeros) -> Tensor:
-            if values is not None and hook.name in values:
-                x = values[hook.name][g].to(x.device, x.dtype)
-            elif hook.name == hooks[0]:
+        def shift(x: Tensor, hook: HookPoint, name: str, g: int = g, zeros: dict = zeros) -> Tensor:
+            # ``name`` as asked: the bridge's hook point may carry another name (its own for the alias)
+            if values is not None and name in values:
+                x = values[name][g].to(x.device, x.dtype)
+            elif name == hooks[0]:
                 x = x.detach()  # nothing before the first hook needs a graph
-            zeros[hook.name] = torch.zeros_like(x, requires_grad=True)
-            return x + zeros[hook.name]
+            zeros[name] = torch.zeros_like(x, requires_grad=True)
+            return x + zeros[name]
 
         with torch.enable_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(h, shift) for h in hooks])
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(h, functools.partial(shift, name=h)) for h in hooks])
             total = (next_token_utility(logits, u) * scored).sum()
             grads = torch.autograd.grad(total, [zeros[h] for h in hooks])
         for h, grad in zip(hooks, grads):

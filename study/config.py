@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from analysis.config import (
     ActivationCacheConfig,
     AutointerpConfig,
+    CircuitsConfig,
     DictionaryConfig,
     DivergenceConfig,
     FeatureDiffConfig,
@@ -68,6 +69,7 @@ class StudyConfig:
     model_diffing: ModelDiffingConfig = field(default_factory=ModelDiffingConfig)
     implicit_reward: ImplicitRewardConfig = field(default_factory=ImplicitRewardConfig)
     reward_attribution: RewardAttributionConfig = field(default_factory=RewardAttributionConfig)
+    circuits: CircuitsConfig = field(default_factory=CircuitsConfig)
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     hidden_context: HiddenContextConfig = field(default_factory=HiddenContextConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)

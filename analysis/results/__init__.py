@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from analysis.results.activations import ActivationIndex, CachedHook
 from analysis.results.autointerp import AutointerpResult, FeatureInterpretation, ObjectiveComparison, StepFailure, Usage
+from analysis.results.circuits import CheckedNode, CircuitSeed, CircuitsResult, GraphEdge, GraphNode
 from analysis.results.dictionaries import (
     QualityBars,
     SAEEntry,
@@ -57,4 +58,4 @@ from analysis.results.reward_attribution import (
     WriterProbeSummary,
 )
 
-__all__ = ['AblationEffect', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplificationRuns', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name', 'splice_score']
+__all__ = ['AblationEffect', 'CheckedNode', 'CircuitSeed', 'CircuitsResult', 'GraphEdge', 'GraphNode', 'ActivationDifferenceLens', 'ActivationIndex', 'AmplificationRuns', 'AmplifiedSamples', 'AutointerpResult', 'CachedHook', 'CardExample', 'CrosscoderMetrics', 'Curve', 'DictionaryInfo', 'DivergenceResult', 'DivergenceRow', 'FeatureCard', 'FeatureDiffResult', 'FeatureHistogram', 'FeatureInterpretation', 'FeatureRow', 'GainEstimate', 'HookFeatureDiff', 'Interval', 'KLTokens', 'LatentCard', 'LatentHistogram', 'LatentShare', 'LatentStats', 'LayerDiffing', 'LensPosition', 'LogitAmplification', 'MMCSAcross', 'MMCSResult', 'MMCSWithin', 'MethodScore', 'ModelDiffingResult', 'MovedLatent', 'ObjectiveComparison', 'QualityBars', 'RewardAttributionResult', 'RewardTracking', 'SAEEntry', 'SAEIndex', 'SAEMetrics', 'SAEQualityResult', 'SAETraining', 'SeedStat', 'SharedFeature', 'SiteFractions', 'SpliceEffect', 'StagewiseSAE', 'SteeringPoint', 'StepFailure', 'Usage', 'WriterProbeSummary', 'size_name', 'splice_score']

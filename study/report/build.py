@@ -21,7 +21,7 @@ from study.stages import STAGES
 
 # Section modules of study.report.sections, in page order.
 ORDER = ("corpus", "pretrain", "policy", "dpo", "sft", "divergence", "dictionaries", "mmcs", "feature_diff",
-         "model_diffing", "autointerp", "implicit_reward", "reward_attribution", "hidden_context", "digits", "conversion", "valence", "stages")
+         "model_diffing", "autointerp", "implicit_reward", "reward_attribution", "circuits", "hidden_context", "digits", "conversion", "valence", "stages")
 
 
 def sections() -> list[Section]:
