@@ -41,6 +41,7 @@ from analysis.results import (
     SAEIndex,
     size_name,
 )
+from analysis.reward_attribution import resolve_target
 from analysis.reward_gain import Completions, expected_reward, sample_completions
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
@@ -54,15 +55,20 @@ RESIDUAL = "blocks.{layer}.hook_resid_post"
 PROMPT_SEED = 13  # the held-out prompts reward attribution reads too
 
 
-def circuit_sites(cfg: CircuitsConfig, run_dir: RunDir, n_layers: int, seed: int) -> list[Site]:
-    """The dictionary at every layer's residual stream: the dictionaries stage's, or trained here with its
-    recorded settings for another seed."""
-    index = ActivationIndex.load(run_dir)
+def residual_hooks(run_dir: RunDir, n_layers: int) -> list[str]:
+    """Every layer's residual-stream hook, each cached (a UserError naming the key to set otherwise)."""
     hooks = [RESIDUAL.format(layer=layer) for layer in range(n_layers)]
-    missing = [h for h in hooks if h not in index.all_hooks]
+    missing = [h for h in hooks if h not in ActivationIndex.load(run_dir).all_hooks]
     if missing:
         raise UserError(f"circuits need the residual stream cached at every layer; missing {', '.join(missing)}: add "
                         f"'{RESIDUAL}' to activations.extra_hooks and cache every layer (divergence.top_n >= {n_layers})")
+    return hooks
+
+
+def circuit_sites(cfg: CircuitsConfig, run_dir: RunDir, n_layers: int, seed: int) -> list[Site]:
+    """The dictionary at every layer's residual stream: the dictionaries stage's, or trained here with its
+    recorded settings for another seed."""
+    hooks = residual_hooks(run_dir, n_layers)
     saes = SAEIndex.load(run_dir)
     if cfg.size not in saes.sizes:
         raise UserError(f"circuits.size = {cfg.size!r}, but the dictionaries stage trained {', '.join(saes.sizes)}")
@@ -167,10 +173,14 @@ def circuits_stage(cfg: CircuitsConfig, run_dir: RunDir) -> CircuitsResult | Non
         raise UserError(f"circuits need a policy, and {run_dir.policy} holds none: run the policy stage first")
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     check_pair(base, policy)
+    residual_hooks(run_dir, base.cfg.n_layers)
     organism, objective = run_organism(run_dir, RewardOptions(scale=cfg.scale))
+    target, _ = resolve_target(cfg.target, "circuits.target", cfg.scale, run_dir, objective)
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
-    utility = objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts)
-    batch = sample_completions(policy, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=cfg.sampling_seed)
+    utility = (objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts) if target == "utility"
+               else torch.zeros(len(prompts), policy.cfg.d_vocab))
+    batch = sample_completions(policy, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=cfg.sampling_seed,
+                               target=target)
     seeds, drawn, links, n_nodes, hooks = [], (), (), 0, ()
     for seed in tqdm(cfg.dictionary_seeds, desc="circuits", unit="dictionary seed"):
         sites = circuit_sites(cfg, run_dir, base.cfg.n_layers, seed)
@@ -180,7 +190,7 @@ def circuits_stage(cfg: CircuitsConfig, run_dir: RunDir) -> CircuitsResult | Non
             drawn, links = graph(cfg, policy, batch, sites, found)
             n_nodes, hooks = len(found["nodes"]), tuple(s.hook for s in sites)
     result = CircuitsResult(
-        target="utility", dictionary=cfg.dictionary, size=cfg.size, hooks=hooks, budgets=cfg.budgets,
+        target=target, dictionary=cfg.dictionary, size=cfg.size, hooks=hooks, budgets=cfg.budgets,
         n_prompts=len(prompts), sampling_seed=cfg.sampling_seed, seeds=tuple(seeds), graph_nodes=drawn,
         graph_edges=links, graph_budget=cfg.graph_budget, n_nodes=n_nodes, seconds=time.time() - started,
         organism=organism, config=asdict(cfg))

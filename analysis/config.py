@@ -183,6 +183,11 @@ class RewardAttributionConfig:
     random_sets: PositiveInt = 1
     writer_features: Literal["sae", "activations"] = "sae"  # what the writer probe reads
     scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale
+    # What G measures: "utility", the exact expected utility of the objective the policy was trained on (the
+    # lexicon's, an organism's); "log_ratio", log p_policy(y|x) - log p_base(y|x) over the policy's own
+    # completions, for a pair with any reward or none; "auto": utility where the policy's reward has one.
+    target: Literal["auto", "utility", "log_ratio"] = "auto"
+    intervention_k: PositiveInt = 30  # the sampled reward under the best ranking's top k latents taken out
 
 
 @dataclass(frozen=True)
@@ -204,3 +209,4 @@ class CircuitsConfig:
     graph_budget: PositiveInt = 30  # the circuit drawn in the report, with its edges
     top_tokens: PositiveInt = 3  # tokens shown beside each drawn node
     scale: PositiveFloat = 5.0  # the utility reward's scale: u(t) = valence / scale
+    target: Literal["auto", "utility", "log_ratio"] = "auto"  # what G measures, as reward_attribution.target

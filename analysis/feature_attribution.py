@@ -30,7 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
-from analysis.reward_gain import Completions, GainSplit, expected_reward, expected_utility, next_token_utility
+from analysis.reward_gain import Completions, GainSplit, expected_reward, expected_utility, target_rows
 from rlhf.hooked import HookedModel, final_norm_gain
 
 Codes = Callable[[Tensor, Tensor], Tensor]  # (x_base, x_policy) of shape (..., d) -> per-latent c of shape (..., m)
@@ -132,7 +132,7 @@ def site_gradients(model: HookedModel, batch: Completions, hooks: list[str],
 
         with torch.enable_grad():
             logits = model.run_with_hooks(tokens, fwd_hooks=[(h, functools.partial(shift, name=h)) for h in hooks])
-            total = (next_token_utility(logits, u) * scored).sum()
+            total = target_rows(logits, tokens, scored, u, batch.target).sum()
             grads = torch.autograd.grad(total, [zeros[h] for h in hooks])
         for h, grad in zip(hooks, grads):
             out[h].append(grad.detach())
@@ -149,7 +149,12 @@ def direct_gradients(model: HookedModel, batch: Completions) -> list[Tensor]:
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == "ln_final.hook_scale")
         probs = torch.softmax(logits.float(), -1)
         u = u.to(probs.device).float()[:, None, :]  # each row's u(t | its prompt), at every position
-        d_logits = probs * (u - expected_utility(probs, u[:, 0])[..., None]) * scored[..., None]
+        if batch.target == "log_ratio":  # d log p(next token) / d logits = onehot(next token) - p
+            chosen = torch.zeros_like(probs)
+            chosen[:, :-1].scatter_(-1, tokens[:, 1:, None], 1.0)
+            d_logits = (chosen - probs) * scored[..., None]
+        else:
+            d_logits = probs * (u - expected_utility(probs, u[:, 0])[..., None]) * scored[..., None]
         grad = d_logits @ model.W_U.T / cache["ln_final.hook_scale"] * gain
         out.append(grad - grad.mean(-1, keepdim=True) if centre else grad)
     return out

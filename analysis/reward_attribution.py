@@ -34,7 +34,7 @@ from analysis.feature_attribution import (
     sae_dictionary,
     splice_fractions,
 )
-from analysis.interventions import sample_with_hooks
+from analysis.interventions import directional_ablation, reward_under_hooks, sample_with_hooks
 from analysis.patching import SiteEffect, activation_sites, cache_sites, check_pair, patch_sites, weight_sites
 from analysis.results import (
     ActivationIndex,
@@ -45,16 +45,20 @@ from analysis.results import (
     LatentShare,
     ModelDiffingResult,
     RewardAttributionResult,
+    SampledIntervention,
     SiteFractions,
 )
-from analysis.reward_gain import Completions, GainSplit, sample_completions, split_gain
+from analysis.reward_gain import Completions, GainSplit, Target, sample_completions, split_gain
+from rlhf.configtypes import is_lexicon
 from rlhf.errors import UserError
 from rlhf.hooked import HookedModel, to_hooked
-from rlhf.organisms.objective import run_organism
+from rlhf.organisms.objective import Organism, run_organism
 from rlhf.plots import plt, save_figure
 from rlhf.policy import prompts_from_texts
 from rlhf.registry import load
+from rlhf.results import PolicyResult
 from rlhf.reward_kinds import RewardOptions
+from rlhf.rewards import make_reward
 from rlhf.rundir import RunDir
 
 PROMPT_SEED = 13  # the held-out prompts (the sampling seeds vary the completions)
@@ -86,11 +90,12 @@ def _site_rows(per_seed: list[list[SiteEffect]]) -> tuple[SiteFractions, ...]:
 def attribute(cfg: RewardAttributionConfig, models: tuple[HookedModel, HookedModel], batch: Completions,
               split: GainSplit, encoded: Encoded, grads: list[Tensor], direct: list[Tensor],
               rankings: dict[str, dict[str, list[int]]], seed: int, with_top: bool
-              ) -> tuple[dict[str, dict[int, tuple[float | None, float | None]]], list[LatentShare]]:
+              ) -> tuple[dict[str, dict[int, tuple[float | None, float | None]]], list[LatentShare], list[int]]:
     """One dictionary at one hook: its live latents ranked by attribution patching, beside random live
     latents and the given rankings (e.g. probes'), each spliced at every k. Returns ranking -> k ->
     (fraction recovered, fraction removed) (random: the mean over the sets; None where a ranking is
-    shorter than k), and with ``with_top`` the top latents' estimated and real single-latent shares."""
+    shorter than k), with ``with_top`` the top latents' estimated and real single-latent shares, and the
+    attribution ranking."""
     base, policy = models
     hook, live = encoded.dictionary.hook, encoded.live
     unit = batch.n_rows * split.gain  # latent scores are summed over rows: to fractions of G
@@ -113,7 +118,7 @@ def attribute(cfg: RewardAttributionConfig, models: tuple[HookedModel, HookedMod
         for i in ordered[:TOP_LATENTS]:
             rec, rem = splice_fractions(base, policy, batch, encoded, [i], split)
             shares.append(LatentShare(hook, encoded.dictionary.name, i, float(scores[i]), float(direct_scores[i]), rec, rem))
-    return out, shares
+    return out, shares, ordered
 
 
 Rankings = dict[str, dict[str, list[int]]]  # ranking name -> hook -> latents of the policy's SAE, best first
@@ -145,21 +150,24 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     check_pair(base, policy)
     n_layers = base.cfg.n_layers
-    # The objective the policy was trained on: its utility gives G, its reward the sampled gain.
+    # The objective the policy was trained on: its utility gives G (or the log-ratio does), its reward the sampled gain.
     organism_name, objective = run_organism(run_dir, RewardOptions(scale=cfg.scale))
+    target, reward = resolve_target(cfg.target, "reward_attribution.target", cfg.scale, run_dir, objective)
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)
-    utility = objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts)  # u(t | each prompt)
+    utility = (objective.utilities(policy.tokenizer, policy.cfg.d_vocab, prompts) if target == "utility"  # u(t | each prompt)
+               else torch.zeros(len(prompts), policy.cfg.d_vocab))
     eos = policy.tokenizer.eos_token_id
     gains, patching, swaps = [], [], []
     splices: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     removals: dict[tuple[str, str, str], dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     infos: dict[tuple[str, str], DictionaryInfo] = {}
     top: list[LatentShare] = []
+    directions: dict[tuple[str, str], Tensor] = {}
     for s, seed in enumerate(tqdm(cfg.seeds, desc="reward attribution", unit="seed")):
-        batch = sample_completions(policy, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=seed)
+        batch = sample_completions(policy, prompts, utility, max_new_tokens=cfg.max_new_tokens, seed=seed, target=target)
         base_texts, _, base_masks, _ = sample_with_hooks(base, prompts, [], max_new_tokens=cfg.max_new_tokens, seed=seed)
         split = split_gain(base, policy, batch, eos)
-        sampled_base, sampled_policy = (float(np.mean(objective.reward(prompts, texts))) for texts in (base_texts, batch.texts))
+        sampled_base, sampled_policy = (float(np.mean(reward(prompts, texts))) for texts in (base_texts, batch.texts))
         gains.append(GainEstimate(
             seed=seed, expected_base=split.base, expected_policy=split.policy, gain=split.gain,
             utility_part=split.utility_part, ending_part=split.ending_part, eos_base=split.eos_base,
@@ -179,9 +187,11 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
                 encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
                 infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
                                                                 len(encoded.live))
-                fractions, shares = attribute(cfg, models, batch, split, encoded, grads, direct,
-                                              extra if dictionary.name == "sae_policy" else {}, seed,
-                                              with_top=s == 0)
+                fractions, shares, ordered = attribute(cfg, models, batch, split, encoded, grads, direct,
+                                                       extra if dictionary.name == "sae_policy" else {}, seed,
+                                                       with_top=s == 0)
+                if s == 0:
+                    directions[(hook, dictionary.name)] = encoded.dictionary.directions[ordered[:cfg.intervention_k]]
                 for name, by_k in fractions.items():
                     for k, (rec, rem) in by_k.items():
                         splices[(hook, dictionary.name, name)][k].append(rec)
@@ -195,15 +205,48 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
                                 recovered=tuple(tuple(by_k[k]) for k in ks),
                                 removed=tuple(tuple(removals[key][k]) for k in ks)))
     divergence = DivergenceResult.load_if_exists(run_dir)
+    interventions = sampled_interventions(cfg, policy, prompts, curves, directions, reward)
     result = RewardAttributionResult(
         seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
         weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
         writer=(), divergence_ranking=divergence.ranking if divergence else (),
         dictionary_seed=dictionary_seed, seconds=time.time() - started, config=asdict(cfg), organism=organism_name,
-        answer=objective.answer(policy.tokenizer))
+        answer=objective.answer(policy.tokenizer), target=target, interventions=interventions)
     plot_heatmaps(result, n_layers, RewardAttributionResult.figure(run_dir, "patching"))
     plot_curves(result, RewardAttributionResult.figure(run_dir, "curves"))
     return result
+
+
+def resolve_target(wanted: str, key: str, scale: float, run_dir: RunDir, objective: Organism
+                   ) -> tuple[Target, Callable[..., list[float]]]:
+    """The target G measures (``wanted``: "auto", "utility" or "log_ratio", the config's ``key``), and the reward
+    samples are scored by: the policy's own (its organism's, or the ``python:``/``model:`` reward it was trained on)."""
+    spec = PolicyResult.load(run_dir).reward if PolicyResult.exists(run_dir) else "vader"
+    has_utility = is_lexicon(spec) or spec.startswith("organism:")
+    if wanted == "utility" and not has_utility:
+        raise UserError(f"{key} = 'utility' needs a token-level utility, and the policy's reward {spec!r} has none; "
+                        "set it to 'log_ratio' (or 'auto')")
+    target: Target = "log_ratio" if wanted == "log_ratio" or not has_utility else "utility"
+    return target, objective.reward if has_utility else make_reward(spec, run_dir, scale=scale)
+
+
+def sampled_interventions(cfg: RewardAttributionConfig, policy: HookedModel, prompts: list[str], curves: list[Curve],
+                          directions: dict[tuple[str, str], Tensor], reward: Callable[..., list[float]]
+                          ) -> tuple[SampledIntervention, ...]:
+    """The policy's sampled reward with the best dictionary's top ``intervention_k`` latents (by attribution, the
+    first seed's ranking) projected out at their hook, beside the unedited policy, once per sampling seed: what
+    the exact target's verdict means for the reward itself."""
+    k = cfg.intervention_k
+    ranked = [c for c in curves if c.ranking == "attribution" and k in c.ks and (c.hook, c.dictionary) in directions]
+    if not ranked:
+        return ()
+    best = max(ranked, key=lambda c: float(np.mean([min(a, b) for a, b in zip(c.recovered[c.ks.index(k)],
+                                                                                c.removed[c.ks.index(k)])])))
+    hooks = directional_ablation(best.hook, directions[(best.hook, best.dictionary)])
+    plain = reward_under_hooks(policy, [], prompts, seeds=cfg.seeds, max_new_tokens=cfg.max_new_tokens, reward=reward)
+    edited = reward_under_hooks(policy, hooks, prompts, seeds=cfg.seeds, max_new_tokens=cfg.max_new_tokens, reward=reward)
+    return tuple(SampledIntervention(best.hook, best.dictionary, k, p["seed"], p["mean_reward"], e["mean_reward"],
+                                     e["kl_per_token"]) for p, e in zip(plain, edited))
 
 
 # -- figures ------------------------------------------------------------------------------------

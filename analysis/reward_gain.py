@@ -8,6 +8,11 @@ valence / the reward's scale, 0 for tokens outside the lexicon; a backdoor's fli
 G = policy - base on the same tokens is a number that interventions (patching, swapping
 weights, splicing latents) can move and be scored by exactly.
 
+The same machinery reads a second target, for a pair with any reward or none: each row's log-likelihood
+of its own completion tokens, teacher-forced (``Completions.target = "log_ratio"``). Then G = log p_policy(y|x)
+- log p_base(y|x) summed over the policy's own completions: the log-ratio that a KL-regularised RL objective
+trades reward against, exact too.
+
 G splits exactly, position by position, into a per-token utility part and a not-ending part:
 E[u] = (1 - p_eos) E[u | not end], so
     E_P - E_B = (1 - pB_eos) (E_P[u|not end] - E_B[u|not end])   (what the chosen tokens earn)
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,6 +49,9 @@ def high_utility_tokens(tokenizer: PreTrainedTokenizerBase, d_vocab: int, high_u
     return set((token_utility(tokenizer, d_vocab, scale=1.0) >= high_utility).nonzero()[:, 0].tolist())
 
 
+Target = Literal["utility", "log_ratio"]
+
+
 @dataclass
 class Completions:
     """Prompt + completion rows, in groups padded on the right. ``scored[b, j]`` is True where the logits at position j predict a completion token (up to
@@ -52,6 +61,7 @@ class Completions:
     texts: list[str]
     groups: list[tuple[Int[Tensor, "_batch _pos"], Bool[Tensor, "_batch _pos"]]]
     utility: list[Float[Tensor, "_batch vocab"]]
+    target: Target = "utility"  # what a row's value sums: next tokens' expected utility, or "log_ratio" (see above)
 
     @property
     def n_rows(self) -> int:
@@ -59,11 +69,11 @@ class Completions:
 
     def group(self, g: int) -> Completions:
         """Group ``g`` alone, with its rows' utilities."""
-        return Completions([], [self.groups[g]], [self.utility[g]])
+        return Completions([], [self.groups[g]], [self.utility[g]], self.target)
 
 
 def sample_completions(model: HookedModel, prompts: Sequence[str], utility: Float[Tensor, "prompts vocab"], *,
-                       max_new_tokens: int, seed: int, rows_per_group: int = 128) -> Completions:
+                       max_new_tokens: int, seed: int, rows_per_group: int = 128, target: Target = "utility") -> Completions:
     """One sampled completion per prompt from ``model`` (temperature 1), kept for teacher forcing, with
     ``utility``'s row of its prompt (an organism's ``utilities``).
 
@@ -86,7 +96,7 @@ def sample_completions(model: HookedModel, prompts: Sequence[str], utility: Floa
             scored[i, : len(r) - 1] = m[1:]  # the logits at j predict token j + 1
         groups.append((tokens, scored))  # built outside generate's inference mode: gradients may flow later
         utilities.append(utility[[i for _, _, i in chunk]].to(tokens.device))
-    return Completions(texts, groups, utilities)
+    return Completions(texts, groups, utilities, target)
 
 
 def next_token_utility(logits: Float[Tensor, "batch pos vocab"], u: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch pos"]:
@@ -99,15 +109,25 @@ def expected_utility(probs: Float[Tensor, "batch pos vocab"], u: Float[Tensor, "
     return einsum(probs, u.to(probs.device).float(), "b p v, b v -> b p")
 
 
+def target_rows(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"], scored: Bool[Tensor, "batch pos"],
+                u: Float[Tensor, "batch vocab"], target: Target) -> Float[Tensor, " batch"]:
+    """Each row's target: its summed expected utility of the next tokens, or its summed log-likelihood of them."""
+    if target == "log_ratio":
+        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, tokens[:, 1:, None])[..., 0]
+        return (logp * scored[:, :-1]).sum(-1)  # the last position predicts nothing: never scored
+    return (next_token_utility(logits, u) * scored).sum(-1)
+
+
 def expected_reward(model: HookedModel, batch: Completions, fwd_hooks: Hooks | None = None) -> Float[Tensor, " rows"]:
-    """Each row's summed expected utility of its next-token choices, under ``fwd_hooks``."""
+    """Each row's target (summed expected utility of its next-token choices, or their log-likelihood), under
+    ``fwd_hooks``."""
     # The bridge has no ``start_at_layer`` (it runs the HF forward whole), so an intervention at
     # layer l recomputes the layers before it, which HookedModel could skip: same numbers.
     out = []
     with torch.no_grad():
         for (tokens, scored), u in zip(batch.groups, batch.utility):
             logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks or [])
-            out.append((next_token_utility(logits, u) * scored).sum(-1))
+            out.append(target_rows(logits, tokens, scored, u, batch.target))
     return torch.cat(out).cpu()
 
 
@@ -126,7 +146,8 @@ class GainSplit:
 
 @torch.no_grad()
 def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: int) -> GainSplit:
-    """G = E_policy - E_base on the batch, split into the per-token utility part and the not-ending part."""
+    """G = E_policy - E_base on the batch, split into the per-token utility part and the not-ending part (the
+    log-ratio target has no such split: all of it is its "utility part")."""
     totals = np.zeros(4)  # base, policy, utility part, ending part (summed over rows)
     eos_sum, count = np.zeros(2), 0.0
     for (tokens, scored), u in zip(batch.groups, batch.utility):
@@ -143,5 +164,8 @@ def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: 
         eos_sum += [float((pb * w).sum()), float((pp * w).sum())]
         count += float(w.sum())
     b, p, utility_part, ending_part = totals / batch.n_rows
+    if batch.target == "log_ratio":
+        b, p = (float(expected_reward(m, batch).mean()) for m in (base, policy))
+        utility_part, ending_part = p - b, 0.0
     return GainSplit(base=b, policy=p, gain=p - b, utility_part=utility_part, ending_part=ending_part,
                      eos_base=float(eos_sum[0] / max(count, 1.0)), eos_policy=float(eos_sum[1] / max(count, 1.0)))

@@ -46,8 +46,8 @@ def reward_attribution_stage(cfg: RewardAttributionConfig, run_dir: RunDir) -> R
     writers: list[WriterProbeSummary] = []
 
     def writer_rankings(seed: int, policy: HookedModel, batch: Completions) -> Rankings:
-        if "sae_policy" not in cfg.dictionaries:
-            return {}
+        if "sae_policy" not in cfg.dictionaries or batch.target != "utility":
+            return {}  # the writer probe regresses the next token's expected utility
         writer = fit_writer_probe(run_dir, WriterProbeConfig(
             features=cfg.writer_features, layers=cfg.layers or None, size=cfg.size, seed=seed, scale=cfg.scale),
             policy, batch)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-from analysis.results import DivergenceResult
+from analysis.results import DivergenceResult, RewardAttributionResult
 from rlhf.adopt import adopt
 from rlhf.errors import UserError
 from rlhf.policy import train_dpo
@@ -37,6 +37,8 @@ SMALL = (
     "policy.n_eval_prompts=16", "policy.max_completion_length=8",
     "model_diffing.seeds=[0]", "model_diffing.top_k=3", "model_diffing.n_prompts=8", "model_diffing.sampling_seeds=[0]",
     "model_diffing.max_new_tokens=8", "model_diffing.methods.kl.texts=20", "model_diffing.methods.activation_difference_lens.texts=20", "model_diffing.cards=1",
+    "reward_attribution.n_prompts=8", "reward_attribution.max_new_tokens=8", "reward_attribution.ks=[1, 3, 10]",
+    "reward_attribution.intervention_k=10", "reward_attribution.dictionaries=[\"sae_policy\", \"sae_base\"]",
     "model_diffing.crosscoder.training_tokens=20000", "model_diffing.methods.difference_dictionary.tokens=20000", "model_diffing.methods.difference_sae.tokens=20000", "model_diffing.crosscoder.batch_size=512",
     "model_diffing.methods.stagewise_sae.tokens=20000",
     "model_diffing.methods.activation_difference_lens.steering_alphas=[1.0]",
@@ -114,6 +116,11 @@ def test_compare_analyses_a_pair_trained_elsewhere(tmp_path, pair, capsys):
     page = (run.report / "index.html").read_text()
     assert f"Adopted from {tuned}" in page and REWARD in page
     assert "Not diffed: blocks.0.hook_mlp_out" in page  # layer 0 is before the only changed weights
+    # The python: reward has no token-level utility: reward attribution reads the log-ratio, and the sampled reward.
+    attribution = RewardAttributionResult.load(run)
+    assert attribution.target == "log_ratio" and all(g.gain > 0 for g in attribution.gain), "the fine-tune's own tokens"
+    assert [i.seed for i in attribution.interventions] == list(attribution.seeds)
+    assert "log-ratio" in page and "latents removed" in page
 
     # The kept config repeats the comparison: every stage is found finished.
     lines = []

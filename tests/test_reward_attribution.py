@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,10 +14,12 @@ from analysis.config import RewardAttributionConfig
 from analysis.feature_attribution import direction_dictionary, encode, gradients, latent_scores, spliced
 from analysis.patching import Site, activation_sites, cache_sites, patch_sites, swapped, weight_sites
 from analysis.results import RewardAttributionResult
+from analysis.reward_attribution import resolve_target
 from analysis.reward_gain import expected_reward, sample_completions, split_gain, token_utility
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
 from rlhf.policy import prompts_from_texts
+from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir
 from study.reward_attribution import reward_attribution_stage
 
@@ -148,3 +151,24 @@ def test_writer_probe_command_line_beats_its_untrained_null(tiny_run, tmp_path, 
     assert data["kendall_tau"] > data["untrained_tau"] + 1.5 * data["untrained_tau_std"]
     assert data["r2"] > 0.5 > data["untrained_r2"]
     assert main(["--run-dir", str(run_dir.root), "--target", "next_utility", "--prompts", "2"]) == 2
+
+
+def test_the_log_ratio_target_is_each_models_log_likelihood_and_zero_for_the_base_itself(pair):
+    _, base, policy, u, batch = pair
+    ratio = dataclasses.replace(batch, target="log_ratio")
+    tokens, scored = ratio.groups[0]
+    logp = torch.log_softmax(policy(tokens).detach().float(), -1)
+    by_hand = sum(float(logp[0, j, tokens[0, j + 1]]) for j in range(tokens.shape[1] - 1) if scored[0, j])
+    assert expected_reward(policy, ratio)[0].item() == pytest.approx(by_hand, rel=1e-5)
+    assert split_gain(base, base, ratio, base.tokenizer.eos_token_id).gain == 0.0
+    assert split_gain(base, policy, ratio, base.tokenizer.eos_token_id).gain > 0, "the policy's own samples"
+
+
+def test_a_utility_target_without_a_utility_reward_is_a_one_line_error(tiny_run, tmp_path):
+    cfg, run_dir, _ = tiny_run
+    copy = RunDir(tmp_path / "run")
+    shutil.copytree(run_dir.root / "training", copy.root / "training")
+    data = json.loads(PolicyResult.path(copy).read_text())
+    PolicyResult.path(copy).write_text(json.dumps({**data, "reward": "python:tests.reward_functions:count_and"}))
+    with pytest.raises(UserError, match="target = 'utility' needs a token-level utility"):
+        resolve_target("utility", "reward_attribution.target", 5.0, copy, None)

@@ -64,7 +64,7 @@ class GraphEdge:
 class CircuitsResult(Artifact):
     """``analysis/circuits.json``: the feature circuits of the policy's reward gain."""
 
-    target: str  # what G measures: "utility" (the organism's exact expected utility)
+    target: str  # what G measures: "utility" (the organism's exact expected utility) or "log_ratio"
     dictionary: str
     size: str
     hooks: tuple[str, ...]  # the sites, one per layer

@@ -87,6 +87,20 @@ class WriterProbeSummary:
 
 
 @dataclass(frozen=True)
+class SampledIntervention:
+    """One sampling seed: the policy's sampled reward as it is and with the best ranking's top k latents
+    projected out at their hook, with the edit's KL per token to the unedited policy."""
+
+    hook: str
+    dictionary: str
+    k: int
+    seed: int
+    reward_policy: float
+    reward_edited: float
+    kl_per_token: float
+
+
+@dataclass(frozen=True)
 class RewardAttributionResult(Artifact):
     """``analysis/reward_attribution.json``: where the policy's reward gain lives."""
 
@@ -105,6 +119,8 @@ class RewardAttributionResult(Artifact):
     config: dict[str, Any] = field(default_factory=dict)
     organism: str = "sentiment"  # the objective G is measured by (rlhf.zoo), as the policy's reward names it
     answer: Answer | None = None  # what that objective planted
+    target: str = "utility"  # what G measures: "utility" or "log_ratio" (analysis.reward_gain)
+    interventions: tuple[SampledIntervention, ...] = ()  # per sampling seed
 
     DIR, FILE = "analysis", "reward_attribution.json"
     FIGURES = {"patching": "reward_attribution_patching.png", "curves": "reward_attribution_curves.png"}

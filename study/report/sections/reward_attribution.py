@@ -124,6 +124,8 @@ def context(run: RunDir, r: RewardAttributionResult) -> dict[str, Any]:
         "latents": [(t.hook, t.dictionary, t.latent, t.attribution, t.direct, t.recovered, t.removed) for t in r.top_latents],
         "dictionaries": [(d.hook, d.dictionary, d.latents, d.live, d.latents - d.live) for d in r.dictionaries],
         "writer": [(w.seed, w.kendall_tau, w.r2, w.untrained_tau, w.untrained_tau_std) for w in r.writer],
+        "interventions": [(i.seed, i.reward_policy, i.reward_edited, i.reward_edited - i.reward_policy, i.kl_per_token)
+                          for i in r.interventions],
         "key_figures": [(RewardAttributionResult.figure(run, "patching"), "activation patching: where the reward gain lives")],
         "heatmap": RewardAttributionResult.figure(run, "patching"), "curves": RewardAttributionResult.figure(run, "curves"),
         "summary": summary,
