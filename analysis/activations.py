@@ -28,6 +28,13 @@ from rlhf.hooked import HookedModel, module_of_hook, plain_view, probe_tokens, t
 from rlhf.rundir import RunDir, atomic_write
 from rlhf.training import process_state
 
+INPUT = "blocks.{layer}.ln2.hook_normalized"  # an MLP's input, what a transcoder reads
+
+
+def input_hook(output: str) -> str:
+    """The MLP input hook of a ``blocks.{l}.hook_mlp_out`` hook."""
+    return INPUT.format(layer=output.split(".")[1])
+
 
 def check_hook_names(model: HookedModel, names: Sequence[str]) -> None:
     """Raise naming the valid hooks when any requested name is not a hook of the model."""
@@ -306,7 +313,11 @@ def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> ActivationIndex:
     if duplicated := sorted({h for h in main + extra if (main + extra).count(h) > 1}):
         raise UserError(f"activations.extra_hooks repeats a cached hook ({', '.join(duplicated)}): "
                         "list each kind once, and not activations.hook again")
-    hooks = main + extra
+    inputs = [input_hook(h) for h in main + extra if h.endswith(".hook_mlp_out")] if cfg.transcoder_inputs else []
+    if cfg.transcoder_inputs and not inputs:
+        raise UserError("activations.transcoder_inputs caches the MLPs' inputs beside their outputs, and no "
+                        "hook_mlp_out is cached: add 'blocks.{layer}.hook_mlp_out' to activations.hook or extra_hooks")
+    hooks = main + extra + inputs
     splits = {"train": cfg.train_texts, "val": cfg.held_out_texts}
     models: dict[str, dict[str, dict[str, int]]] = {}
     texts_cached: dict[str, int] = {}
@@ -323,7 +334,7 @@ def cache_stage(cfg: ActivationCacheConfig, run_dir: RunDir) -> ActivationIndex:
             index = cache_split(model, texts, hooks, lambda h, s=split, m=name: run_dir.activations(m, h, s), cfg,
                                 where=f"{name}/{split}")
             models[name][split] = {h: v.n_tokens for h, v in index.items()}
-    result = ActivationIndex(hooks=tuple(main), extra_hooks=tuple(extra), layers=tuple(layers), models=models, dtype=cfg.dtype, d_model=d_model,
+    result = ActivationIndex(hooks=tuple(main), extra_hooks=tuple(extra), transcoder_inputs=tuple(inputs), layers=tuple(layers), models=models, dtype=cfg.dtype, d_model=d_model,
                              texts=texts_cached)
     if process_state().is_main_process:
         result.save(run_dir)

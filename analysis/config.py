@@ -23,7 +23,8 @@ from rlhf.configtypes import (
 )
 
 # A dictionary reward attribution reads: the SAE pair, or one that model diffing registers (analysis.diffing.registry).
-DictionaryName = Annotated[str, OneOf(lambda: ("sae_policy", "sae_base", *dictionaries()))]
+DictionaryName = Annotated[str, OneOf(lambda: ("sae_policy", "sae_base", "transcoder_policy", "transcoder_base",
+                                               *dictionaries()))]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class ActivationCacheConfig:
     # diffing, MMCS, the SAE quality bars and circuits read every kind; feature diffs, autointerp and the
     # probes read ``hook``.
     extra_hooks: tuple[HookName, ...] = ()
+    # Also cache each MLP's input (blocks.{layer}.ln2.hook_normalized) where its output (hook_mlp_out) is
+    # cached: what dictionaries.transcoders reads. Nothing else reads it.
+    transcoder_inputs: bool = False
     models: tuple[str, ...] = ("base", "policy")
     train_texts: PositiveInt = 12_000  # corpus texts cached for training dictionaries
     held_out_texts: PositiveInt = 1_000  # validation texts for dictionary metrics
@@ -62,6 +66,9 @@ class DictionaryConfig:
     batch_size: PositiveInt = 4096
     learning_rate: PositiveFloat = 1e-3
     seed: NonNegativeInt = 0
+    # Also train an MLP transcoder (ln2.hook_normalized -> hook_mlp_out, ReLU with the L1 penalty above) per
+    # model, layer and width where activations.transcoder_inputs cached the MLP's input.
+    transcoders: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,10 +179,11 @@ class RewardAttributionConfig:
     max_new_tokens: PositiveInt = 19
     seeds: Annotated[tuple[NonNegativeInt, ...], NonEmpty()] = (0, 1, 2)  # sampling seeds of the completions: every fraction's spread
     layers: Layers = ()  # cached layers whose dictionaries are attributed; empty: all
-    # Dictionaries to attribute: the SAE pair (sae_policy, sae_base, at `size`), and model diffing's
+    # Dictionaries to attribute: the SAE pair (sae_policy, sae_base, at `size`), the MLP transcoders where the
+    # dictionaries stage trained them (transcoder_policy, transcoder_base, at hook_mlp_out), and model diffing's
     # crosscoder, SAE on differences and difference dictionary (its first training seed).
     dictionaries: tuple[DictionaryName, ...] = (
-        "sae_policy", "sae_base", "crosscoder", "difference_sae", "difference_dictionary")
+        "sae_policy", "sae_base", "transcoder_policy", "crosscoder", "difference_sae", "difference_dictionary")
     size: str = "1x"  # the SAE width (a size the dictionaries stage trained)
     ks: Annotated[tuple[PositiveInt, ...], NonEmpty()] = (1, 3, 10, 30, 100)  # latents spliced; each must fit every dictionary
     # Sets of k random live latents beside each ranking, per sampling seed (each seed draws its own):

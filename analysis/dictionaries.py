@@ -26,9 +26,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from analysis.activations import input_hook
 from analysis.config import DictionaryConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.dictionary_kinds import DICTIONARY_KINDS
 from analysis.results import ActivationIndex, CachedHook, SAEEntry, SAEIndex, SAETraining, size_name
+from analysis.transcoders import train_transcoder
 from rlhf.errors import UserError
 from rlhf.rundir import RunDir, atomic_dir, atomic_write_json
 from rlhf.seeding import seeded
@@ -95,6 +97,8 @@ def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> SAEIndex:
     """Stage: every (model, hook, width) SAE; one finished SAE directory is never retrained,
     so a killed stage resumes with the next one."""
     index = ActivationIndex.load(run_dir)
+    if cfg.transcoders:
+        transcoder_outputs(index)  # before any training: a missing input is found at once
     jobs = [(m, h, w) for m in index.model_names for h in index.all_hooks for w in cfg.widths]
     trained = []
     for model, hook, width in tqdm(jobs, desc="dictionaries", unit="sae"):
@@ -108,9 +112,35 @@ def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> SAEIndex:
         d_in = CachedHook.read(activations).d
         trained.append(SAEEntry(model=model, hook=hook, size=size_name(width), path=str(out.relative_to(run_dir.root)),
                                 width=width, d_in=d_in, d_sae=d_sae(d_in, width)))
-    result = SAEIndex(architecture=cfg.architecture, config=SAETraining(**asdict(cfg)), saes=tuple(trained))
+    result = SAEIndex(architecture=cfg.architecture, config=SAETraining(**asdict(cfg)), saes=tuple(trained),
+                      transcoders=tuple(transcoders_stage(cfg, run_dir, index)) if cfg.transcoders else ())
     result.save(run_dir)
     return result
+
+
+def transcoder_outputs(index: ActivationIndex) -> list[str]:
+    """The cached hook_mlp_out hooks whose MLP input is cached too (a UserError where there is none)."""
+    outputs = [h for h in index.all_hooks if h.endswith(".hook_mlp_out") and input_hook(h) in index.transcoder_inputs]
+    if not outputs:
+        raise UserError("dictionaries.transcoders needs the MLPs' inputs cached beside their outputs: set "
+                        "activations.transcoder_inputs = true, with hook_mlp_out cached (activations.hook or extra_hooks)")
+    return outputs
+
+
+def transcoders_stage(cfg: DictionaryConfig, run_dir: RunDir, index: ActivationIndex) -> list[SAEEntry]:
+    """Every (model, hook_mlp_out, width) MLP transcoder, resumable like the SAEs."""
+    outputs = transcoder_outputs(index)
+    entries = []
+    for model, hook, width in tqdm([(m, h, w) for m in index.model_names for h in outputs for w in cfg.widths],
+                                   desc="transcoders", unit="transcoder"):
+        out = run_dir.transcoder(model, hook, size_name(width))
+        d_in = CachedHook.read(run_dir.activations(model, input_hook(hook), "train")).d
+        if not (out / "cfg.json").exists():
+            train_transcoder(cfg, run_dir.activations(model, input_hook(hook), "train"),
+                             run_dir.activations(model, hook, "train"), d_sae(d_in, width), out, hook)
+        entries.append(SAEEntry(model=model, hook=hook, size=size_name(width), path=str(out.relative_to(run_dir.root)),
+                                width=width, d_in=d_in, d_sae=d_sae(d_in, width)))
+    return entries
 
 
 def load_sae(path: Path) -> SAE:

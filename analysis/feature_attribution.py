@@ -45,6 +45,7 @@ class Dictionary:
     codes: Codes
     directions: Float[Tensor, "latents d"]
     span: bool = False  # splice a set as the projection of the difference onto its directions' span
+    reads: str | None = None  # the hook its codes read where not ``hook`` (a transcoder: the MLP's input)
 
     @property
     def n_latents(self) -> int:
@@ -53,6 +54,12 @@ class Dictionary:
 
 def sae_dictionary(name: str, hook: str, sae: torch.nn.Module) -> Dictionary:
     return Dictionary(name, hook, lambda b, p: sae.encode(p) - sae.encode(b), sae.W_dec.detach())
+
+
+def transcoder_dictionary(name: str, hook: str, reads: str, transcoder: torch.nn.Module) -> Dictionary:
+    """An MLP transcoder: codes of the MLP's inputs (at ``reads``), directions in the MLP's output (``hook``)."""
+    return Dictionary(name, hook, lambda b, p: transcoder.encode(p) - transcoder.encode(b), transcoder.W_dec.detach(),
+                      reads=reads)
 
 
 def difference_sae_dictionary(name: str, hook: str, sae: torch.nn.Module) -> Dictionary:
@@ -99,9 +106,13 @@ class Encoded:
 
 
 @torch.no_grad()
-def encode(dictionary: Dictionary, base_acts: list[Tensor], policy_acts: list[Tensor]) -> Encoded:
+def encode(dictionary: Dictionary, base_acts: list[Tensor], policy_acts: list[Tensor],
+           read: tuple[list[Tensor], list[Tensor]] | None = None) -> Encoded:
+    """The dictionary's codes on each group, from the activations at its hook (base, policy), or from ``read``:
+    the (base, policy) activations at ``dictionary.reads``."""
     pairs = [(b.float(), p.float()) for b, p in zip(base_acts, policy_acts)]
-    return Encoded(dictionary, [dictionary.codes(b, p) for b, p in pairs], [p - b for b, p in pairs])
+    inputs = [(b.float(), p.float()) for b, p in zip(*read)] if read is not None else pairs
+    return Encoded(dictionary, [dictionary.codes(b, p) for b, p in inputs], [p - b for b, p in pairs])
 
 
 def gradients(model: HookedModel, batch: Completions, hook: str) -> list[Tensor]:

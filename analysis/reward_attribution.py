@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from analysis.activations import input_hook
 from analysis.config import RewardAttributionConfig
 from analysis.dictionaries import load_sae
 from analysis.diffing.registry import dictionaries
@@ -33,6 +34,7 @@ from analysis.feature_attribution import (
     latent_scores,
     sae_dictionary,
     splice_fractions,
+    transcoder_dictionary,
 )
 from analysis.interventions import directional_ablation, reward_under_hooks, sample_with_hooks
 from analysis.patching import SiteEffect, activation_sites, cache_sites, check_pair, patch_sites, weight_sites
@@ -69,6 +71,11 @@ def load_dictionaries(cfg: RewardAttributionConfig, run_dir: RunDir, hook: str, 
     """The configured dictionaries at one hook, each as per-latent differences."""
     out = []
     for name in cfg.dictionaries:
+        if name.startswith("transcoder_"):  # where the MLP's input is cached: a transcoder writes hook_mlp_out
+            path = run_dir.transcoder(name.removeprefix("transcoder_"), hook, cfg.size)
+            if (path / "cfg.json").exists():
+                out.append(transcoder_dictionary(name, hook, input_hook(hook), load_sae(path)))
+            continue
         if name.startswith("sae_"):
             model = name.removeprefix("sae_")
             path = run_dir.sae(model, hook, cfg.size)
@@ -141,7 +148,7 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
     dictionary_seed = diffing.seeds[0] if diffing is not None else 0
     # Where the activations did not change, model diffing trained nothing: only the SAE pair is read there.
     unchanged = set(diffing.unchanged_hooks) if diffing is not None else set()
-    sae_pair = replace(cfg, dictionaries=tuple(n for n in cfg.dictionaries if n.startswith("sae_")))
+    sae_pair = replace(cfg, dictionaries=tuple(n for n in cfg.dictionaries if n.startswith(("sae_", "transcoder_"))))
     dictionaries = {h: load_dictionaries(sae_pair if h in unchanged else cfg, run_dir, h, dictionary_seed) for h in hooks}
     smallest = min((d for ds in dictionaries.values() for d in ds), key=lambda d: d.n_latents)
     if max(cfg.ks) > smallest.n_latents:
@@ -178,13 +185,15 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
         patching.append(patch_sites(base, policy, batch, activation_sites(n_layers), split.base, split.policy))
         swaps.append(patch_sites(base, policy, batch, weight_sites(n_layers), split.base, split.policy))
         extra = rankings | (seed_rankings(seed, policy, batch) if seed_rankings else {})
-        acts = {"base": cache_sites(base, batch, list(hooks)), "policy": cache_sites(policy, batch, list(hooks))}
+        read = sorted({d.reads for ds in dictionaries.values() for d in ds if d.reads})  # transcoders' inputs
+        acts = {"base": cache_sites(base, batch, [*hooks, *read]), "policy": cache_sites(policy, batch, [*hooks, *read])}
         direct = direct_gradients(base, batch)
         models = (base, policy)
         for hook in hooks:
             grads = gradients(base, batch, hook)
             for dictionary in dictionaries[hook]:
-                encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook])
+                encoded = encode(dictionary, acts["base"][hook], acts["policy"][hook],
+                                 (acts["base"][dictionary.reads], acts["policy"][dictionary.reads]) if dictionary.reads else None)
                 infos[(hook, dictionary.name)] = DictionaryInfo(hook, dictionary.name, dictionary.n_latents,
                                                                 len(encoded.live))
                 fractions, shares, ordered = attribute(cfg, models, batch, split, encoded, grads, direct,

@@ -17,7 +17,7 @@ from jaxtyping import Bool, Float
 from sae_lens import SAE
 from torch import Tensor
 
-from analysis.activations import load_shards
+from analysis.activations import input_hook, load_shards
 from analysis.config import QualityConfig  # noqa: F401  (re-exported: callers import it from here)
 from analysis.dictionaries import load_sae
 from analysis.metrics import ExplainedVariance
@@ -28,17 +28,20 @@ from rlhf.rundir import RunDir
 
 
 @torch.no_grad()
-def reconstruction_metrics(sae: SAE, activations: Iterable[Float[Tensor, "tokens d"]]) -> dict[str, float]:
-    """Explained variance, MSE, mean L0 and dead-feature fraction over held-out activations."""
+def reconstruction_metrics(sae: SAE, activations: Iterable[Float[Tensor, "tokens d"]],
+                           targets: Iterable[Float[Tensor, "tokens d_out"]] | None = None) -> dict[str, float]:
+    """Explained variance, MSE, mean L0 and dead-feature fraction over held-out activations: of the
+    activations themselves, or (a transcoder) of the ``targets`` it writes from them, batch for batch."""
     ev, l0 = ExplainedVariance(), 0.0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
-    for x in activations:
+    pairs = zip(activations, targets, strict=True) if targets is not None else ((x, x) for x in activations)
+    for x, target in pairs:
         codes = sae.encode(x)
-        ev.update(x, sae.decode(codes))
+        ev.update(target, sae.decode(codes))
         l0 += float((codes > 0).sum())
         fired |= (codes > 0).any(0)
     n, sse = ev.n, float(ev.sum_squared_error())
-    return {"explained_variance": float(ev.compute()), "mse": sse / (n * sae.cfg.d_in), "l0": l0 / n,
+    return {"explained_variance": float(ev.compute()), "mse": sse / (n * sae.W_dec.shape[1]), "l0": l0 / n,
             "dead_fraction": float((~fired).float().mean()), "tokens": n}
 
 
@@ -67,10 +70,22 @@ def lm_loss_with(model: HookedModel, texts: Sequence[str], hook: str | None,
 
 
 def lm_loss_recovered(model: HookedModel, sae: SAE, hook: str, texts: Sequence[str],
-                      clean: float | None = None, zero: float | None = None) -> dict[str, float]:
+                      clean: float | None = None, zero: float | None = None, reads: str | None = None) -> dict[str, float]:
+    """The LM loss with the dictionary's reconstruction spliced in at ``hook``; a transcoder reads the
+    activation at ``reads`` (the MLP's input) of the same forward pass."""
     clean = lm_loss_with(model, texts, None, None) if clean is None else clean
     zero = lm_loss_with(model, texts, hook, torch.zeros_like) if zero is None else zero
-    spliced = lm_loss_with(model, texts, hook, lambda a: sae.decode(sae.encode(a)))
+    if reads is None:
+        spliced = lm_loss_with(model, texts, hook, lambda a: sae.decode(sae.encode(a)))
+    else:
+        seen: dict[str, Tensor] = {}
+
+        def keep(x: Tensor, hook: object) -> Tensor:
+            seen["input"] = x
+            return x
+
+        with model.hooks(fwd_hooks=[(reads, keep)]):
+            spliced = lm_loss_with(model, texts, hook, lambda a: sae.decode(sae.encode(seen["input"].float())).to(a.dtype))
     return {"clean_loss": clean, "spliced_loss": spliced, "zero_ablated_loss": zero,
             "lm_loss_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
 
@@ -102,6 +117,20 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
                    **lm_loss_recovered(model, sae, hook, texts, baselines[(name, None)], baselines[(name, hook)])}
         rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=sae.cfg.d_sae,
                                passes=meets_bars(numbers, cfg), **numbers))
+    for entry in index.transcoders:
+        name, hook, reads = entry.model, entry.hook, input_hook(entry.hook)
+        model = models.setdefault(name, to_hooked(run_dir.model(name)))
+        if (name, None) not in baselines:
+            baselines[(name, None)] = lm_loss_with(model, texts, None, None)
+        if (name, hook) not in baselines:
+            baselines[(name, hook)] = lm_loss_with(model, texts, hook, torch.zeros_like)
+        transcoder = load_sae(run_dir.transcoder(name, hook, entry.size))
+        numbers = {**reconstruction_metrics(transcoder, load_shards(run_dir.activations(name, reads, "val")),
+                                            load_shards(run_dir.activations(name, hook, "val"))),
+                   **lm_loss_recovered(model, transcoder, hook, texts, baselines[(name, None)], baselines[(name, hook)],
+                                       reads=reads)}
+        rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=transcoder.cfg.d_sae,
+                               passes=meets_bars(numbers, cfg), kind="transcoder", **numbers))
     result = SAEQualityResult(
         saes=tuple(rows), bars=QualityBars(explained_variance=cfg.min_explained_variance,
                                            lm_loss_recovered=cfg.min_loss_recovered, dead_fraction=cfg.max_dead_fraction,
@@ -114,7 +143,7 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
 
 def _plot(rows: list[SAEMetrics], run_dir: RunDir) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
-    labels = [f"{r.model[0]}:{r.hook.removeprefix('blocks.')}:{r.size}" for r in rows]
+    labels = [f"{r.model[0]}:{r.hook.removeprefix('blocks.')}:{r.size}{':tc' if r.kind == 'transcoder' else ''}" for r in rows]
     for ax, key, title in zip(axes, ("explained_variance", "lm_loss_recovered", "l0"),
                               ("explained variance", "LM loss recovered", "L0 (active features)")):
         ax.bar(range(len(rows)), [getattr(r, key) for r in rows], color=["#1f77b4" if r.model == "base" else "#ff7f0e" for r in rows])

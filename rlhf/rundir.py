@@ -143,6 +143,10 @@ class RunDir:
         """A dictionary's directory; ``seed`` names an extra dictionary trained with another seed."""
         return self.saes_root / model / hook_dirname(hook) / (size if seed is None else f"{size}-seed{seed}")
 
+    def transcoder(self, model: str, hook: str, size: str) -> Path:
+        """The MLP transcoder that writes ``hook`` (a hook_mlp_out) from the MLP's input."""
+        return self.saes_root / model / hook_dirname(hook) / f"{size}-transcoder"
+
     # stages that keep a directory of their own (model_diffing, autointerp, digits, ...)
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage

@@ -54,6 +54,7 @@ class ActivationIndex(Artifact):
     # The other hook kinds cached at the same layers (activations.extra_hooks), layer by layer in the order of
     # ``layers``: they have their own dictionaries, which reward attribution, model diffing and circuits read.
     extra_hooks: tuple[str, ...] = ()
+    transcoder_inputs: tuple[str, ...] = ()  # MLP inputs cached for transcoders (activations.transcoder_inputs)
 
     @classmethod
     def path(cls, run: RunDir) -> Path:

@@ -28,6 +28,7 @@ class SAETraining:
     batch_size: int
     learning_rate: float
     seed: int
+    transcoders: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class SAEIndex(Artifact):
     architecture: str
     config: SAETraining
     saes: tuple[SAEEntry, ...]
+    transcoders: tuple[SAEEntry, ...] = ()  # MLP transcoders, by the hook_mlp_out they write (dictionaries.transcoders)
 
     @classmethod
     def path(cls, run: RunDir) -> Path:
@@ -110,6 +112,7 @@ class SAEMetrics:
     zero_ablated_loss: float
     lm_loss_recovered: float
     passes: bool
+    kind: str = "sae"  # "transcoder": reads the MLP's input, writes ``hook`` (its output)
 
     @property
     def splice_cost(self) -> float:

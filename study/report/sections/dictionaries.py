@@ -18,7 +18,7 @@ def context(run: RunDir, q: SAEQualityResult, cache: ActivationIndex | None, ind
         first = cache.model_names[0]
         cached = {"hooks": ", ".join(cache.all_hooks), "models": ", ".join(cache.model_names),
                   "train": cache.tokens(first, "train"), "val": cache.tokens(first, "val")}
-    rows = [(r.model, r.hook, r.size, r.d_sae, r.explained_variance, r.mse, r.l0, r.dead_fraction, r.lm_loss_recovered,
+    rows = [(r.model, r.hook if r.kind == "sae" else f"{r.hook} (transcoder, from ln2.hook_normalized)", r.size, r.d_sae, r.explained_variance, r.mse, r.l0, r.dead_fraction, r.lm_loss_recovered,
              r.splice_cost, verdict(r.passes)) for r in q.saes]
     worst = {"sae_explained_variance_min": min(r.explained_variance for r in q.saes),
              "sae_loss_recovered_min": min(r.lm_loss_recovered for r in q.saes),
