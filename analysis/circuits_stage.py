@@ -55,14 +55,22 @@ RESIDUAL = "blocks.{layer}.hook_resid_post"
 PROMPT_SEED = 13  # the held-out prompts reward attribution reads too
 
 
+def missing_sites(run_dir: RunDir, n_layers: int) -> str:
+    """What is missing for circuits, in a sentence that says what to set; empty when every layer's residual
+    stream is cached."""
+    missing = [h for h in (RESIDUAL.format(layer=layer) for layer in range(n_layers))
+               if h not in ActivationIndex.load(run_dir).all_hooks]
+    if not missing:
+        return ""
+    return (f"circuits need the residual stream cached at every layer; missing {', '.join(missing)}: add "
+            f"'{RESIDUAL}' to activations.extra_hooks and cache every layer (divergence.top_n >= {n_layers})")
+
+
 def residual_hooks(run_dir: RunDir, n_layers: int) -> list[str]:
     """Every layer's residual-stream hook, each cached (a UserError naming the key to set otherwise)."""
-    hooks = [RESIDUAL.format(layer=layer) for layer in range(n_layers)]
-    missing = [h for h in hooks if h not in ActivationIndex.load(run_dir).all_hooks]
-    if missing:
-        raise UserError(f"circuits need the residual stream cached at every layer; missing {', '.join(missing)}: add "
-                        f"'{RESIDUAL}' to activations.extra_hooks and cache every layer (divergence.top_n >= {n_layers})")
-    return hooks
+    if problem := missing_sites(run_dir, n_layers):
+        raise UserError(problem)
+    return [RESIDUAL.format(layer=layer) for layer in range(n_layers)]
 
 
 def circuit_sites(cfg: CircuitsConfig, run_dir: RunDir, n_layers: int, seed: int) -> list[Site]:
@@ -173,7 +181,10 @@ def circuits_stage(cfg: CircuitsConfig, run_dir: RunDir) -> CircuitsResult | Non
         raise UserError(f"circuits need a policy, and {run_dir.policy} holds none: run the policy stage first")
     base, policy = to_hooked(run_dir.base), to_hooked(run_dir.policy)
     check_pair(base, policy)
-    residual_hooks(run_dir, base.cfg.n_layers)
+    if problem := missing_sites(run_dir, base.cfg.n_layers):
+        # As autointerp without an endpoint: a study that did not cache the sites goes on without circuits.
+        print(f"[circuits] skipped: {problem}; the rest of the study does not need it", flush=True)
+        return None
     organism, objective = run_organism(run_dir, RewardOptions(scale=cfg.scale))
     target, _ = resolve_target(cfg.target, "circuits.target", cfg.scale, run_dir, objective)
     prompts = prompts_from_texts(run_dir.texts("test"), cfg.n_prompts, PROMPT_SEED)

@@ -12,7 +12,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
 from analysis.circuits import Site
-from analysis.circuits_stage import circuits_stage, graph, one_seed
+from analysis.circuits_stage import circuit_sites, circuits_stage, graph, one_seed
 from analysis.config import CircuitsConfig
 from analysis.results import CircuitsResult
 from analysis.reward_gain import sample_completions, token_utility
@@ -107,9 +107,9 @@ def test_bad_input_is_a_one_line_error(tiny_run, change, message):
         circuits_stage(dataclasses.replace(cfg.circuits, dictionary_seeds=(0,), **change), run_dir)
 
 
-def test_a_run_without_the_residual_stream_names_the_kind_to_cache(tiny_run, tmp_path):
+def test_a_run_without_the_residual_stream_names_the_kind_to_cache(tiny_run, tmp_path, capsys):
     """The stage reads the residual stream's dictionaries at every layer: a run that cached only hook_mlp_out
-    is told which key to set."""
+    goes on without circuits and is told which key to set; asking for its sites is an error that says so."""
     _, run_dir, _ = tiny_run
     index = json.loads(run_dir.activations_index.read_text())
     copy = RunDir(tmp_path / "run")
@@ -117,8 +117,10 @@ def test_a_run_without_the_residual_stream_names_the_kind_to_cache(tiny_run, tmp
         shutil.copytree(model, copy.root / model.relative_to(run_dir.root))
     copy.activations_index.parent.mkdir(parents=True)
     copy.activations_index.write_text(json.dumps({**index, "extra_hooks": []}))
-    with pytest.raises(UserError, match="activations.extra_hooks"):
-        circuits_stage(CircuitsConfig(dictionary_seeds=(0,)), copy)
+    assert circuits_stage(CircuitsConfig(dictionary_seeds=(0,)), copy) is None
+    assert "[circuits] skipped: circuits need the residual stream cached at every layer" in capsys.readouterr().out
+    with pytest.raises(UserError, match="add 'blocks.{layer}.hook_resid_post' to activations.extra_hooks"):
+        circuit_sites(CircuitsConfig(), copy, 2, 0)
 
 
 def test_a_run_without_a_policy_is_refused(tmp_path):

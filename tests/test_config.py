@@ -23,7 +23,7 @@ def test_defaults_and_int_to_float():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"nmae": "x"}, "unknown config key 'nmae' in the top level; valid keys: activations, autointerp, conversion, corpus"),
+    ({"nmae": "x"}, "unknown config key 'nmae' in the top level; valid keys: activations, autointerp, circuits, conversion, corpus"),
     ({"pretrain": {"lr": 1e-3}}, r"unknown config key 'lr' in \[pretrain\]; valid keys: .*learning_rate"),
     ({"pretrain": {"n_layers": "four"}}, "pretrain.n_layers must be int, got 'four'"),
     ({"pretrain": {"n_layers": True}}, "pretrain.n_layers must be int"),

@@ -27,7 +27,7 @@ TOKEN_METHODS = {name for name, spec in METHODS.items() if spec.names == "tokens
 def test_every_method_is_scored_on_every_layer(tiny_run):
     cfg, run_dir, _ = tiny_run
     result = ModelDiffingResult.load(run_dir)
-    hooks = ActivationIndex.load(run_dir).hooks
+    hooks = ActivationIndex.load(run_dir).hooks_at((), every_kind=True)
     assert tuple(layer.hook for layer in result.layers) == hooks
     assert set(result.summary) == set(METHODS)
     k = cfg.model_diffing.top_k

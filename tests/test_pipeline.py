@@ -251,7 +251,7 @@ def test_status_and_report_name_what_a_policy_change_left_stale(tiny_run, tmp_pa
     why = {name: reason for name, _, reason in status(copy) if reason}
     assert set(why) == {"policy_beta0", "divergence", "activations", "dictionaries", "sae_quality", "mmcs",
                         "feature_diff", "model_diffing", "autointerp", "conversion", "implicit_reward",
-                        "reward_attribution"}
+                        "reward_attribution", "circuits"}
     assert why["divergence"] == "policy was re-run after it" and why["activations"] == "divergence is stale"
     page = (copy.report / "index.html").read_text()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from analysis.reward_attribution import resolve_target
 from analysis.reward_gain import expected_reward, sample_completions, split_gain, token_utility
 from rlhf.errors import UserError
 from rlhf.hooked import to_hooked
+from rlhf.organisms.objective import organism
 from rlhf.policy import prompts_from_texts
 from rlhf.results import PolicyResult
 from rlhf.rundir import RunDir
@@ -167,8 +167,10 @@ def test_the_log_ratio_target_is_each_models_log_likelihood_and_zero_for_the_bas
 def test_a_utility_target_without_a_utility_reward_is_a_one_line_error(tiny_run, tmp_path):
     cfg, run_dir, _ = tiny_run
     copy = RunDir(tmp_path / "run")
-    shutil.copytree(run_dir.root / "training", copy.root / "training")
-    data = json.loads(PolicyResult.path(copy).read_text())
+    PolicyResult.path(copy).parent.mkdir(parents=True)
+    data = json.loads(PolicyResult.path(run_dir).read_text())
     PolicyResult.path(copy).write_text(json.dumps({**data, "reward": "python:tests.reward_functions:count_and"}))
     with pytest.raises(UserError, match="target = 'utility' needs a token-level utility"):
-        resolve_target("utility", "reward_attribution.target", 5.0, copy, None)
+        resolve_target("utility", "reward_attribution.target", 5.0, copy, organism("sentiment"))
+    target, reward = resolve_target("auto", "reward_attribution.target", 5.0, copy, organism("sentiment"))
+    assert target == "log_ratio" and reward(prompts=["a"], completions=["and and"]) == [2.0], "the python: reward"
