@@ -17,9 +17,10 @@ from study.config import StudyConfig, config_from_dict
 
 # What a comparison runs: the pair's divergence, caches, dictionaries and their diffs, and conversion.
 ANALYSIS = ("corpus", "tokenizer", "pretrain", "policy", "divergence", "activations", "dictionaries", "sae_quality",
-            "mmcs", "feature_diff", "model_diffing", "conversion", "reward_attribution")
+            "mmcs", "feature_diff", "model_diffing", "conversion", "reward_attribution", "circuits")
 # Stages that score against the VADER lexicon: they run only when the pair's reward is that utility. Reward
-# attribution runs for every pair: on the log-ratio target where the reward has no token-level utility.
+# attribution and circuits run for every pair: on the log-ratio target where the reward has no token-level
+# utility (circuits where the residual stream is cached at every layer, skipped with a message otherwise).
 LEXICON = ("valence_probe", "implicit_reward")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.results import CircuitsResult, DivergenceResult, FeatureDiffResult, MMCSResult, SAEQualityResult
+from analysis.results import DivergenceResult, FeatureDiffResult, MMCSResult, SAEQualityResult
 from probes.results import ValenceProbeResult
 from rlhf.registry import load
 from rlhf.results import ConversionResult, CorpusResult, PolicyResult, PretrainResult
@@ -108,7 +108,8 @@ STAGES: list[Stage] = [
     Stage("reward_attribution", ("model_diffing",), "study.reward_attribution:reward_attribution_stage",
           reads=lambda cfg: ("implicit_reward",) if not cfg.stages or "implicit_reward" in cfg.stages else ()),
     # It draws the single-hook splicing curves of reward attribution beside its own where that stage ran.
-    Stage("circuits", ("dictionaries",), "analysis.circuits_stage:circuits_stage", lambda r: (CircuitsResult.path(r),),
+    # No outputs declared: where the residual stream is not cached it is skipped, and stays done.
+    Stage("circuits", ("dictionaries",), "analysis.circuits_stage:circuits_stage",
           reads=lambda cfg: ("reward_attribution",) if not cfg.stages or "reward_attribution" in cfg.stages else ()),
     Stage("digits", (), "rlhf.digits_loop:digits_loop_stage", scratch=lambda r: (r.stage_dir("digits"),),
           one_process=True),
