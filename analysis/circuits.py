@@ -26,6 +26,7 @@ TransformerBridge with SAE-Lens dictionaries (the public implementations wrap th
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,7 +141,8 @@ def circuit_value(policy: HookedModel, base: HookedModel, batch: Completions, si
     return float(torch.cat(rows).mean())
 
 
-def _rewrite(site: Site, circuit: Circuit, frozen: Values, g: int):
+def _rewrite(site: Site, circuit: Circuit, frozen: Values, g: int) -> Callable[[Tensor, HookPoint], Tensor]:
+    """The forward hook that rewrites one site of group ``g`` as decode(f') + e' (see the module docstring)."""
     keep = circuit.latents[site.hook]
     base_codes, base_error = frozen.codes[site.hook][g], frozen.errors[site.hook][g]
 
