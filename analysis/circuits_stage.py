@@ -39,7 +39,6 @@ from analysis.results import (
     GraphNode,
     RewardAttributionResult,
     SAEIndex,
-    size_name,
 )
 from analysis.reward_attribution import resolve_target
 from analysis.reward_gain import Completions, expected_reward, sample_completions
@@ -78,10 +77,12 @@ def circuit_sites(cfg: CircuitsConfig, run_dir: RunDir, n_layers: int, seed: int
     recorded settings for another seed."""
     hooks = residual_hooks(run_dir, n_layers)
     saes = SAEIndex.load(run_dir)
-    if cfg.size not in saes.sizes:
-        raise UserError(f"circuits.size = {cfg.size!r}, but the dictionaries stage trained {', '.join(saes.sizes)}")
     model = cfg.dictionary.removeprefix("sae_")
-    width = next(w for w in saes.config.widths if size_name(w) == cfg.size)
+    trained = {e.size: e.width for e in saes.saes if e.model == model and e.hook == hooks[0]}
+    if cfg.size not in trained:
+        raise UserError(f"circuits.size = {cfg.size!r}, but the dictionaries stage trained {', '.join(sorted(trained))} "
+                        f"at {hooks[0]}")
+    width = trained[cfg.size]
     sites = []
     for layer, hook in enumerate(hooks):
         path = run_dir.sae(model, hook, cfg.size, seed=None if seed == saes.config.seed else seed)

@@ -58,6 +58,9 @@ class ActivationCacheConfig:
 class DictionaryConfig:
     architecture: DictionaryKindName = "standard"  # a kind of analysis.dictionary_kinds; "standard": L1, the paper's
     widths: Annotated[tuple[PositiveFloat, ...], NonEmpty()] = (1.0, 2.0)  # multiples of d_model
+    # Widths at the hook kinds of activations.extra_hooks; empty: ``widths``. Their readers (reward attribution
+    # and circuits, at one size) need one; MMCS reads only hooks with a small and a big width.
+    extra_widths: tuple[PositiveFloat, ...] = ()
     # Sparsity settings: each kind reads the ones its DictionaryKind.reads lists (standard: l1_coefficient;
     # topk, batchtopk: k).
     l1_coefficient: NonNegativeFloat = 5.0

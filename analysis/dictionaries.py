@@ -99,7 +99,8 @@ def dictionaries_stage(cfg: DictionaryConfig, run_dir: RunDir) -> SAEIndex:
     index = ActivationIndex.load(run_dir)
     if cfg.transcoders:
         transcoder_outputs(index)  # before any training: a missing input is found at once
-    jobs = [(m, h, w) for m in index.model_names for h in index.all_hooks for w in cfg.widths]
+    jobs = [(m, h, w) for m in index.model_names for h in index.all_hooks
+            for w in (cfg.extra_widths or cfg.widths if h in index.extra_hooks else cfg.widths)]
     trained = []
     for model, hook, width in tqdm(jobs, desc="dictionaries", unit="sae"):
         out = run_dir.sae(model, hook, size_name(width))

@@ -113,8 +113,10 @@ def mmcs_stage(cfg: MMCSConfig, run_dir: RunDir) -> MMCSResult:
     for e in index.saes:
         decoders[(e.model, e.hook, e.size)] = load_sae(run_dir.sae(e.model, e.hook, e.size)).W_dec.detach()
     models = sorted({m for m, _, _ in decoders})
-    hooks = sorted({h for _, h, _ in decoders})
     small, big = index.small, index.big
+    # Hooks with both sizes for every model (an extra hook kind may have one width: dictionaries.extra_widths).
+    hooks = sorted(h for h in {h for _, h, _ in decoders}
+                   if all((m, h, size) in decoders for m in {m for m, _, _ in decoders} for size in (small, big)))
     within = []
     for model in models:
         for hook in hooks:

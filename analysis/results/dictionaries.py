@@ -29,6 +29,7 @@ class SAETraining:
     learning_rate: float
     seed: int
     transcoders: bool = False
+    extra_widths: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
