@@ -102,4 +102,4 @@ def test_two_process_sft_and_a_one_process_stage_refused(copied):
     assert (copy.model("sft") / "config.json").exists() and read_json(copy.training / "sft.json")["reward_gain"] > 0
     run = launch(runs, "--force", "digits", "--until", "digits")
     assert run.returncode != 0
-    assert "trains in a single process" in run.stderr and "--until reward_attribution" in run.stderr
+    assert "trains in a single process" in run.stderr and "--until circuits" in run.stderr
