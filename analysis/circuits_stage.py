@@ -221,9 +221,10 @@ def plot_curves(result: CircuitsResult, single: RewardAttributionResult | None, 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), dpi=110)
     for ax, (key, label, curve_key) in zip(axes, (("faithfulness", "recovered (faithfulness)", "recovered"),
                                                   ("completeness", "removed (completeness)", "removed"))):
-        values = np.array([getattr(s, key) for s in result.seeds])
-        ax.errorbar(result.budgets, values.mean(0), yerr=values.std(0), color="k", marker="o", capsize=3,
-                    label="circuit over every layer")
+        for prefix, style, name in (("", "-", "circuit over every layer"), ("latents_", ":", "its top latents alone")):
+            values = np.array([getattr(s, prefix + key) for s in result.seeds])
+            ax.errorbar(result.budgets, values.mean(0), yerr=values.std(0), color="k", marker="o", capsize=3,
+                        linestyle=style, label=name)
         for c in single.curves if single else ():
             if c.dictionary == result.dictionary and c.ranking == "attribution" and "resid_post" in c.hook:
                 v = np.array(getattr(c, curve_key))
