@@ -147,8 +147,8 @@ def _rewrite(site: Site, circuit: Circuit, frozen: Values, g: int) -> Callable[[
     base_codes, base_error = frozen.codes[site.hook][g], frozen.errors[site.hook][g]
 
     def rewrite(x: Float[Tensor, "batch pos d"], hook: HookPoint) -> Float[Tensor, "batch pos d"]:
-        if bool(keep.all()) and circuit.errors[site.hook]:
-            return x  # every node computed: the site as it is (decode(f) + x - decode(f) up to rounding)
+        # No shortcut where every node is computed: the circuit of every node must give the policy back
+        # through the decomposition itself, decode(f) + (x - decode(f)).
         f = site.sae.encode(x.float())
         error = x.float() - site.sae.decode(f) if circuit.errors[site.hook] else base_error
         f = torch.where(keep.to(f.device), f, base_codes.to(f.device))
@@ -220,7 +220,9 @@ def edges(policy: HookedModel, batch: Completions, sites: list[Site], chosen: li
     out = []
     for down_site in sites:
         up_site = by_layer.get(down_site.layer - 1)
-        ups = [n for n in chosen if n.hook == (up_site.hook if up_site else None) and up_site]
+        if up_site is None:
+            continue
+        ups = [n for n in chosen if n.hook == up_site.hook]
         downs = [n for n in chosen if n.hook == down_site.hook]
         if not ups or not downs:
             continue

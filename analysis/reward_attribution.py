@@ -214,7 +214,7 @@ def reward_attribution(cfg: RewardAttributionConfig, run_dir: RunDir, rankings: 
                                 recovered=tuple(tuple(by_k[k]) for k in ks),
                                 removed=tuple(tuple(removals[key][k]) for k in ks)))
     divergence = DivergenceResult.load_if_exists(run_dir)
-    interventions = sampled_interventions(cfg, policy, prompts, curves, directions, reward)
+    interventions = sampled_interventions(cfg, policy, prompts, curves, directions, reward, gains)
     result = RewardAttributionResult(
         seeds=cfg.seeds, n_prompts=len(prompts), gain=tuple(gains), patching=_site_rows(patching),
         weight_swap=_site_rows(swaps), curves=tuple(curves), dictionaries=tuple(infos.values()), top_latents=tuple(top),
@@ -240,11 +240,12 @@ def resolve_target(wanted: str, key: str, scale: float, run_dir: RunDir, objecti
 
 
 def sampled_interventions(cfg: RewardAttributionConfig, policy: HookedModel, prompts: list[str], curves: list[Curve],
-                          directions: dict[tuple[str, str], Tensor], reward: Callable[..., list[float]]
-                          ) -> tuple[SampledIntervention, ...]:
+                          directions: dict[tuple[str, str], Tensor], reward: Callable[..., list[float]],
+                          gains: list[GainEstimate]) -> tuple[SampledIntervention, ...]:
     """The policy's sampled reward with the best dictionary's top ``intervention_k`` latents (by attribution, the
-    first seed's ranking) projected out at their hook, beside the unedited policy, once per sampling seed: what
-    the exact target's verdict means for the reward itself."""
+    first seed's ranking) projected out at their hook, beside the unedited policy's (``gains``: its samples of the
+    same prompts with the same seed, drawn by the same sampler), once per sampling seed: what the exact target's
+    verdict means for the reward itself."""
     k = cfg.intervention_k
     ranked = [c for c in curves if c.ranking == "attribution" and k in c.ks and (c.hook, c.dictionary) in directions]
     if not ranked:
@@ -252,10 +253,9 @@ def sampled_interventions(cfg: RewardAttributionConfig, policy: HookedModel, pro
     best = max(ranked, key=lambda c: float(np.mean([min(a, b) for a, b in zip(c.recovered[c.ks.index(k)],
                                                                                 c.removed[c.ks.index(k)])])))
     hooks = directional_ablation(best.hook, directions[(best.hook, best.dictionary)])
-    plain = reward_under_hooks(policy, [], prompts, seeds=cfg.seeds, max_new_tokens=cfg.max_new_tokens, reward=reward)
     edited = reward_under_hooks(policy, hooks, prompts, seeds=cfg.seeds, max_new_tokens=cfg.max_new_tokens, reward=reward)
-    return tuple(SampledIntervention(best.hook, best.dictionary, k, p["seed"], p["mean_reward"], e["mean_reward"],
-                                     e["kl_per_token"]) for p, e in zip(plain, edited))
+    return tuple(SampledIntervention(best.hook, best.dictionary, k, g.seed, g.sampled_policy, e["mean_reward"],
+                                     e["kl_per_token"]) for g, e in zip(gains, edited, strict=True))
 
 
 # -- figures ------------------------------------------------------------------------------------

@@ -150,13 +150,17 @@ def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: 
     log-ratio target has no such split: all of it is its "utility part")."""
     totals = np.zeros(4)  # base, policy, utility part, ending part (summed over rows)
     eos_sum, count = np.zeros(2), 0.0
+    ratio = np.zeros(2)  # the log-ratio target's base and policy (summed over rows), from the same forward passes
     for (tokens, scored), u in zip(batch.groups, batch.utility):
         per_model = []
-        for model in (base, policy):
-            probs = torch.softmax(model(tokens).float(), -1)
+        for m, model in enumerate((base, policy)):
+            logits = model(tokens)
+            probs = torch.softmax(logits.float(), -1)
             p_end = probs[..., eos]
             given = expected_utility(probs, u) / (1 - p_end).clamp(min=1e-12)  # E[u | not end]
             per_model.append((p_end, given))
+            if batch.target == "log_ratio":
+                ratio[m] += float(target_rows(logits, tokens, scored, u, "log_ratio").sum())
         (pb, eb), (pp, ep) = per_model
         w = scored.float()
         totals += [float(((1 - pb) * eb * w).sum()), float(((1 - pp) * ep * w).sum()),
@@ -165,7 +169,7 @@ def split_gain(base: HookedModel, policy: HookedModel, batch: Completions, eos: 
         count += float(w.sum())
     b, p, utility_part, ending_part = totals / batch.n_rows
     if batch.target == "log_ratio":
-        b, p = (float(expected_reward(m, batch).mean()) for m in (base, policy))
+        b, p = (float(v) for v in ratio / batch.n_rows)
         utility_part, ending_part = p - b, 0.0
     return GainSplit(base=b, policy=p, gain=p - b, utility_part=utility_part, ending_part=ending_part,
                      eos_base=float(eos_sum[0] / max(count, 1.0)), eos_policy=float(eos_sum[1] / max(count, 1.0)))

@@ -105,32 +105,23 @@ def quality_stage(cfg: QualityConfig, run_dir: RunDir) -> SAEQualityResult:
     index = SAEIndex.load(run_dir)
     texts = run_dir.texts("val")[: cfg.held_out_texts]
     rows, models, baselines = [], {}, {}
-    for entry in index.saes:
+    # An SAE reads and writes its hook; a transcoder reads the MLP's input and writes its output (the hook).
+    for entry, kind in [(e, "sae") for e in index.saes] + [(e, "transcoder") for e in index.transcoders]:
         name, hook = entry.model, entry.hook
+        reads = input_hook(hook) if kind == "transcoder" else None
         model = models.setdefault(name, to_hooked(run_dir.model(name)))
         if (name, None) not in baselines:
             baselines[(name, None)] = lm_loss_with(model, texts, None, None)
         if (name, hook) not in baselines:
             baselines[(name, hook)] = lm_loss_with(model, texts, hook, torch.zeros_like)
-        sae = load_sae(run_dir.sae(name, hook, entry.size))
-        numbers = {**reconstruction_metrics(sae, load_shards(run_dir.activations(name, hook, "val"))),
-                   **lm_loss_recovered(model, sae, hook, texts, baselines[(name, None)], baselines[(name, hook)])}
-        rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=sae.cfg.d_sae,
-                               passes=meets_bars(numbers, cfg), **numbers))
-    for entry in index.transcoders:
-        name, hook, reads = entry.model, entry.hook, input_hook(entry.hook)
-        model = models.setdefault(name, to_hooked(run_dir.model(name)))
-        if (name, None) not in baselines:
-            baselines[(name, None)] = lm_loss_with(model, texts, None, None)
-        if (name, hook) not in baselines:
-            baselines[(name, hook)] = lm_loss_with(model, texts, hook, torch.zeros_like)
-        transcoder = load_sae(run_dir.transcoder(name, hook, entry.size))
-        numbers = {**reconstruction_metrics(transcoder, load_shards(run_dir.activations(name, reads, "val")),
-                                            load_shards(run_dir.activations(name, hook, "val"))),
-                   **lm_loss_recovered(model, transcoder, hook, texts, baselines[(name, None)], baselines[(name, hook)],
+        sae = load_sae(run_dir.transcoder(name, hook, entry.size) if reads else run_dir.sae(name, hook, entry.size))
+        targets = load_shards(run_dir.activations(name, hook, "val"))
+        numbers = {**(reconstruction_metrics(sae, load_shards(run_dir.activations(name, reads, "val")), targets) if reads
+                      else reconstruction_metrics(sae, targets)),
+                   **lm_loss_recovered(model, sae, hook, texts, baselines[(name, None)], baselines[(name, hook)],
                                        reads=reads)}
-        rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=transcoder.cfg.d_sae,
-                               passes=meets_bars(numbers, cfg), kind="transcoder", **numbers))
+        rows.append(SAEMetrics(model=name, hook=hook, size=entry.size, path=entry.path, d_sae=sae.cfg.d_sae,
+                               passes=meets_bars(numbers, cfg), kind=kind, **numbers))
     result = SAEQualityResult(
         saes=tuple(rows), bars=QualityBars(explained_variance=cfg.min_explained_variance,
                                            lm_loss_recovered=cfg.min_loss_recovered, dead_fraction=cfg.max_dead_fraction,

@@ -11,38 +11,18 @@ training and the scales folded into the weights after.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
 from sae_lens.saes.transcoder import Transcoder, TranscoderConfig
-from safetensors.torch import load_file
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.activations import input_hook
 from analysis.config import DictionaryConfig
+from analysis.crosscoder import paired_stream
 from analysis.results import CachedHook, SAETraining
 from rlhf.rundir import atomic_dir
 from rlhf.seeding import seeded
-
-
-def paired_stream(inputs: Path, outputs: Path, batch_size: int, seed: int
-                  ) -> Iterator[tuple[Float[Tensor, "batch d_in"], Float[Tensor, "batch d_out"]]]:
-    """Endless shuffled batches of (MLP input, MLP output) pairs: the two caches hold the same tokens in the
-    same order, shard by shard, and one permutation shuffles both."""
-    shards = list(CachedHook.read(outputs).shards)
-    rng = random.Random(seed)
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        for name in rng.sample(shards, len(shards)):
-            x, y = (load_file(str(d / name))["activations"].float() for d in (inputs, outputs))
-            order = torch.randperm(len(y), generator=gen)
-            x, y = x[order], y[order]
-            for start in range(0, len(y) - batch_size + 1, batch_size):
-                yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def train_transcoder(cfg: DictionaryConfig | SAETraining, inputs: Path, outputs: Path, m: int, out: Path,
@@ -50,7 +30,8 @@ def train_transcoder(cfg: DictionaryConfig | SAETraining, inputs: Path, outputs:
     """Train one transcoder of ``m`` latents from the cached MLP inputs to outputs (same tokens) and save it
     to ``out``."""
     d_in, d_out = CachedHook.read(inputs).d, CachedHook.read(outputs).d
-    stream = paired_stream(inputs, outputs, cfg.batch_size, cfg.seed)
+    # An MLP's input and output are both d_model wide: the crosscoder's paired stream serves them (x[:, 0], x[:, 1]).
+    stream = ((x[:, 0], x[:, 1]) for x in paired_stream([inputs, outputs], cfg.batch_size, cfg.seed))
     first = [next(stream) for _ in range(20)]
     scale_in = d_in ** 0.5 / float(torch.cat([x for x, _ in first]).norm(dim=-1).mean())
     scale_out = d_out ** 0.5 / float(torch.cat([y for _, y in first]).norm(dim=-1).mean())

@@ -30,17 +30,17 @@ def _cache(directory, activations: torch.Tensor, hook: str) -> None:
 
 def test_a_transcoder_learns_a_sparse_map_from_input_to_output(tmp_path):
     """Inputs are sparse non-negative mixtures of 32 directions (in 48 dimensions), outputs the same codes
-    through 32 other directions (in 24): a 32-latent transcoder, reading only the input, explains the output
+    through 32 other directions: a 32-latent transcoder, reading only the input, explains the output
     with about as many active latents as there are active codes (2.6 on average)."""
     gen = torch.Generator().manual_seed(0)
     codes = torch.rand(20_000, 32, generator=gen) * (torch.rand(20_000, 32, generator=gen) < 0.08)
-    inputs, outputs = codes @ torch.randn(32, 48, generator=gen), codes @ torch.randn(32, 24, generator=gen)
+    inputs, outputs = codes @ torch.randn(32, 48, generator=gen), codes @ torch.randn(32, 48, generator=gen)
     _cache(tmp_path / "in", inputs, "blocks.0.ln2.hook_normalized")
     _cache(tmp_path / "out", outputs, "blocks.0.hook_mlp_out")
     cfg = DictionaryConfig(l1_coefficient=1.0, training_tokens=300_000, batch_size=512, learning_rate=3e-3)
     path = train_transcoder(cfg, tmp_path / "in", tmp_path / "out", 32, tmp_path / "tc", "blocks.0.hook_mlp_out")
     transcoder = SAE.load_from_disk(str(path))
-    assert isinstance(transcoder, Transcoder) and transcoder.cfg.d_out == 24
+    assert isinstance(transcoder, Transcoder) and transcoder.cfg.d_out == 48
     numbers = reconstruction_metrics(transcoder, [inputs[:4000]], [outputs[:4000]])
     assert numbers["explained_variance"] > 0.95 and numbers["l0"] < 4, numbers
 
